@@ -1,0 +1,73 @@
+"""``ppminilm`` command line: every stage runs here without Kubeflow.
+
+Subcommands live in sibling modules; each defines ``register(subparsers)`` and is discovered
+automatically, so a stage's CLI ships with the stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from ppminilm import __version__
+
+logger = logging.getLogger("ppminilm")
+
+#: Exit codes: 2 = the user's input is wrong, 3 = infrastructure (storage, network) failed.
+EXIT_USAGE = 2
+EXIT_INFRA = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every discovered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ppminilm",
+        description="PP-MiniLM compression recipe: distil, fine-tune, prune, quantize, benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{mod.name}")
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI.
+
+    Args:
+        argv: Arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        Process exit code.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        # User mistakes (bad config, bad data, missing files): one clear line, no traceback.
+        logger.error("%s", exc)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

