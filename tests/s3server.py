@@ -17,6 +17,7 @@ Port 0 lets the OS pick a free port; the real port is read back from the server.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -29,10 +30,23 @@ CHILD_START_TIMEOUT_S = 60
 #: Any key pair works on the no-auth server; these are just recognisable.
 NO_AUTH_ACCESS_KEY = "ppminilm-test-access"
 NO_AUTH_SECRET_KEY = "ppminilm-test-secret-do-not-print"
-_IAM_USER = "ppminilm-tests"
-_S3_ALL_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+#: Key segment the auth server's *restricted* user may not write (failure injection: a real
+#: server-side AccessDenied on PUT, e.g. in the middle of a directory upload).
+FORBIDDEN_SEGMENT = "forbidden"
+_ALLOW_S3 = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+_USERS = {
+    "ppminilm-writer": {"Version": "2012-10-17", "Statement": [_ALLOW_S3]},
+    "ppminilm-restricted": {
+        "Version": "2012-10-17",
+        "Statement": [
+            _ALLOW_S3,
+            {
+                "Effect": "Deny",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::*/{FORBIDDEN_SEGMENT}/*",
+            },
+        ],
+    },
 }
 
 
@@ -44,11 +58,14 @@ class RunningS3Server:
         endpoint: ``host:port`` (plain HTTP).
         access_key: Access key id the server accepts.
         secret_key: Matching secret key.
+        restricted_keys: Auth server only: ``(access_key, secret_key)`` of a user denied
+            ``s3:PutObject`` on keys containing ``/forbidden/``.
     """
 
     endpoint: str
     access_key: str
     secret_key: str = field(repr=False)
+    restricted_keys: tuple[str, str] | None = field(default=None, repr=False)
     _stop: Any = field(default=None, repr=False)
 
     def stop(self) -> None:
@@ -81,7 +98,8 @@ def start_auth_s3_server() -> RunningS3Server:
     """Start moto in a child process with request authentication enforced.
 
     Returns:
-        The running server with the key pair of an IAM user allowed ``s3:*``.
+        The running server with the key pair of an IAM user allowed ``s3:*`` and that of a
+        user denied writes under ``*/forbidden/``.
 
     Raises:
         RuntimeError: If the child does not report a port in time.
@@ -114,8 +132,9 @@ def start_auth_s3_server() -> RunningS3Server:
 
     return RunningS3Server(
         endpoint=f"{HOST}:{info['port']}",
-        access_key=info["access_key"],
-        secret_key=info["secret_key"],
+        access_key=info["ppminilm-writer"][0],
+        secret_key=info["ppminilm-writer"][1],
+        restricted_keys=tuple(info["ppminilm-restricted"]),
         _stop=stop,
     )
 
@@ -128,15 +147,18 @@ def _serve_with_auth() -> None:
     from moto.iam.models import iam_backends
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request lines
     iam = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    iam.create_user(region_name="us-east-1", user_name=_IAM_USER)
-    iam.put_user_policy(_IAM_USER, "s3-all", json.dumps(_S3_ALL_POLICY))
-    key = iam.create_access_key(_IAM_USER)
+    info: dict[str, Any] = {}
+    for user, policy in _USERS.items():
+        iam.create_user(region_name="us-east-1", user_name=user)
+        iam.put_user_policy(user, "s3", json.dumps(policy))
+        key = iam.create_access_key(user)
+        info[user] = [key.access_key_id, key.secret_access_key]
 
     server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
     server.start()
-    _, port = server.get_host_and_port()
-    info = {"port": port, "access_key": key.access_key_id, "secret_key": key.secret_access_key}
+    info["port"] = server.get_host_and_port()[1]
     sys.stdout.write(json.dumps(info) + "\n")
     sys.stdout.flush()
     sys.stdin.read()  # block until the parent closes our stdin
