@@ -357,11 +357,20 @@ class S3Store:
     def get_file(self, uri: str, local: str) -> None:
         """Download the object at ``uri`` to a local file, atomically."""
         bucket, key = parse_uri(uri)
+
+        def fetch_into(tmp: str) -> None:
+            # Streamed by hand: fget_object leaves a '.part.minio' file behind on failure.
+            response = self.client.get_object(bucket, key)
+            try:
+                with open(tmp, "wb") as handle:
+                    for chunk in response.stream(1 << 20):
+                        handle.write(chunk)
+            finally:
+                response.close()
+                response.release_conn()
+
         atomic_write_local(
-            local,
-            lambda tmp: self.call(
-                "get", uri, lambda: self.client.fget_object(bucket, key, tmp), bucket=bucket
-            ),
+            local, lambda tmp: self.call("get", uri, lambda: fetch_into(tmp), bucket=bucket)
         )
 
     def get_bytes(self, uri: str) -> bytes:

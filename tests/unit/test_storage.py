@@ -19,6 +19,8 @@ from pathlib import Path
 
 import minio
 import pytest
+import urllib3
+from minio.error import S3Error, ServerError
 from s3server import FORBIDDEN_SEGMENT, RunningS3Server
 
 from ppminilm import storage
@@ -32,6 +34,7 @@ from ppminilm.storage import (
     StorageConfigError,
     StorageUnreachableError,
 )
+from ppminilm.storage_errors import translate_error
 
 #: A failing call against a closed port (2 attempts, 10 ms backoff) must finish within this.
 UNREACHABLE_MAX_S = 5.0
@@ -318,6 +321,35 @@ def test_unreachable_endpoint_fails_fast_with_a_clear_message(
     assert endpoint in message and "PPMINILM_S3_ENDPOINT" in message
     assert "attempt 1/2" in caplog.text  # retried once, then gave up
     _assert_secret_hidden(secret, info.value, caplog.text)
+
+
+def _s3_error(code: str, status: int) -> S3Error:
+    response = urllib3.HTTPResponse(body=b"", status=status)
+    return S3Error(response, code, "msg", "/bkt/k", "req", "host", bucket_name="bkt")
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient", "kind"),
+    [
+        (_s3_error("SlowDown", 503), True, StorageUnreachableError),
+        (_s3_error("InternalError", 500), True, StorageUnreachableError),
+        (
+            ServerError("server failed with HTTP status code 502", 502),
+            True,
+            StorageUnreachableError,
+        ),
+        (ConnectionResetError("reset"), True, StorageUnreachableError),
+        (_s3_error("InvalidAccessKeyId", 403), False, StorageAuthError),
+        (_s3_error("SignatureDoesNotMatch", 403), False, StorageAuthError),
+        (_s3_error("NoSuchBucket", 404), False, BucketNotFoundError),
+        (_s3_error("NoSuchKey", 404), False, ObjectNotFoundError),
+    ],
+)
+def test_error_classification(exc: Exception, transient: bool, kind: type) -> None:
+    """Which client errors are retried (5xx, throttling, connection) and which are final."""
+    retry, error = translate_error(exc, "http://127.0.0.1:9", "s3://bkt/k")
+    assert retry is transient
+    assert isinstance(error, kind)
 
 
 def test_auth_server_accepts_its_valid_keys(auth_bucket: str) -> None:
