@@ -232,7 +232,7 @@ def test_capture_stops_teacher_early_and_rejects_bad_layer() -> None:
     last_attn = teacher.encoder.layers[2].self_attn
     handle = last_attn.q_proj.register_forward_post_hook(lambda *a: calls.append(1))
     cap = QKVCapture(teacher, 1, stop_early=True)
-    q, k, v = cap(input_ids=paddle.to_tensor(_ids(np.random.default_rng(6), [3], 4)))
+    q, _k, v = cap(input_ids=paddle.to_tensor(_ids(np.random.default_rng(6), [3], 4)))
     assert list(q.shape) == [1, 4, 24] and list(v.shape) == [1, 4, 24]
     assert not calls, "layers above the captured one ran although stop_early was set"
     handle.remove()
