@@ -1,0 +1,336 @@
+"""CLUE-format tasks: their specs, the example-to-text mapping, and the real CLUE download.
+
+:class:`TaskSpec`, :data:`TASK_SPECS` and :func:`example_to_text_pair` cover the seven CLUE
+tasks and the two local tasks built in the same format; :mod:`ppminilm.data` re-exports them.
+
+paddlenlp's ``load_dataset("clue", task)`` downloads ``<task>_public.zip`` into
+``DATA_HOME/Clue`` (``DATA_HOME`` = ``$PPNLP_HOME/datasets``, fixed when paddlenlp is first
+imported) and accepts each split file only if its MD5 matches the published one; otherwise it
+downloads again. For offline use, pass ``data_home``: a folder laid out like ``DATA_HOME/Clue``
+(the extracted ``<task>_public/`` folder, or the ``<task>_public.zip`` itself). Its files are
+read through the same loader with ``data_files=`` (paddlenlp's public way to read local files of
+a builder), which skips the download and the MD5 check.
+
+paddlenlp turns labels into ids with its own label order (OCNLI's differs from CMNLI's); they
+are turned back into label strings here, so the task directory stores CLUE's strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import random
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ppminilm.config import CLUE_TASKS, normalize_task
+
+logger = logging.getLogger(__name__)
+
+
+class FieldError(ValueError):
+    """One field of an in-memory example is missing or malformed (no file or line known)."""
+
+    def __init__(self, field: str, expected: str, got: str | None = None) -> None:
+        self.field = field
+        self.expected = expected
+        self.got = got
+        super().__init__(
+            f"field '{field}': expected {expected}" + (f", got {got}" if got is not None else "")
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """What one classification task looks like on disk.
+
+    Attributes:
+        name: Canonical task name.
+        text_a: Where the first text comes from (description).
+        text_b: Where the second text comes from, or None for single-text tasks.
+        labels: Label strings in id order.
+        is_pair: Whether examples are text pairs.
+    """
+
+    name: str
+    text_a: str
+    text_b: str | None
+    labels: tuple[str, ...]
+    is_pair: bool
+
+
+_NLI_LABELS = ("contradiction", "entailment", "neutral")
+TASK_SPECS: dict[str, TaskSpec] = {
+    "afqmc": TaskSpec("afqmc", "sentence1", "sentence2", ("0", "1"), True),
+    "tnews": TaskSpec(
+        "tnews",
+        "sentence",
+        None,
+        tuple(str(i) for i in range(100, 117) if i not in (105, 111)),
+        False,
+    ),
+    "iflytek": TaskSpec("iflytek", "sentence", None, tuple(str(i) for i in range(119)), False),
+    "cmnli": TaskSpec("cmnli", "sentence1", "sentence2", _NLI_LABELS, True),
+    "ocnli": TaskSpec("ocnli", "sentence1", "sentence2", _NLI_LABELS, True),
+    "cluewsc2020": TaskSpec(
+        "cluewsc2020",
+        "text with target.span1 as _x_ and span2 as [y]",
+        None,
+        ("true", "false"),
+        False,
+    ),
+    "csl": TaskSpec("csl", "' '.join(keyword)", "abst", ("0", "1"), True),
+    "local_reviews": TaskSpec("local_reviews", "sentence", None, ("0", "1"), False),
+    "local_pairs": TaskSpec("local_pairs", "sentence1", "sentence2", ("0", "1"), True),
+}
+
+
+def describe_value(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, shortened to ``limit`` characters for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def type_name(value: Any) -> str:
+    """JSON name of a value's type (``string``, ``integer``, ...) for error messages."""
+    return {
+        str: "string",
+        int: "integer",
+        list: "list",
+        dict: "object",
+        bool: "boolean",
+        float: "number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _field(example: Mapping[str, Any], name: str, kind: type, prefix: str = "") -> Any:
+    """Return ``example[name]`` checked to be of ``kind`` (raises FieldError)."""
+    label = f"{prefix}{name}"
+    want = {str: "a string", int: "an integer", list: "a list", dict: "an object"}[kind]
+    if name not in example:
+        raise FieldError(label, want, "nothing (the field is missing)")
+    value = example[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FieldError(label, want, f"{type_name(value)} {describe_value(value)}")
+    return value
+
+
+def _mark_wsc(example: Mapping[str, Any]) -> str:
+    text = _field(example, "text", str)
+    target = _field(example, "target", dict)
+    spans = []
+    for span, (left, right) in (("span1", ("_", "_")), ("span2", ("[", "]"))):
+        start = _field(target, f"{span}_index", int, "target.")
+        word = _field(target, f"{span}_text", str, "target.")
+        if not word or text[start : start + len(word)] != word:
+            raise FieldError(
+                f"target.{span}_index",
+                f"the position of {span}_text {word!r} in text",
+                f"{start} (text there is {text[start : start + len(word)]!r})",
+            )
+        spans.append((start, word, left, right))
+    # Insert into the later span first so the earlier span's index stays valid.
+    for start, word, left, right in sorted(spans, key=lambda s: s[0], reverse=True):
+        end = start + len(word)
+        text = text[:start] + left + text[start:end] + right + text[end:]
+    return text
+
+
+def example_to_text_pair(example: Mapping[str, Any], task: str) -> tuple[str, str | None]:
+    """Map one example to the (text_a, text_b) the model reads.
+
+    TNEWS/IFLYTEK/local_reviews: ``sentence``; AFQMC/CMNLI/OCNLI/local_pairs: ``sentence1``,
+    ``sentence2``; CSL: ``" ".join(keyword)`` and ``abst``; CLUEWSC2020: ``text`` with
+    ``target.span1`` wrapped as ``_span1_`` and ``target.span2`` as ``[span2]``.
+
+    Args:
+        example: One JSON record in the task's field names.
+        task: Task name (any case).
+
+    Returns:
+        ``(text_a, text_b)``; ``text_b`` is None for single-text tasks.
+
+    Raises:
+        FieldError: (a ``ValueError``) naming the missing or malformed field.
+        ValueError: On an unknown task.
+    """
+    task = normalize_task(task)
+    if task in ("tnews", "iflytek", "local_reviews"):
+        return _field(example, "sentence", str), None
+    if task in ("afqmc", "cmnli", "ocnli", "local_pairs"):
+        return _field(example, "sentence1", str), _field(example, "sentence2", str)
+    if task == "csl":
+        keywords = _field(example, "keyword", list)
+        for i, word in enumerate(keywords):
+            if not isinstance(word, str):
+                raise FieldError(
+                    f"keyword[{i}]", "a string", f"{type_name(word)} {describe_value(word)}"
+                )
+        return " ".join(keywords), _field(example, "abst", str)
+    return _mark_wsc(example), None  # cluewsc2020
+
+
+#: paddlenlp split names we read, by our split name.
+_SOURCE_SPLITS = {"train": "train", "dev": "dev", "test": "test"}
+
+
+class ClueDownloadError(RuntimeError):
+    """The CLUE files could be neither found locally nor downloaded."""
+
+
+def _paddlenlp(module: str) -> Any:
+    """A paddlenlp module, imported after :mod:`ppminilm.paddle_env` (zlib before paddle)."""
+    importlib.import_module("ppminilm.paddle_env")
+    return importlib.import_module(f"paddlenlp.{module}")
+
+
+def _builder_config(task: str) -> dict[str, Any]:
+    return dict(_paddlenlp("datasets.clue").Clue.BUILDER_CONFIGS[task])
+
+
+def _local_files(task: str, data_home: Path, config: dict[str, Any]) -> list[str]:
+    """Split files under ``data_home`` (extracting ``<task>_public.zip`` if needed)."""
+    files = [data_home / config["splits"][split][0] for split in _SOURCE_SPLITS.values()]
+    if not all(f.is_file() for f in files):
+        archive = data_home / f"{task}_public.zip"
+        if archive.is_file():
+            logger.info("extracting %s", archive)
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(data_home)
+    absent = [str(f) for f in files if not f.is_file()]
+    if absent:
+        raise ClueDownloadError(
+            f"CLUE {task}: missing {', '.join(absent)}; expected the extracted "
+            f"{task}_public/ folder (or {task}_public.zip) from {config['url']} in {data_home}"
+        )
+    return [str(f) for f in files]
+
+
+def _load(task: str, data_home: Path | None) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    load_dataset = _paddlenlp("datasets").load_dataset
+    clue_home = os.path.join(_paddlenlp("utils.env").DATA_HOME, "Clue")
+    config = _builder_config(task)
+    splits = list(_SOURCE_SPLITS.values())
+    if data_home is not None:
+        files = _local_files(task, Path(data_home), config)
+        source = f"paddlenlp clue/{task} from local files in {data_home}"
+        datasets = load_dataset("clue", task, data_files=files, splits=splits)
+    else:
+        source = f"paddlenlp clue/{task} ({config['url']})"
+        try:
+            datasets = load_dataset("clue", task, splits=splits)
+        except Exception as exc:  # network, HTTP, md5: paddle raises several kinds
+            raise ClueDownloadError(
+                f"could not download CLUE {task} from {config['url']} into "
+                f"{clue_home} ({type(exc).__name__}: {exc}). Offline? "
+                f"Put the extracted {task}_public/ folder or {task}_public.zip in a folder and "
+                f"pass it as data_home (CLI: --data-home)"
+            ) from exc
+    out: dict[str, list[dict[str, Any]]] = {}
+    for ours, theirs in _SOURCE_SPLITS.items():
+        dataset = datasets[splits.index(theirs)]
+        label_list = list(dataset.label_list or config["labels"])
+        out[ours] = [_label_back(dict(example), label_list) for example in dataset]
+    return out, source
+
+
+def _label_back(example: dict[str, Any], label_list: list[str]) -> dict[str, Any]:
+    """Undo paddlenlp's label-to-id conversion (it leaves test files without labels alone)."""
+    label = example.get("label")
+    if isinstance(label, int) and not isinstance(label, bool):
+        example["label"] = label_list[label]
+    return example
+
+
+def carve_calibration(
+    train: list[dict[str, Any]], task: str, fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split a deterministic calibration set off ``train``.
+
+    Examples are grouped by text pair, so a text never lands in both parts.
+
+    Args:
+        train: Training examples.
+        task: Task name.
+        fraction: Share of the distinct texts that go to calibration, in (0, 1).
+        seed: Shuffle seed.
+
+    Returns:
+        ``(train, calib)``.
+
+    Raises:
+        ValueError: If ``fraction`` is not in (0, 1).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"calib_fraction={fraction} must be in (0, 1)")
+    keys = sorted({example_to_text_pair(e, task) for e in train}, key=lambda k: (k[0], k[1] or ""))
+    random.Random(seed).shuffle(keys)
+    n_calib = max(1, round(len(keys) * fraction))
+    calib_keys = set(keys[:n_calib])
+    kept = [e for e in train if example_to_text_pair(e, task) not in calib_keys]
+    calib = [e for e in train if example_to_text_pair(e, task) in calib_keys]
+    return kept, calib
+
+
+def _drop_shared(splits: dict[str, list[dict[str, Any]]], task: str) -> None:
+    """Drop examples whose text is in a higher-priority split (dev > test > calib > train)."""
+    seen: set[tuple[str, str | None]] = set()
+    for name in ("dev", "test", "calib", "train"):
+        keys = [example_to_text_pair(e, task) for e in splits[name]]
+        kept = [e for e, k in zip(splits[name], keys) if k not in seen]
+        if len(kept) < len(keys):
+            logger.info(
+                "%s %s: dropped %d example(s) whose text is also in an earlier split",
+                task,
+                name,
+                len(keys) - len(kept),
+            )
+        splits[name] = kept
+        seen.update(keys)
+
+
+def download_clue(
+    task: str,
+    out_dir: str | os.PathLike[str],
+    calib_fraction: float = 0.05,
+    seed: int = 2021,
+    data_home: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Load a CLUE task through paddlenlp and write it as a task directory.
+
+    The calibration split is carved from train (``calib_fraction`` of its distinct texts,
+    seeded). Dev stays exactly as published; train/calib/test examples whose text also appears
+    in dev (or test, for train/calib) are dropped and counted in the log, so splits never share
+    an example.
+
+    Args:
+        task: CLUE task name (any case).
+        out_dir: Target task directory (replaced atomically).
+        calib_fraction: Share of train held out as ``calib``.
+        seed: Seed of the carve.
+        data_home: A folder laid out like paddlenlp's ``DATA_HOME/Clue`` to read instead of
+            downloading (no MD5 check).
+
+    Returns:
+        The written task directory.
+
+    Raises:
+        ClueDownloadError: If the files are absent and cannot be downloaded (e.g. offline).
+        DataError: If the data does not validate.
+        ValueError: On a task that is not a CLUE task.
+    """
+    task = normalize_task(task)
+    if task not in CLUE_TASKS:
+        raise ValueError(f"{task!r} is not a CLUE task; expected one of {', '.join(CLUE_TASKS)}")
+    from ppminilm.data import write_task_dir  # data imports this module; import on use
+
+    splits, source = _load(task, Path(data_home) if data_home is not None else None)
+    train, calib = carve_calibration(splits["train"], task, calib_fraction, seed)
+    splits = {"train": train, "dev": splits["dev"], "calib": calib, "test": splits["test"]}
+    _drop_shared(splits, task)
+    return write_task_dir(out_dir, task, splits, TASK_SPECS[task].labels, source=source)
