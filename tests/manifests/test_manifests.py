@@ -45,14 +45,19 @@ _SECRET_TEXT = re.compile(r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----|
 _PLACEHOLDER = "REPLACE_ME"
 
 
+def _missing(message: str) -> None:
+    """Skip locally, fail in CI (which installs every tool the checks need)."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
-    """Path of a CLI tool; skip locally when absent, fail in CI (which installs it)."""
+    """Path of a CLI tool from requirements/apt.txt."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install -y {name}; see requirements/apt.txt)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"{name} is not installed (apt-get install -y {name}; see requirements/apt.txt)")
+    assert path is not None
     return path
 
 
@@ -86,7 +91,10 @@ def find(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 def schema_problems(objs: list[dict[str, Any]]) -> list[str]:
     """Strict offline validation of every object against the Kubernetes JSON schemas."""
-    import kubernetes_validate
+    try:
+        import kubernetes_validate
+    except ImportError:
+        _missing("kubernetes-validate is not installed (pin in requirements/constraints.txt)")
 
     problems = []
     for obj in objs:
