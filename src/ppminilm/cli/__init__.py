@@ -17,9 +17,9 @@ from ppminilm import __version__
 
 logger = logging.getLogger("ppminilm")
 
-#: Exit codes: 2 = the user's input is wrong, 3 = infrastructure (storage, network) failed.
+#: Exit code when the user's input is wrong; storage failures exit with 10-16
+#: (``StorageError.exit_code``).
 EXIT_USAGE = 2
-EXIT_INFRA = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return EXIT_USAGE
+    from ppminilm.storage_errors import StorageError
+
     try:
         return int(func(args) or 0)
+    except StorageError as exc:
+        # Infrastructure: storage unreachable, bad credentials, missing bucket... each has its
+        # own exit code (see storage_errors) so CI and retries can tell them apart.
+        logger.error("%s", exc)
+        return exc.exit_code
     except (ValueError, FileNotFoundError) as exc:
         # User mistakes (bad config, bad data, missing files): one clear line, no traceback.
         logger.error("%s", exc)

@@ -1,0 +1,42 @@
+"""KFP component: general distillation (MiniLMv2 relations + sample relations)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from ppminilm.platform import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def distill(
+    data: Input[Dataset],
+    teacher: Input[Model],
+    student: Output[Model],
+    metrics: Output[Metrics],
+    profile: str = "local",
+    enabled: bool = True,
+    student_uri: str = "",
+    checkpoint_uri: str = "",
+    overrides: dict = {},  # noqa: B006
+):
+    """Distil the teacher's Q/K/V relations into a 6-layer student, or import a student.
+
+    With ``enabled=False`` the stage is skipped and the pretrained student at ``student_uri``
+    (e.g. ``ppminilm-6l-768h``) is passed on unchanged, so the rest of the pipeline is the same.
+
+    Args:
+        data: Output of build-data (corpus shards and vocab).
+        teacher: Output of pretrain-teacher.
+        student: Output: the distilled (or imported) student encoder.
+        metrics: Final distillation loss, steps and time.
+        profile: ``local`` or ``cluster``.
+        enabled: Run distillation (otherwise import ``student_uri``).
+        student_uri: Pretrained student directory used when ``enabled`` is false.
+        checkpoint_uri: ``s3://`` prefix for resumable checkpoints (pre-emptible nodes).
+        overrides: Stage config overrides, ``{"distill": {...}}``.
+    """
+    from ppminilm import steps
+
+    steps.publish(steps.distill(data.path, teacher.path, student.path, profile=profile,
+                                enabled=enabled, student_uri=student_uri,
+                                checkpoint_uri=checkpoint_uri, overrides=overrides),
+                  artifact=student, metrics=metrics)

