@@ -392,3 +392,55 @@ def test_gpu_tensorrt_config_as_far_as_this_build_allows(tiny, tmp_path: Path) -
     assert second.use_gpu() and second.tensorrt_engine_enabled()
     assert second.tuned_tensorrt_dynamic_shape() and second.trt_allow_build_at_runtime()
     assert second.tensorrt_precision_mode() == paddle.inference.PrecisionType.Half
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_bench_predict_and_errors(tiny, int8_dir: Path, tmp_path: Path, capsys) -> None:
+    from ppminilm.cli import EXIT_USAGE, main
+
+    _, fp32_dir, task_dir = tiny
+    flags = ["--max-seq-len", str(MAX_SEQ_LEN), "--batch-size", "8", "--threads", "1"]
+    rc = main(
+        [
+            "infer",
+            "bench",
+            "--model-dir",
+            str(fp32_dir),
+            "--task-dir",
+            str(task_dir),
+            "--out-dir",
+            str(tmp_path / "b"),
+            "--warmup-batches",
+            "1",
+            "--repeats",
+            "1",
+            *flags,
+        ]
+    )
+    assert rc == 0
+    headline = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "b" / "benchmark.json").is_file() and headline["examples"] == 20
+    assert main(["infer", "check-int8", "--model-dir", str(int8_dir), "--precision", "int8"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs_int8"] is True
+    assert main(["infer", "predict", "--model-dir", str(fp32_dir), "很好", "太差"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split("\t")[1] for ln in lines] == ["很好", "太差"]
+    assert all(ln.split("\t")[0] in LABELS for ln in lines)
+    assert (
+        main(
+            [
+                "infer",
+                "bench",
+                "--model-dir",
+                str(tmp_path / "nope"),
+                "--task-dir",
+                str(task_dir),
+                "--out-dir",
+                str(tmp_path / "c"),
+                *flags,
+            ]
+        )
+        == EXIT_USAGE
+    )

@@ -182,3 +182,16 @@ def test_run_report_reads_json_and_names_bad_lines(tmp_path: Path) -> None:
         run_report(bad, tmp_path / "r2")
     with pytest.raises(FileNotFoundError):
         run_report(tmp_path / "missing.json", tmp_path / "r3")
+
+
+def test_cli_report(tmp_path: Path, capsys) -> None:
+    from ppminilm.cli import EXIT_USAGE, main
+
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(_summary()), "utf-8")
+    assert main(["report", "--summary", str(summary), "--out-dir", str(tmp_path / "r")]) == 0
+    assert Path(json.loads(capsys.readouterr().out)["markdown"]).is_file()
+    summary.write_text(json.dumps({"models": [{"name": "x"}]}), "utf-8")
+    assert main(["report", "--summary", str(summary), "--out-dir", str(tmp_path / "s")]) == (
+        EXIT_USAGE
+    )
