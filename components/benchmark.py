@@ -38,6 +38,18 @@ def benchmark(
     """
     from ppminilm import steps
 
-    steps.publish(steps.benchmark(data.path, model.path, result.path, task=task, name=name,
-                                  profile=profile, device=device, overrides=overrides),
-                  artifact=result, metrics=metrics, confusion=confusion)
+    steps.publish(
+        steps.benchmark(
+            data.path,
+            model.path,
+            result.path,
+            task=task,
+            name=name,
+            profile=profile,
+            device=device,
+            overrides=overrides,
+        ),
+        artifact=result,
+        metrics=metrics,
+        confusion=confusion,
+    )

@@ -33,6 +33,15 @@ def build_data(
     """
     from ppminilm import steps
 
-    steps.publish(steps.build_data(data.path, profile=profile, tasks=tasks, source=source,
-                                   corpus_uri=corpus_uri, vocab_uri=vocab_uri,
-                                   overrides=overrides), artifact=data)
+    steps.publish(
+        steps.build_data(
+            data.path,
+            profile=profile,
+            tasks=tasks,
+            source=source,
+            corpus_uri=corpus_uri,
+            vocab_uri=vocab_uri,
+            overrides=overrides,
+        ),
+        artifact=data,
+    )

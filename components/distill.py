@@ -36,7 +36,17 @@ def distill(
     """
     from ppminilm import steps
 
-    steps.publish(steps.distill(data.path, teacher.path, student.path, profile=profile,
-                                enabled=enabled, student_uri=student_uri,
-                                checkpoint_uri=checkpoint_uri, overrides=overrides),
-                  artifact=student, metrics=metrics)
+    steps.publish(
+        steps.distill(
+            data.path,
+            teacher.path,
+            student.path,
+            profile=profile,
+            enabled=enabled,
+            student_uri=student_uri,
+            checkpoint_uri=checkpoint_uri,
+            overrides=overrides,
+        ),
+        artifact=student,
+        metrics=metrics,
+    )

@@ -35,7 +35,17 @@ def finetune(
     """
     from ppminilm import steps
 
-    steps.publish(steps.finetune(data.path, init_model.path, model.path, task=task,
-                                 batch_size=batch_size, learning_rate=learning_rate,
-                                 profile=profile, overrides=overrides),
-                  artifact=model, metrics=metrics)
+    steps.publish(
+        steps.finetune(
+            data.path,
+            init_model.path,
+            model.path,
+            task=task,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            profile=profile,
+            overrides=overrides,
+        ),
+        artifact=model,
+        metrics=metrics,
+    )

@@ -41,20 +41,19 @@ def paddlejob_distill(
         shm_size: Size of the memory-backed /dev/shm per worker.
         timeout_s: Seconds to wait for the job to succeed before deleting it and failing.
     """
-    # Defaults are resolved here, not in the signature: KFP ships this function's source alone.
-    from ppminilm import paddlejob, platform
+    # Defaults (image, namespace) are resolved in the core: KFP ships this source alone.
+    from ppminilm import paddlejob
 
-    spec = paddlejob.PaddleJobSpec(
-        name=job_name,
-        distill_args=tuple(distill_args),
+    paddlejob.run_distill_job(
+        job_record.path,
+        job_name=job_name,
+        distill_args=distill_args,
         workers=workers,
         gpus_per_worker=gpus_per_worker,
-        image=image or platform.GPU_TRAIN_IMAGE,
+        image=image,
+        namespace=namespace,
         cpu=cpu,
         memory=memory,
         shm_size=shm_size,
+        timeout_s=timeout_s,
     )
-    record = paddlejob.launch_and_wait(
-        spec, namespace=namespace or platform.NAMESPACE, timeout_s=timeout_s
-    )
-    paddlejob.save_job_record(record, job_record.path)

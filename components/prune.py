@@ -31,6 +31,17 @@ def prune(
     """
     from ppminilm import steps
 
-    steps.publish(steps.prune(data.path, model.path, pruned.path, inference_model.path,
-                              task=task, profile=profile, overrides=overrides),
-                  artifact=pruned, metrics=metrics, extra_artifacts=[inference_model])
+    steps.publish(
+        steps.prune(
+            data.path,
+            model.path,
+            pruned.path,
+            inference_model.path,
+            task=task,
+            profile=profile,
+            overrides=overrides,
+        ),
+        artifact=pruned,
+        metrics=metrics,
+        extra_artifacts=[inference_model],
+    )

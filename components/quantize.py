@@ -33,6 +33,16 @@ def quantize(
     """
     from ppminilm import steps
 
-    steps.publish(steps.quantize(data.path, model.path, quantized.path, candidates.path,
-                                 task=task, profile=profile, overrides=overrides),
-                  artifact=quantized, metrics=metrics)
+    steps.publish(
+        steps.quantize(
+            data.path,
+            model.path,
+            quantized.path,
+            candidates.path,
+            task=task,
+            profile=profile,
+            overrides=overrides,
+        ),
+        artifact=quantized,
+        metrics=metrics,
+    )

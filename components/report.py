@@ -1,7 +1,5 @@
 """KFP components: the run report and the exit-handler status record."""
 
-from typing import List
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Model, Output
 
@@ -10,7 +8,7 @@ from ppminilm.platform import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def report(
-    results: Input[List[Artifact]],
+    results: Input[list[Artifact]],
     student: Input[Model],
     markdown: Output[Markdown],
     html: Output[HTML],
@@ -29,8 +27,17 @@ def report(
     """
     from ppminilm import steps
 
-    steps.publish(steps.report([r.path for r in results], student.path, markdown.path,
-                               html.path, summary.path, profile=profile), artifact=summary)
+    steps.publish(
+        steps.report(
+            [r.path for r in results],
+            student.path,
+            markdown.path,
+            html.path,
+            summary.path,
+            profile=profile,
+        ),
+        artifact=summary,
+    )
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -43,5 +50,10 @@ def record_status(status: dsl.PipelineTaskFinalStatus, record: Output[Artifact])
     """
     from ppminilm import steps
 
-    steps.record_status(record.path, state=status.state, job=status.pipeline_job_resource_name,
-                        error_code=status.error_code, error_message=status.error_message)
+    steps.record_status(
+        record.path,
+        state=status.state,
+        job=status.pipeline_job_resource_name,
+        error_code=status.error_code,
+        error_message=status.error_message,
+    )

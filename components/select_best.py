@@ -1,7 +1,5 @@
 """KFP component: pick the best grid point of a task and export it for inference."""
 
-from typing import List
-
 from kfp import dsl
 from kfp.dsl import Input, Markdown, Metrics, Model, Output
 
@@ -10,7 +8,7 @@ from ppminilm.platform import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def select_best(
-    models: Input[List[Model]],
+    models: Input[list[Model]],
     best: Output[Model],
     inference_model: Output[Model],
     grid_table: Output[Markdown],
@@ -33,6 +31,16 @@ def select_best(
     """
     from ppminilm import steps
 
-    steps.publish(steps.select_best([m.path for m in models], best.path, inference_model.path,
-                                    grid_table.path, profile=profile, overrides=overrides),
-                  artifact=best, metrics=metrics, extra_artifacts=[inference_model])
+    steps.publish(
+        steps.select_best(
+            [m.path for m in models],
+            best.path,
+            inference_model.path,
+            grid_table.path,
+            profile=profile,
+            overrides=overrides,
+        ),
+        artifact=best,
+        metrics=metrics,
+        extra_artifacts=[inference_model],
+    )

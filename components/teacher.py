@@ -31,6 +31,10 @@ def pretrain_teacher(
     """
     from ppminilm import steps
 
-    steps.publish(steps.pretrain_teacher(data.path, teacher.path, profile=profile,
-                                         teacher_uri=teacher_uri, overrides=overrides),
-                  artifact=teacher, metrics=metrics)
+    steps.publish(
+        steps.pretrain_teacher(
+            data.path, teacher.path, profile=profile, teacher_uri=teacher_uri, overrides=overrides
+        ),
+        artifact=teacher,
+        metrics=metrics,
+    )

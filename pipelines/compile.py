@@ -30,13 +30,26 @@ def all_components() -> dict[str, object]:
     from components.select_best import select_best
     from components.teacher import pretrain_teacher
 
-    comps = [build_data, pretrain_teacher, distill, paddlejob_distill, finetune, select_best,
-             prune, quantize, benchmark, merge_results, report, record_status]
+    comps = [
+        build_data,
+        pretrain_teacher,
+        distill,
+        paddlejob_distill,
+        finetune,
+        select_best,
+        prune,
+        quantize,
+        benchmark,
+        merge_results,
+        report,
+        record_status,
+    ]
     return {c.name.replace("-", "_"): c for c in comps}  # type: ignore[attr-defined]
 
 
-def compile_all(pipeline_yaml: Path = PIPELINE_YAML,
-                components_dir: Path = COMPONENTS_DIR) -> list[Path]:
+def compile_all(
+    pipeline_yaml: Path = PIPELINE_YAML, components_dir: Path = COMPONENTS_DIR
+) -> list[Path]:
     """Compile the pipeline and the components; returns the written paths."""
     from kfp import compiler
 

@@ -13,7 +13,6 @@ fine-tuning/pruning on the V100 pool (GPU training image) and benchmarks on the 
 avoids ``dsl.OneOf`` over artifacts, which KFP's local runner does not resolve.
 """
 
-
 from typing import Any
 
 from kfp import dsl, kubernetes
@@ -42,10 +41,12 @@ from ppminilm.platform import (
 PIPELINE_NAME = "ppminilm"
 #: Models benchmarked per task, in report order (name, which output feeds it).
 BENCH_ROWS = ("PP-MiniLM FP32", "pruned FP32", "pruned INT8")
-DEFAULT_LOCAL_GRID = [{"batch_size": 16, "learning_rate": 3e-4},
-                      {"batch_size": 16, "learning_rate": 1e-3},
-                      {"batch_size": 32, "learning_rate": 3e-4},
-                      {"batch_size": 32, "learning_rate": 1e-3}]
+DEFAULT_LOCAL_GRID = [
+    {"batch_size": 16, "learning_rate": 3e-4},
+    {"batch_size": 16, "learning_rate": 1e-3},
+    {"batch_size": 32, "learning_rate": 3e-4},
+    {"batch_size": 32, "learning_rate": 1e-3},
+]
 SEED_GRID = GridConfig().points()
 
 
@@ -56,39 +57,75 @@ def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: int = 1) 
     task.set_accelerator_limit(gpus)
     for key, value in pool.node_selector.items():
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
-    kubernetes.add_toleration(task, key=pool.taint_key, operator="Equal",
-                              value=pool.taint_value, effect=pool.taint_effect)
+    kubernetes.add_toleration(
+        task, key=pool.taint_key, operator="Equal", value=pool.taint_value, effect=pool.taint_effect
+    )
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
 
 
 def _with_s3(task: dsl.PipelineTask) -> None:
     """Give a task the object-store credentials (for direct corpus/checkpoint access)."""
-    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET_NAME,
-                                 secret_key_to_env={v: k for k, v in S3_SECRET_KEYS.items()})
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=S3_SECRET_NAME,
+        secret_key_to_env={v: k for k, v in S3_SECRET_KEYS.items()},
+    )
 
 
 def _task_recipe(gpu: bool) -> Any:
     """Per-task sub-pipeline: grid search, selection, pruning, quantization, benchmarks."""
 
     @dsl.pipeline(name=f"task-recipe-{'gpu' if gpu else 'cpu'}")
-    def task_recipe(data: dsl.Input[dsl.Dataset], student: dsl.Input[dsl.Model], task: str,
-                    grid: list, profile: str, overrides: dict) -> dsl.Artifact:
+    def task_recipe(
+        data: dsl.Input[dsl.Dataset],
+        student: dsl.Input[dsl.Model],
+        task: str,
+        grid: list,
+        profile: str,
+        overrides: dict,
+    ) -> dsl.Artifact:
         with dsl.ParallelFor(grid, name="grid") as point:
-            ft = finetune(data=data, init_model=student, task=task,
-                          batch_size=point.batch_size, learning_rate=point.learning_rate,
-                          profile=profile, overrides=overrides).set_display_name("finetune")
-        best = select_best(models=dsl.Collected(ft.outputs["model"]), profile=profile,
-                           overrides=overrides)
-        pr = prune(data=data, model=best.outputs["best"], task=task, profile=profile,
-                   overrides=overrides)
-        qt = quantize(data=data, model=pr.outputs["inference_model"], task=task,
-                      profile=profile, overrides=overrides)
+            ft = finetune(
+                data=data,
+                init_model=student,
+                task=task,
+                batch_size=point.batch_size,
+                learning_rate=point.learning_rate,
+                profile=profile,
+                overrides=overrides,
+            ).set_display_name("finetune")
+        best = select_best(
+            models=dsl.Collected(ft.outputs["model"]), profile=profile, overrides=overrides
+        )
+        pr = prune(
+            data=data, model=best.outputs["best"], task=task, profile=profile, overrides=overrides
+        )
+        qt = quantize(
+            data=data,
+            model=pr.outputs["inference_model"],
+            task=task,
+            profile=profile,
+            overrides=overrides,
+        )
         benches = []
-        for name, source in zip(BENCH_ROWS, (best.outputs["inference_model"],
-                                             pr.outputs["inference_model"],
-                                             qt.outputs["quantized"]), strict=True):
-            b = benchmark(data=data, model=source, task=task, name=name, profile=profile,
-                          device="gpu" if gpu else "cpu", overrides=overrides)
+        for name, source in zip(
+            BENCH_ROWS,
+            (
+                best.outputs["inference_model"],
+                pr.outputs["inference_model"],
+                qt.outputs["quantized"],
+            ),
+            strict=True,
+        ):
+            b = benchmark(
+                data=data,
+                model=source,
+                task=task,
+                name=name,
+                profile=profile,
+                device="gpu" if gpu else "cpu",
+                overrides=overrides,
+            )
             b.set_display_name(f"benchmark {name}")
             benches.append(b)
         if gpu:
@@ -98,9 +135,11 @@ def _task_recipe(gpu: bool) -> Any:
                 _on_pool(b, T4_POOL, GPU_INFER_IMAGE)
         # One artifact per task for the report: the INT8 row, which records its lineage
         # (grid, pruning and quantization summaries) and the other rows' results beside it.
-        merged = merge_results(fp32=benches[0].outputs["result"],
-                               pruned=benches[1].outputs["result"],
-                               int8=benches[2].outputs["result"])
+        merged = merge_results(
+            fp32=benches[0].outputs["result"],
+            pruned=benches[1].outputs["result"],
+            int8=benches[2].outputs["result"],
+        )
         return merged.outputs["merged"]
 
     return task_recipe
@@ -110,25 +149,56 @@ TASK_RECIPE_CPU = _task_recipe(gpu=False)
 TASK_RECIPE_GPU = _task_recipe(gpu=True)
 
 
-def _recipe(gpu: bool, profile: str, tasks: list, grid: list, do_distill: bool,
-            teacher_uri: str, student_uri: str, corpus_uri: str, vocab_uri: str,
-            data_source: str, checkpoint_uri: str, overrides: dict) -> None:
+def _recipe(
+    gpu: bool,
+    profile: str,
+    tasks: list,
+    grid: list,
+    do_distill: bool,
+    teacher_uri: str,
+    student_uri: str,
+    corpus_uri: str,
+    vocab_uri: str,
+    data_source: str,
+    checkpoint_uri: str,
+    overrides: dict,
+) -> None:
     """Wire the whole recipe into the current pipeline context (inside an If/Else branch)."""
-    data = build_data(profile=profile, tasks=tasks, source=data_source, corpus_uri=corpus_uri,
-                      vocab_uri=vocab_uri, overrides=overrides)
-    teacher = pretrain_teacher(data=data.outputs["data"], profile=profile,
-                               teacher_uri=teacher_uri, overrides=overrides)
-    student = distill(data=data.outputs["data"], teacher=teacher.outputs["teacher"],
-                      profile=profile, enabled=do_distill, student_uri=student_uri,
-                      checkpoint_uri=checkpoint_uri, overrides=overrides)
+    data = build_data(
+        profile=profile,
+        tasks=tasks,
+        source=data_source,
+        corpus_uri=corpus_uri,
+        vocab_uri=vocab_uri,
+        overrides=overrides,
+    )
+    teacher = pretrain_teacher(
+        data=data.outputs["data"], profile=profile, teacher_uri=teacher_uri, overrides=overrides
+    )
+    student = distill(
+        data=data.outputs["data"],
+        teacher=teacher.outputs["teacher"],
+        profile=profile,
+        enabled=do_distill,
+        student_uri=student_uri,
+        checkpoint_uri=checkpoint_uri,
+        overrides=overrides,
+    )
     for t in (data, teacher, student):
         t.set_caching_options(True)
     recipe = TASK_RECIPE_GPU if gpu else TASK_RECIPE_CPU
     with dsl.ParallelFor(tasks, name="tasks") as task:
-        per_task = recipe(data=data.outputs["data"], student=student.outputs["student"],
-                          task=task, grid=grid, profile=profile, overrides=overrides)
-    report(results=dsl.Collected(per_task.output), student=student.outputs["student"],
-           profile=profile)
+        per_task = recipe(
+            data=data.outputs["data"],
+            student=student.outputs["student"],
+            task=task,
+            grid=grid,
+            profile=profile,
+            overrides=overrides,
+        )
+    report(
+        results=dsl.Collected(per_task.output), student=student.outputs["student"], profile=profile
+    )
     if gpu:
         _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
         _on_pool(student, V100_POOL, GPU_TRAIN_IMAGE)
@@ -139,12 +209,12 @@ def _recipe(gpu: bool, profile: str, tasks: list, grid: list, do_distill: bool,
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="PP-MiniLM: general distillation, CLUE fine-tuning grid search, OFA width "
-                "pruning, INT8 post-training quantization, inference benchmark and report.",
+    "pruning, INT8 post-training quantization, inference benchmark and report.",
 )
 def ppminilm_pipeline(
     profile: str = "local",
     tasks: list = ["local_reviews"],  # noqa: B006
-    grid: list = DEFAULT_LOCAL_GRID,  # noqa: B006
+    grid: list = DEFAULT_LOCAL_GRID,
     use_gpu: bool = False,
     do_distill: bool = True,
     teacher_uri: str = "",
@@ -173,10 +243,19 @@ def ppminilm_pipeline(
     """
     status = record_status()
     with dsl.ExitHandler(status, name="recipe"):
-        args = dict(profile=profile, tasks=tasks, grid=grid, do_distill=do_distill,
-                    teacher_uri=teacher_uri, student_uri=student_uri, corpus_uri=corpus_uri,
-                    vocab_uri=vocab_uri, data_source=data_source,
-                    checkpoint_uri=checkpoint_uri, overrides=overrides)
+        args = dict(
+            profile=profile,
+            tasks=tasks,
+            grid=grid,
+            do_distill=do_distill,
+            teacher_uri=teacher_uri,
+            student_uri=student_uri,
+            corpus_uri=corpus_uri,
+            vocab_uri=vocab_uri,
+            data_source=data_source,
+            checkpoint_uri=checkpoint_uri,
+            overrides=overrides,
+        )
         with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
             _recipe(gpu=True, **args)
         with dsl.Else(name="cpu-only"):

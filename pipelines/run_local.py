@@ -30,11 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/local", help="output root")
     parser.add_argument("--tasks", nargs="+", default=None, help="tasks (default: profile's)")
     parser.add_argument("--no-cache", action="store_true", help="disable step caching")
-    parser.add_argument("--no-distill", action="store_true",
-                        help="skip distillation (needs --student-uri)")
+    parser.add_argument(
+        "--no-distill", action="store_true", help="skip distillation (needs --student-uri)"
+    )
     parser.add_argument("--student-uri", default="")
-    parser.add_argument("--overrides", default="{}",
-                        help='JSON stage overrides, e.g. \'{"distill": {"max_steps": 50}}\'')
+    parser.add_argument(
+        "--overrides",
+        default="{}",
+        help='JSON stage overrides, e.g. \'{"distill": {"max_steps": 50}}\'',
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -45,10 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     root = out / "pipeline_root"
     root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-               raise_on_error=True)
-    params: dict = {"profile": args.profile, "overrides": json.loads(args.overrides),
-                    "do_distill": not args.no_distill, "student_uri": args.student_uri}
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+    )
+    params: dict = {
+        "profile": args.profile,
+        "overrides": json.loads(args.overrides),
+        "do_distill": not args.no_distill,
+        "student_uri": args.student_uri,
+    }
     if args.tasks:
         params["tasks"] = args.tasks
     started = time.time()
@@ -64,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("pipeline finished but no report was found under %s", root)
         return 1
     html = report.parent / "html"
-    summary = {"seconds": round(elapsed, 1), "report_markdown": str(report),
-               "report_html": str(html)}
+    summary = {
+        "seconds": round(elapsed, 1),
+        "report_markdown": str(report),
+        "report_html": str(html),
+    }
     (out / "last_run.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(report.read_text(encoding="utf-8"))
     print(f"\nPipeline finished in {elapsed:.0f} s.\nReport: {report}\nHTML:   {html}")

@@ -29,13 +29,26 @@ def cluster_arguments(profile: str) -> dict[str, Any]:
         return {"profile": "local"}
     from ppminilm.config import CLUE_TASKS, GridConfig
 
-    return {"profile": profile, "tasks": list(CLUE_TASKS), "grid": GridConfig().points(),
-            "data_source": "clue", "use_gpu": True}
+    return {
+        "profile": profile,
+        "tasks": list(CLUE_TASKS),
+        "grid": GridConfig().points(),
+        "data_source": "clue",
+        "use_gpu": True,
+    }
 
 
-def submit(package: Path, *, host: str, namespace: str, experiment: str, run_name: str,
-           arguments: dict[str, Any], token: str | None = None,
-           enable_caching: bool = True) -> dict[str, str]:
+def submit(
+    package: Path,
+    *,
+    host: str,
+    namespace: str,
+    experiment: str,
+    run_name: str,
+    arguments: dict[str, Any],
+    token: str | None = None,
+    enable_caching: bool = True,
+) -> dict[str, str]:
     """Create a run of a compiled pipeline package.
 
     Args:
@@ -57,8 +70,13 @@ def submit(package: Path, *, host: str, namespace: str, experiment: str, run_nam
         raise FileNotFoundError(f"{package}: compiled pipeline not found (run `make compile`)")
     client = kfp.Client(host=host, namespace=namespace, existing_token=token or None)
     result = client.create_run_from_pipeline_package(
-        str(package), arguments=arguments, run_name=run_name, experiment_name=experiment,
-        namespace=namespace, enable_caching=enable_caching)
+        str(package),
+        arguments=arguments,
+        run_name=run_name,
+        experiment_name=experiment,
+        namespace=namespace,
+        enable_caching=enable_caching,
+    )
     run_id = result.run_id
     url = f"{host.rstrip('/')}/#/runs/details/{run_id}"
     return {"run_id": run_id, "run_url": url}
@@ -74,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default=env.get("KFP_EXPERIMENT", "ppminilm"))
     parser.add_argument("--profile", default=env.get("KFP_PROFILE", "cluster"))
     parser.add_argument("--run-name", default="")
-    parser.add_argument("--arguments", default=env.get("KFP_ARGUMENTS", "{}"),
-                        help="JSON pipeline parameters (merged over the profile's)")
+    parser.add_argument(
+        "--arguments",
+        default=env.get("KFP_ARGUMENTS", "{}"),
+        help="JSON pipeline parameters (merged over the profile's)",
+    )
     parser.add_argument("--no-cache", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -90,16 +111,26 @@ def main(argv: list[str] | None = None) -> int:
     arguments = {**cluster_arguments(args.profile), **extra}
     run_name = args.run_name or f"ppminilm-{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        out = submit(args.package, host=args.host, namespace=args.namespace,
-                     experiment=args.experiment, run_name=run_name, arguments=arguments,
-                     token=env.get("KFP_TOKEN"), enable_caching=not args.no_cache)
+        out = submit(
+            args.package,
+            host=args.host,
+            namespace=args.namespace,
+            experiment=args.experiment,
+            run_name=run_name,
+            arguments=arguments,
+            token=env.get("KFP_TOKEN"),
+            enable_caching=not args.no_cache,
+        )
     except FileNotFoundError as exc:
         logger.error("%s", exc)
         return EXIT_USAGE
     except Exception as exc:  # kfp raises urllib3/ApiException subclasses for server trouble
-        logger.error("submitting to %s failed: %s: %s (check KFP_HOST, the network and "
-                     "KFP_TOKEN)", args.host, type(exc).__name__, str(exc).splitlines()[0]
-                     if str(exc) else "")
+        logger.error(
+            "submitting to %s failed: %s: %s (check KFP_HOST, the network and KFP_TOKEN)",
+            args.host,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
         return EXIT_INFRA
     print(f"run {out['run_id']} submitted: {out['run_url']}")
     return 0

@@ -68,8 +68,9 @@ def _check_positive(cls_name: str, field: str, value: float, allow_zero: bool = 
         raise ValueError(f"{cls_name}.{field}={value!r} must be {bound}")
 
 
-def _check_fraction(cls_name: str, field: str, value: float, low: float = 0.0,
-                    high: float = 1.0) -> None:
+def _check_fraction(
+    cls_name: str, field: str, value: float, low: float = 0.0, high: float = 1.0
+) -> None:
     if not low <= value <= high:
         raise ValueError(f"{cls_name}.{field}={value!r} must be in [{low}, {high}]")
 
@@ -122,8 +123,11 @@ class StageConfig:
             )
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            default = names[key].default_factory if names[key].default_factory is not \
-                dataclasses.MISSING else None
+            default = (
+                names[key].default_factory
+                if names[key].default_factory is not dataclasses.MISSING
+                else None
+            )
             nested = default() if callable(default) else None
             if isinstance(nested, StageConfig) and isinstance(value, Mapping):
                 value = type(nested).from_dict(value)
@@ -136,8 +140,9 @@ class StageConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the config as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                              encoding="utf-8")
+        Path(path).write_text(
+            json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:
@@ -177,8 +182,15 @@ class ModelArch(StageConfig):
 
     def validate(self) -> None:
         name = type(self).__name__
-        for field in ("num_layers", "hidden_size", "num_heads", "intermediate_size",
-                      "vocab_size", "max_position", "type_vocab_size"):
+        for field in (
+            "num_layers",
+            "hidden_size",
+            "num_heads",
+            "intermediate_size",
+            "vocab_size",
+            "max_position",
+            "type_vocab_size",
+        ):
             _check_positive(name, field, getattr(self, field))
         if self.hidden_size % self.num_heads:
             raise ValueError(
@@ -244,8 +256,12 @@ class DataConfig(StageConfig):
         name = type(self).__name__
         for f in dataclasses.fields(self):
             if f.name != "seed":
-                _check_positive(name, f.name, getattr(self, f.name),
-                                allow_zero=f.name.startswith(("reviews_", "pairs_")))
+                _check_positive(
+                    name,
+                    f.name,
+                    getattr(self, f.name),
+                    allow_zero=f.name.startswith(("reviews_", "pairs_")),
+                )
 
 
 @dataclasses.dataclass
@@ -259,8 +275,9 @@ class TeacherConfig(StageConfig):
     stage: ClassVar[str] = "teacher"
 
     arch: ModelArch = dataclasses.field(
-        default_factory=lambda: ModelArch(num_layers=24, hidden_size=1024, num_heads=16,
-                                          intermediate_size=4096, hidden_act="gelu")
+        default_factory=lambda: ModelArch(
+            num_layers=24, hidden_size=1024, num_heads=16, intermediate_size=4096, hidden_act="gelu"
+        )
     )
     pretrained: str = "roberta-wwm-ext-large"
     max_steps: int = 2000
@@ -275,8 +292,7 @@ class TeacherConfig(StageConfig):
 
     def validate(self) -> None:
         name = type(self).__name__
-        for field in ("max_steps", "batch_size", "learning_rate", "max_seq_len",
-                      "logging_steps"):
+        for field in ("max_steps", "batch_size", "learning_rate", "max_seq_len", "logging_steps"):
             _check_positive(name, field, getattr(self, field))
         _check_fraction(name, "mask_prob", self.mask_prob, 0.01, 0.5)
 
@@ -311,9 +327,17 @@ class DistillConfig(StageConfig):
 
     def validate(self) -> None:
         name = type(self).__name__
-        for field in ("teacher_layer", "student_layer", "num_relation_heads", "learning_rate",
-                      "max_steps", "batch_size", "max_seq_len", "save_steps",
-                      "logging_steps"):
+        for field in (
+            "teacher_layer",
+            "student_layer",
+            "num_relation_heads",
+            "learning_rate",
+            "max_steps",
+            "batch_size",
+            "max_seq_len",
+            "save_steps",
+            "logging_steps",
+        ):
             _check_positive(name, field, getattr(self, field))
         _check_positive(name, "warmup_steps", self.warmup_steps, allow_zero=True)
         _check_fraction(name, "alpha", self.alpha)
@@ -355,8 +379,7 @@ class FinetuneConfig(StageConfig):
     def validate(self) -> None:
         name = type(self).__name__
         self.task = normalize_task(self.task)
-        for field in ("batch_size", "learning_rate", "max_seq_len", "eval_steps",
-                      "logging_steps"):
+        for field in ("batch_size", "learning_rate", "max_seq_len", "eval_steps", "logging_steps"):
             _check_positive(name, field, getattr(self, field))
         _check_positive(name, "num_epochs", self.num_epochs, allow_zero=True)
         _check_positive(name, "max_steps", self.max_steps, allow_zero=True)
@@ -391,8 +414,11 @@ class GridConfig(StageConfig):
 
     def points(self) -> list[dict[str, float | int]]:
         """All grid points as ``{"batch_size": b, "learning_rate": lr}`` dicts."""
-        return [{"batch_size": b, "learning_rate": lr}
-                for b in self.batch_sizes for lr in self.learning_rates]
+        return [
+            {"batch_size": b, "learning_rate": lr}
+            for b in self.batch_sizes
+            for lr in self.learning_rates
+        ]
 
 
 @dataclasses.dataclass
@@ -425,8 +451,14 @@ class PruneConfig(StageConfig):
         for w in self.width_mult_list:
             if not 0.0 < w <= 1.0:
                 raise ValueError(f"{name}.width_mult_list has {w}; widths must be in (0, 1]")
-        for field in ("batch_size", "learning_rate", "max_seq_len", "importance_examples",
-                      "eval_steps", "logging_steps"):
+        for field in (
+            "batch_size",
+            "learning_rate",
+            "max_seq_len",
+            "importance_examples",
+            "eval_steps",
+            "logging_steps",
+        ):
             _check_positive(name, field, getattr(self, field))
         _check_positive(name, "num_epochs", self.num_epochs, allow_zero=True)
         _check_positive(name, "max_steps", self.max_steps, allow_zero=True)
@@ -464,8 +496,12 @@ class QuantConfig(StageConfig):
         _check_positive(name, "batch_size", self.batch_size)
         _check_positive(name, "max_seq_len", self.max_seq_len)
         _check_positive(name, "num_threads", self.num_threads)
-        _check_choice(name, "weight_quantize_type", self.weight_quantize_type,
-                      ("channel_wise_abs_max", "abs_max"))
+        _check_choice(
+            name,
+            "weight_quantize_type",
+            self.weight_quantize_type,
+            ("channel_wise_abs_max", "abs_max"),
+        )
         _check_fraction(name, "hist_percent", self.hist_percent, 0.5, 1.0)
 
 
@@ -501,8 +537,16 @@ class InferConfig(StageConfig):
 #: Every stage config class by its profile key.
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     cls.stage: cls
-    for cls in (DataConfig, TeacherConfig, DistillConfig, FinetuneConfig, GridConfig,
-                PruneConfig, QuantConfig, InferConfig)
+    for cls in (
+        DataConfig,
+        TeacherConfig,
+        DistillConfig,
+        FinetuneConfig,
+        GridConfig,
+        PruneConfig,
+        QuantConfig,
+        InferConfig,
+    )
 }
 
 

@@ -51,19 +51,28 @@ class ServingConfig:
     def validate(self, source: str = SERVING_FILE) -> None:
         """Raise ``ModelFormatError`` naming the field when a value is unusable."""
         if not isinstance(self.max_seq_len, int) or self.max_seq_len <= 0:
-            raise ModelFormatError(f"{source}: field 'max_seq_len'={self.max_seq_len!r} must be "
-                                   "a positive integer")
+            raise ModelFormatError(
+                f"{source}: field 'max_seq_len'={self.max_seq_len!r} must be a positive integer"
+            )
         if not self.labels or len(self.labels) < 2:
-            raise ModelFormatError(f"{source}: field 'labels' must list >= 2 labels, got "
-                                   f"{self.labels!r}")
+            raise ModelFormatError(
+                f"{source}: field 'labels' must list >= 2 labels, got {self.labels!r}"
+            )
         if self.precision not in PRECISIONS:
-            raise ModelFormatError(f"{source}: field 'precision'={self.precision!r}; expected one "
-                                   f"of {PRECISIONS}")
+            raise ModelFormatError(
+                f"{source}: field 'precision'={self.precision!r}; expected one of {PRECISIONS}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_seq_len": self.max_seq_len, "labels": list(self.labels), "task": self.task,
-                "precision": self.precision, "width": self.width, "arch": dict(self.arch),
-                "input_names": list(self.input_names)}
+        return {
+            "max_seq_len": self.max_seq_len,
+            "labels": list(self.labels),
+            "task": self.task,
+            "precision": self.precision,
+            "width": self.width,
+            "arch": dict(self.arch),
+            "input_names": list(self.input_names),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = SERVING_FILE) -> ServingConfig:
@@ -92,8 +101,9 @@ def read_serving_config(model_dir: str | Path) -> ServingConfig:
         raise ModelFormatError(f"{d}: inference model directory does not exist")
     for suffix in (".pdmodel", ".pdiparams"):
         if not (d / f"{MODEL_PREFIX}{suffix}").is_file():
-            raise ModelFormatError(f"{d}: missing {MODEL_PREFIX}{suffix} (not an exported "
-                                   "inference model)")
+            raise ModelFormatError(
+                f"{d}: missing {MODEL_PREFIX}{suffix} (not an exported inference model)"
+            )
     path = d / SERVING_FILE
     if not path.is_file():
         raise ModelFormatError(f"{d}: missing {SERVING_FILE} (max_seq_len and labels)")
@@ -108,8 +118,9 @@ def write_serving_config(model_dir: str | Path, cfg: ServingConfig) -> Path:
     """Validate and write ``serving.json``."""
     cfg.validate()
     path = Path(model_dir) / SERVING_FILE
-    path.write_text(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return path
 
 
@@ -120,9 +131,15 @@ def input_specs() -> list[Any]:
     return [InputSpec(shape=[None, None], dtype="int64", name=name) for name in INPUT_NAMES]
 
 
-def export_static(model: paddle.nn.Layer, info: ModelInfo, out_dir: str | Path, *,
-                  max_seq_len: int, tokenizer_dir: str | Path | None = None,
-                  provenance: Mapping[str, Any] | None = None) -> Path:
+def export_static(
+    model: paddle.nn.Layer,
+    info: ModelInfo,
+    out_dir: str | Path,
+    *,
+    max_seq_len: int,
+    tokenizer_dir: str | Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
     """Export a classifier to a static inference model with its serving config.
 
     Args:
@@ -148,9 +165,17 @@ def export_static(model: paddle.nn.Layer, info: ModelInfo, out_dir: str | Path, 
         info_file = tmp / f"{MODEL_PREFIX}.pdiparams.info"
         if info_file.exists():
             info_file.unlink()
-        write_serving_config(tmp, ServingConfig(
-            max_seq_len=max_seq_len, labels=list(info.labels), task=info.task,
-            precision="fp32", width=info.arch.width, arch=info.arch.to_dict()))
+        write_serving_config(
+            tmp,
+            ServingConfig(
+                max_seq_len=max_seq_len,
+                labels=list(info.labels),
+                task=info.task,
+                precision="fp32",
+                width=info.arch.width,
+                arch=info.arch.to_dict(),
+            ),
+        )
         if tokenizer_dir is not None:
             copy_tokenizer_files(tokenizer_dir, tmp)
         write_provenance(tmp, info.arch, {"format": "paddle-static", **dict(provenance or {})})

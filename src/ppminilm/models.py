@@ -153,8 +153,11 @@ def build_model(arch: ModelArch, kind: str = "encoder", num_classes: int = 2) ->
     if kind == "classifier" and num_classes < 2:
         raise ValueError(f"a classifier needs >= 2 classes, got {num_classes}")
     cfg = _ernie_config(arch, num_labels=num_classes)
-    cls = {"encoder": ErnieModel, "classifier": ErnieForSequenceClassification,
-           "mlm": ErnieForMaskedLM}[kind]
+    cls = {
+        "encoder": ErnieModel,
+        "classifier": ErnieForSequenceClassification,
+        "mlm": ErnieForMaskedLM,
+    }[kind]
     model = cls(cfg)
     if arch.width < 1.0:
         shrink_to_width(model, arch.width)
@@ -167,8 +170,9 @@ def encoder_layers(model: paddle.nn.Layer) -> list[Any]:
     return list(base.encoder.layers)
 
 
-def _slice_linear(linear: paddle.nn.Linear, out_idx: Any = None, in_idx: Any = None
-                  ) -> paddle.nn.Linear:
+def _slice_linear(
+    linear: paddle.nn.Linear, out_idx: Any = None, in_idx: Any = None
+) -> paddle.nn.Linear:
     weight = linear.weight  # [in, out]
     bias = linear.bias
     w = weight
@@ -229,8 +233,12 @@ class ModelInfo:
     labels: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch.to_dict(), "kind": self.kind, "task": self.task,
-                "labels": list(self.labels)}
+        return {
+            "arch": self.arch.to_dict(),
+            "kind": self.kind,
+            "task": self.task,
+            "labels": list(self.labels),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "model_config.json") -> ModelInfo:
@@ -241,8 +249,12 @@ class ModelInfo:
             raise ModelFormatError(f"{source}: missing field {exc.args[0]!r}") from exc
         if kind not in KINDS:
             raise ModelFormatError(f"{source}: field 'kind'={kind!r}; expected one of {KINDS}")
-        return cls(arch=arch, kind=kind, task=str(data.get("task", "")),
-                   labels=[str(x) for x in data.get("labels", [])])
+        return cls(
+            arch=arch,
+            kind=kind,
+            task=str(data.get("task", "")),
+            labels=[str(x) for x in data.get("labels", [])],
+        )
 
 
 def _atomic_dir(target: Path) -> Path:
@@ -265,9 +277,14 @@ def _publish_dir(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
-def save_model(model: paddle.nn.Layer, out_dir: str | Path, info: ModelInfo, *,
-               tokenizer_dir: str | Path | None = None,
-               provenance: Mapping[str, Any] | None = None) -> Path:
+def save_model(
+    model: paddle.nn.Layer,
+    out_dir: str | Path,
+    info: ModelInfo,
+    *,
+    tokenizer_dir: str | Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
     """Save weights, model config, tokenizer files and provenance, all or nothing.
 
     Args:
@@ -284,8 +301,9 @@ def save_model(model: paddle.nn.Layer, out_dir: str | Path, info: ModelInfo, *,
     tmp = _atomic_dir(target)
     try:
         paddle.save(model.state_dict(), str(tmp / WEIGHTS_FILE))
-        (tmp / MODEL_CONFIG_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n",
-                                             encoding="utf-8")
+        (tmp / MODEL_CONFIG_FILE).write_text(
+            json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8"
+        )
         if tokenizer_dir is not None:
             copy_tokenizer_files(tokenizer_dir, tmp)
         write_provenance(tmp, info.arch, provenance or {})
@@ -293,8 +311,9 @@ def save_model(model: paddle.nn.Layer, out_dir: str | Path, info: ModelInfo, *,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("saved %s model (%s params) to %s", info.kind,
-                f"{encoder_param_count(model):,}", target)
+    logger.info(
+        "saved %s model (%s params) to %s", info.kind, f"{encoder_param_count(model):,}", target
+    )
     return target
 
 
@@ -326,8 +345,9 @@ def write_provenance(out_dir: str | Path, arch: ModelArch, extra: Mapping[str, A
         **dict(extra),
     }
     path = Path(out_dir) / PROVENANCE_FILE
-    path.write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
     return path
 
 
@@ -350,8 +370,7 @@ def read_model_info(model_dir: str | Path) -> ModelInfo:
         raise ModelFormatError(f"{path}: {exc}") from exc
 
 
-def load_model(model_dir: str | Path, kind: str | None = None) -> tuple[paddle.nn.Layer,
-                                                                         ModelInfo]:
+def load_model(model_dir: str | Path, kind: str | None = None) -> tuple[paddle.nn.Layer, ModelInfo]:
     """Rebuild a saved model and load its weights.
 
     Args:
@@ -387,9 +406,7 @@ def load_model(model_dir: str | Path, kind: str | None = None) -> tuple[paddle.n
     missing = [k for k in own if k not in state]
     encoder_missing = [k for k in missing if _is_encoder_key(k, build_kind)]
     if encoder_missing:
-        raise ModelFormatError(
-            f"{weights}: missing encoder weights, e.g. {encoder_missing[:3]}"
-        )
+        raise ModelFormatError(f"{weights}: missing encoder weights, e.g. {encoder_missing[:3]}")
     model.set_state_dict({k: v for k, v in state.items() if k in own})
     info = ModelInfo(arch=info.arch, kind=build_kind, task=info.task, labels=info.labels)
     return model, info
@@ -403,14 +420,13 @@ def _is_encoder_key(key: str, kind: str) -> bool:
     return key.startswith(_prefix(kind)) and not key.startswith(("classifier", "cls"))
 
 
-def _remap_encoder_state(state: Mapping[str, Any], src_kind: str, dst_kind: str
-                         ) -> dict[str, Any]:
+def _remap_encoder_state(state: Mapping[str, Any], src_kind: str, dst_kind: str) -> dict[str, Any]:
     src_p, dst_p = _prefix(src_kind), _prefix(dst_kind)
     out = {}
     for key, value in state.items():
         if not key.startswith(src_p) or key.startswith(("classifier", "cls")):
             continue
-        out[dst_p + key[len(src_p):]] = value
+        out[dst_p + key[len(src_p) :]] = value
     return out
 
 
@@ -438,8 +454,11 @@ def load_pretrained(path: str | Path, kind: str = "encoder") -> paddle.nn.Layer:
             f"pretrained model {path!s} is not a local directory (hub downloads are disabled; "
             "download it once and pass its path)"
         )
-    if (p / MODEL_CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file() and \
-            not (p / "config.json").is_file():
+    if (
+        (p / MODEL_CONFIG_FILE).is_file()
+        and (p / WEIGHTS_FILE).is_file()
+        and not (p / "config.json").is_file()
+    ):
         return load_model(p, kind=kind)[0]
     if not (p / "config.json").is_file():
         raise ModelFormatError(f"{p}: no config.json; not a paddlenlp pretrained directory")

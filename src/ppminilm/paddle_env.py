@@ -60,8 +60,14 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     out: dict[str, str] = {}
-    for name in ("ppminilm-kfp", "paddlepaddle", "paddlepaddle-gpu", "paddlenlp", "paddleslim",
-                 "numpy"):
+    for name in (
+        "ppminilm-kfp",
+        "paddlepaddle",
+        "paddlepaddle-gpu",
+        "paddlenlp",
+        "paddleslim",
+        "numpy",
+    ):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

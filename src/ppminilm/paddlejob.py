@@ -17,7 +17,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -434,3 +434,41 @@ def save_job_record(record: Mapping[str, Any], path: str | Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     tmp.replace(path)
+
+
+def run_distill_job(
+    record_path: str | Path,
+    *,
+    job_name: str,
+    distill_args: Sequence[str],
+    workers: int,
+    gpus_per_worker: int,
+    image: str = "",
+    namespace: str = "",
+    cpu: str = "16",
+    memory: str = "96Gi",
+    shm_size: str = "32Gi",
+    timeout_s: int = 604800,
+) -> dict[str, Any]:
+    """Component entry: build the spec, launch the PaddleJob, wait, and save its record.
+
+    Empty ``image``/``namespace`` mean the project's GPU training image and namespace.
+
+    Returns:
+        The job record (as saved to ``record_path``).
+    """
+    from ppminilm import platform
+
+    spec = PaddleJobSpec(
+        name=job_name,
+        distill_args=tuple(distill_args),
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        image=image or platform.GPU_TRAIN_IMAGE,
+        cpu=cpu,
+        memory=memory,
+        shm_size=shm_size,
+    )
+    record = launch_and_wait(spec, namespace=namespace or platform.NAMESPACE, timeout_s=timeout_s)
+    save_job_record(record, record_path)
+    return dict(record)

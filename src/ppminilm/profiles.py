@@ -14,32 +14,62 @@ from typing import Any
 from ppminilm.config import STAGE_CONFIGS, StageConfig
 
 _LOCAL_TEACHER_ARCH = {
-    "num_layers": 4, "hidden_size": 128, "num_heads": 4, "intermediate_size": 512,
-    "hidden_act": "gelu", "max_position": 512,
+    "num_layers": 4,
+    "hidden_size": 128,
+    "num_heads": 4,
+    "intermediate_size": 512,
+    "hidden_act": "gelu",
+    "max_position": 512,
 }
 _LOCAL_STUDENT_ARCH = {
-    "num_layers": 6, "hidden_size": 64, "num_heads": 4, "intermediate_size": 256,
-    "hidden_act": "relu", "max_position": 512,
+    "num_layers": 6,
+    "hidden_size": 64,
+    "num_heads": 4,
+    "intermediate_size": 256,
+    "hidden_act": "relu",
+    "max_position": 512,
 }
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cluster": {},
     "local": {
         "teacher": {
-            "arch": _LOCAL_TEACHER_ARCH, "pretrained": "", "max_steps": 400, "batch_size": 32,
-            "learning_rate": 1e-3, "warmup_steps": 40, "max_seq_len": 64,
+            "arch": _LOCAL_TEACHER_ARCH,
+            "pretrained": "",
+            "max_steps": 400,
+            "batch_size": 32,
+            "learning_rate": 1e-3,
+            "warmup_steps": 40,
+            "max_seq_len": 64,
         },
         "distill": {
-            "student": _LOCAL_STUDENT_ARCH, "teacher_layer": 4,
-            "num_relation_heads": 4, "learning_rate": 1e-3, "warmup_steps": 30,
-            "max_steps": 300, "batch_size": 32, "max_seq_len": 64, "save_steps": 100,
+            "student": _LOCAL_STUDENT_ARCH,
+            "teacher_layer": 4,
+            "num_relation_heads": 4,
+            "learning_rate": 1e-3,
+            "warmup_steps": 30,
+            "max_steps": 300,
+            "batch_size": 32,
+            "max_seq_len": 64,
+            "save_steps": 100,
             "logging_steps": 50,
         },
-        "finetune": {"task": "local_reviews", "max_seq_len": 64, "num_epochs": 2,
-                     "eval_steps": 50, "logging_steps": 50},
+        "finetune": {
+            "task": "local_reviews",
+            "max_seq_len": 64,
+            "num_epochs": 2,
+            "eval_steps": 50,
+            "logging_steps": 50,
+        },
         "grid": {"batch_sizes": [16, 32], "learning_rates": [3e-4, 1e-3]},
-        "prune": {"max_seq_len": 64, "num_epochs": 2, "learning_rate": 3e-4,
-                  "importance_examples": 256, "eval_steps": 50, "logging_steps": 50},
+        "prune": {
+            "max_seq_len": 64,
+            "num_epochs": 2,
+            "learning_rate": 3e-4,
+            "importance_examples": 256,
+            "eval_steps": 50,
+            "logging_steps": 50,
+        },
         "quantize": {"max_seq_len": 64, "batch_size": 8},
         "infer": {"max_seq_len": 64, "warmup_batches": 5, "repeats": 3, "use_trt": False},
     },
@@ -56,8 +86,9 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def stage_config(stage: str, profile: str = "local",
-                 overrides: Mapping[str, Any] | None = None) -> StageConfig:
+def stage_config(
+    stage: str, profile: str = "local", overrides: Mapping[str, Any] | None = None
+) -> StageConfig:
     """Build a stage's config: defaults, then the profile's changes, then explicit overrides.
 
     Args:

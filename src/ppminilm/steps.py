@@ -33,8 +33,9 @@ def _overrides(overrides: Mapping[str, Any] | None, stage: str) -> dict[str, Any
     if not overrides:
         return {}
     if not isinstance(overrides, Mapping):
-        raise ValueError(f"overrides must be a mapping of stage -> fields, got "
-                         f"{type(overrides).__name__}")
+        raise ValueError(
+            f"overrides must be a mapping of stage -> fields, got {type(overrides).__name__}"
+        )
     value = overrides.get(stage, {})
     if not isinstance(value, Mapping):
         raise ValueError(f"overrides[{stage!r}] must be a mapping of field -> value")
@@ -43,8 +44,9 @@ def _overrides(overrides: Mapping[str, Any] | None, stage: str) -> dict[str, Any
 
 def _write_summary(out_dir: str | Path, summary: Mapping[str, Any]) -> None:
     path = Path(out_dir) / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
 
 
 def read_summary(artifact_dir: str | Path) -> dict[str, Any]:
@@ -55,18 +57,29 @@ def read_summary(artifact_dir: str | Path) -> dict[str, Any]:
     """
     path = Path(artifact_dir) / SUMMARY_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{artifact_dir}: no {SUMMARY_FILE} (not written by a "
-                                "ppminilm stage, or the stage did not finish)")
+        raise FileNotFoundError(
+            f"{artifact_dir}: no {SUMMARY_FILE} (not written by a "
+            "ppminilm stage, or the stage did not finish)"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _numbers(summary: Mapping[str, Any], keys: Sequence[str]) -> dict[str, float]:
-    return {k: float(summary[k]) for k in keys
-            if isinstance(summary.get(k), int | float) and not isinstance(summary.get(k), bool)}
+    return {
+        k: float(summary[k])
+        for k in keys
+        if isinstance(summary.get(k), int | float) and not isinstance(summary.get(k), bool)
+    }
 
 
-def publish(summary: Mapping[str, Any], *, artifact: Any = None, metrics: Any = None,
-            confusion: Any = None, extra_artifacts: Sequence[Any] = ()) -> None:
+def publish(
+    summary: Mapping[str, Any],
+    *,
+    artifact: Any = None,
+    metrics: Any = None,
+    confusion: Any = None,
+    extra_artifacts: Sequence[Any] = (),
+) -> None:
     """Copy a step summary onto KFP output objects (duck-typed: no KFP import here).
 
     Args:
@@ -103,9 +116,16 @@ def _copy_in(uri: str, dest: Path) -> None:
 # --------------------------------------------------------------------------- data
 
 
-def build_data(out_dir: str, *, profile: str = "local", tasks: Sequence[str] = (),
-               source: str = "local", corpus_uri: str = "", vocab_uri: str = "",
-               overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_data(
+    out_dir: str,
+    *,
+    profile: str = "local",
+    tasks: Sequence[str] = (),
+    source: str = "local",
+    corpus_uri: str = "",
+    vocab_uri: str = "",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Prepare ``tasks/<task>/``, ``corpus/`` and ``vocab/`` in ``out_dir``.
 
     Args:
@@ -132,8 +152,10 @@ def build_data(out_dir: str, *, profile: str = "local", tasks: Sequence[str] = (
         built = build_local(out, cfg)
         unknown = [t for t in names if not (out / TASKS_DIR / t).is_dir()]
         if unknown:
-            raise ValueError(f"tasks {unknown} are not built by the local source; it builds "
-                             f"{sorted(p.name for p in (out / TASKS_DIR).iterdir())}")
+            raise ValueError(
+                f"tasks {unknown} are not built by the local source; it builds "
+                f"{sorted(p.name for p in (out / TASKS_DIR).iterdir())}"
+            )
         counts = built.get("counts", {})
     elif source == "clue":
         from ppminilm.data import download_clue
@@ -147,8 +169,12 @@ def build_data(out_dir: str, *, profile: str = "local", tasks: Sequence[str] = (
         _copy_in(vocab_uri, out / VOCAB_DIR)
     else:
         raise ValueError(f"unknown data source {source!r}; expected 'local' or 'clue'")
-    summary = {"tasks": names, "counts": counts, "source": source,
-               "metadata": {"tasks": names, "source": source, "profile": profile}}
+    summary = {
+        "tasks": names,
+        "counts": counts,
+        "source": source,
+        "metadata": {"tasks": names, "source": source, "profile": profile},
+    }
     _write_summary(out, summary)
     return summary
 
@@ -156,9 +182,14 @@ def build_data(out_dir: str, *, profile: str = "local", tasks: Sequence[str] = (
 # --------------------------------------------------------------------------- stage 1
 
 
-def pretrain_teacher(data_dir: str, out_dir: str, *, profile: str = "local",
-                     teacher_uri: str = "", overrides: Mapping[str, Any] | None = None
-                     ) -> dict[str, Any]:
+def pretrain_teacher(
+    data_dir: str,
+    out_dir: str,
+    *,
+    profile: str = "local",
+    teacher_uri: str = "",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Import a pretrained teacher from ``teacher_uri`` or pre-train one by MLM.
 
     Returns:
@@ -172,17 +203,26 @@ def pretrain_teacher(data_dir: str, out_dir: str, *, profile: str = "local",
     else:
         from ppminilm.teacher import run_pretrain_teacher
 
-        summary = dict(run_pretrain_teacher(Path(data_dir) / CORPUS_DIR,
-                                            Path(data_dir) / VOCAB_DIR, out, cfg))
+        summary = dict(
+            run_pretrain_teacher(Path(data_dir) / CORPUS_DIR, Path(data_dir) / VOCAB_DIR, out, cfg)
+        )
     summary["metrics"] = _numbers(summary, ("final_loss", "seconds", "steps"))
     summary["metadata"] = {"kind": "teacher", "source": teacher_uri or "mlm-pretrained"}
     _write_summary(out, summary)
     return summary
 
 
-def distill(data_dir: str, teacher_dir: str, out_dir: str, *, profile: str = "local",
-            enabled: bool = True, student_uri: str = "", checkpoint_uri: str = "",
-            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def distill(
+    data_dir: str,
+    teacher_dir: str,
+    out_dir: str,
+    *,
+    profile: str = "local",
+    enabled: bool = True,
+    student_uri: str = "",
+    checkpoint_uri: str = "",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """General distillation into the student, or import a pretrained student.
 
     Returns:
@@ -198,9 +238,16 @@ def distill(data_dir: str, teacher_dir: str, out_dir: str, *, profile: str = "lo
     else:
         from ppminilm.distill import run_distill
 
-        summary = dict(run_distill(Path(data_dir) / CORPUS_DIR, teacher_dir, out, cfg,
-                                   checkpoint_dir=checkpoint_uri or None,
-                                   vocab_dir=Path(data_dir) / VOCAB_DIR))
+        summary = dict(
+            run_distill(
+                Path(data_dir) / CORPUS_DIR,
+                teacher_dir,
+                out,
+                cfg,
+                checkpoint_dir=checkpoint_uri or None,
+                vocab_dir=Path(data_dir) / VOCAB_DIR,
+            )
+        )
     summary["metrics"] = _numbers(summary, ("final_loss", "steps", "seconds"))
     summary["metadata"] = {"kind": "student", "distilled": bool(enabled)}
     _write_summary(out, summary)
@@ -210,30 +257,55 @@ def distill(data_dir: str, teacher_dir: str, out_dir: str, *, profile: str = "lo
 # --------------------------------------------------------------------------- stage 2
 
 
-def finetune(data_dir: str, init_dir: str, out_dir: str, *, task: str, batch_size: int,
-             learning_rate: float, profile: str = "local",
-             overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def finetune(
+    data_dir: str,
+    init_dir: str,
+    out_dir: str,
+    *,
+    task: str,
+    batch_size: int,
+    learning_rate: float,
+    profile: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Fine-tune one grid point; the summary is also saved beside the model."""
     from ppminilm.config import normalize_task
     from ppminilm.finetune import run_finetune
 
     task = normalize_task(task)
-    cfg = stage_config("finetune", profile, {**_overrides(overrides, "finetune"), "task": task,
-                                             "batch_size": int(batch_size),
-                                             "learning_rate": float(learning_rate)})
+    cfg = stage_config(
+        "finetune",
+        profile,
+        {
+            **_overrides(overrides, "finetune"),
+            "task": task,
+            "batch_size": int(batch_size),
+            "learning_rate": float(learning_rate),
+        },
+    )
     summary = dict(run_finetune(Path(data_dir) / TASKS_DIR / task, init_dir, out_dir, cfg))
-    summary["metrics"] = _numbers(summary, ("best_dev_acc", "majority_acc", "best_step",
-                                            "steps", "seconds"))
-    summary["metadata"] = {"task": task, "batch_size": int(batch_size),
-                           "learning_rate": float(learning_rate),
-                           "dev_acc": summary.get("best_dev_acc")}
+    summary["metrics"] = _numbers(
+        summary, ("best_dev_acc", "majority_acc", "best_step", "steps", "seconds")
+    )
+    summary["metadata"] = {
+        "task": task,
+        "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate),
+        "dev_acc": summary.get("best_dev_acc"),
+    }
     _write_summary(out_dir, summary)
     return summary
 
 
-def select_best(model_dirs: Sequence[str], best_dir: str, inference_dir: str, grid_md: str,
-                *, profile: str = "local", overrides: Mapping[str, Any] | None = None
-                ) -> dict[str, Any]:
+def select_best(
+    model_dirs: Sequence[str],
+    best_dir: str,
+    inference_dir: str,
+    grid_md: str,
+    *,
+    profile: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Pick the grid's best model, copy it, export it, and write the grid table."""
     from ppminilm.grid import grid_markdown, run_export
     from ppminilm.grid import select_best as choose
@@ -247,17 +319,32 @@ def select_best(model_dirs: Sequence[str], best_dir: str, inference_dir: str, gr
     cfg = stage_config("finetune", profile, _overrides(overrides, "finetune"))
     shutil.copytree(best["model_dir"], best_dir, dirs_exist_ok=True)
     exported = run_export(best_dir, inference_dir, cfg.max_seq_len)
-    grid = [{k: r.get(k) for k in ("batch_size", "learning_rate", "best_dev_acc", "best_step",
-                                   "seconds")} for r in results]
+    grid = [
+        {
+            k: r.get(k)
+            for k in ("batch_size", "learning_rate", "best_dev_acc", "best_step", "seconds")
+        }
+        for r in results
+    ]
     _annotate_provenance(inference_dir, {"grid": grid, "finetune": _strip(best)})
     Path(grid_md).write_text(grid_markdown(results), encoding="utf-8")
-    summary = {"best": _strip(best), "grid": grid, "export": exported,
-               "metrics": {"best_dev_acc": float(best["best_dev_acc"]),
-                           "best_batch_size": float(best["batch_size"]),
-                           "best_learning_rate": float(best["learning_rate"])},
-               "metadata": {"task": best["task"], "dev_acc": best["best_dev_acc"],
-                            "batch_size": best["batch_size"],
-                            "learning_rate": best["learning_rate"], "precision": "fp32"}}
+    summary = {
+        "best": _strip(best),
+        "grid": grid,
+        "export": exported,
+        "metrics": {
+            "best_dev_acc": float(best["best_dev_acc"]),
+            "best_batch_size": float(best["batch_size"]),
+            "best_learning_rate": float(best["learning_rate"]),
+        },
+        "metadata": {
+            "task": best["task"],
+            "dev_acc": best["best_dev_acc"],
+            "batch_size": best["batch_size"],
+            "learning_rate": best["learning_rate"],
+            "precision": "fp32",
+        },
+    }
     _write_summary(best_dir, summary)
     return summary
 
@@ -288,23 +375,39 @@ def _lineage(model_dir: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- stages 3-4
 
 
-def prune(data_dir: str, model_dir: str, out_dir: str, inference_dir: str, *, task: str,
-          profile: str = "local", overrides: Mapping[str, Any] | None = None
-          ) -> dict[str, Any]:
+def prune(
+    data_dir: str,
+    model_dir: str,
+    out_dir: str,
+    inference_dir: str,
+    *,
+    task: str,
+    profile: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """OFA width pruning; writes the dynamic sub-model and its static export."""
     from ppminilm.config import normalize_task
     from ppminilm.prune import run_prune
 
     task = normalize_task(task)
     cfg = stage_config("prune", profile, _overrides(overrides, "prune"))
-    summary = dict(run_prune(Path(data_dir) / TASKS_DIR / task, model_dir, out_dir, cfg,
-                             static_dir=inference_dir))
-    _annotate_provenance(inference_dir, {**_lineage(_inference_parent(model_dir)),
-                                         "prune": _strip(summary)})
-    summary["metrics"] = _numbers(summary, ("best_dev_acc", "unpruned_dev_acc", "params_before",
-                                            "params_after", "seconds"))
-    summary["metadata"] = {"task": task, "width": summary.get("width"),
-                           "dev_acc": summary.get("best_dev_acc"), "precision": "fp32"}
+    summary = dict(
+        run_prune(
+            Path(data_dir) / TASKS_DIR / task, model_dir, out_dir, cfg, static_dir=inference_dir
+        )
+    )
+    _annotate_provenance(
+        inference_dir, {**_lineage(_inference_parent(model_dir)), "prune": _strip(summary)}
+    )
+    summary["metrics"] = _numbers(
+        summary, ("best_dev_acc", "unpruned_dev_acc", "params_before", "params_after", "seconds")
+    )
+    summary["metadata"] = {
+        "task": task,
+        "width": summary.get("width"),
+        "dev_acc": summary.get("best_dev_acc"),
+        "precision": "fp32",
+    }
     _write_summary(out_dir, summary)
     return summary
 
@@ -318,9 +421,16 @@ def _inference_parent(model_dir: str | Path) -> Path:
     return Path(export.get("out_dir", model_dir))
 
 
-def quantize(data_dir: str, model_dir: str, out_dir: str, candidates_md: str, *, task: str,
-             profile: str = "local", overrides: Mapping[str, Any] | None = None
-             ) -> dict[str, Any]:
+def quantize(
+    data_dir: str,
+    model_dir: str,
+    out_dir: str,
+    candidates_md: str,
+    *,
+    task: str,
+    profile: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Post-training quantization search; the best INT8 model goes to ``out_dir``."""
     from ppminilm.config import normalize_task
     from ppminilm.quantize import run_quantize
@@ -338,9 +448,13 @@ def quantize(data_dir: str, model_dir: str, out_dir: str, candidates_md: str, *,
         shutil.rmtree(work, ignore_errors=True)
     _annotate_provenance(out_dir, {**_lineage(model_dir), "quantize": _strip(summary)})
     summary["metrics"] = _numbers(summary, ("best_dev_acc", "fp32_dev_acc", "seconds"))
-    summary["metadata"] = {"task": task, "precision": "int8", "algo": summary.get("best_algo"),
-                           "batch_num": summary.get("best_batch_num"),
-                           "dev_acc": summary.get("best_dev_acc")}
+    summary["metadata"] = {
+        "task": task,
+        "precision": "int8",
+        "algo": summary.get("best_algo"),
+        "batch_num": summary.get("best_batch_num"),
+        "dev_acc": summary.get("best_dev_acc"),
+    }
     _write_summary(out_dir, summary)
     return summary
 
@@ -348,9 +462,17 @@ def quantize(data_dir: str, model_dir: str, out_dir: str, candidates_md: str, *,
 # --------------------------------------------------------------------------- stage 5
 
 
-def benchmark(data_dir: str, model_dir: str, out_path: str, *, task: str, name: str,
-              profile: str = "local", device: str = "cpu",
-              overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def benchmark(
+    data_dir: str,
+    model_dir: str,
+    out_path: str,
+    *,
+    task: str,
+    name: str,
+    profile: str = "local",
+    device: str = "cpu",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Benchmark an inference model on the task's dev set; writes the result JSON."""
     from ppminilm.config import normalize_task
     from ppminilm.export import read_serving_config
@@ -359,8 +481,11 @@ def benchmark(data_dir: str, model_dir: str, out_path: str, *, task: str, name: 
 
     task = normalize_task(task)
     serving = read_serving_config(model_dir)
-    infer_overrides = {**_overrides(overrides, "infer"), "device": device,
-                       "precision": serving.precision}
+    infer_overrides = {
+        **_overrides(overrides, "infer"),
+        "device": device,
+        "precision": serving.precision,
+    }
     if device == "cpu":
         infer_overrides["use_trt"] = False
     cfg = stage_config("infer", profile, infer_overrides)
@@ -368,16 +493,23 @@ def benchmark(data_dir: str, model_dir: str, out_path: str, *, task: str, name: 
     from ppminilm.config import ModelArch
 
     arch = ModelArch.from_dict(serving.arch) if serving.arch else None
-    result.update({
-        "name": name, "task": task, "precision": serving.precision,
-        "arch": serving.arch, "lineage": _lineage(model_dir),
-        "params": count_params(arch) if arch else None,
-        "flops": count_flops(arch) if arch else None,
-    })
-    Path(out_path).write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str),
-                              encoding="utf-8")
-    result["metrics"] = _numbers(result, ("accuracy", "latency_p50_ms", "latency_p95_ms",
-                                          "throughput", "seconds_per_pass"))
+    result.update(
+        {
+            "name": name,
+            "task": task,
+            "precision": serving.precision,
+            "arch": serving.arch,
+            "lineage": _lineage(model_dir),
+            "params": count_params(arch) if arch else None,
+            "flops": count_flops(arch) if arch else None,
+        }
+    )
+    Path(out_path).write_text(
+        json.dumps(result, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+    )
+    result["metrics"] = _numbers(
+        result, ("accuracy", "latency_p50_ms", "latency_p95_ms", "throughput", "seconds_per_pass")
+    )
     result["metadata"] = {"task": task, "name": name, "precision": serving.precision}
     return result
 
@@ -389,13 +521,21 @@ def merge_results(result_paths: Sequence[str], out_path: str) -> dict[str, Any]:
     if len(tasks) != 1:
         raise ValueError(f"benchmark results of several tasks cannot be merged: {tasks}")
     merged = {"task": tasks.pop(), "rows": rows}
-    Path(out_path).write_text(json.dumps(merged, indent=2, ensure_ascii=False, default=str),
-                              encoding="utf-8")
+    Path(out_path).write_text(
+        json.dumps(merged, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+    )
     return merged
 
 
-def report(result_paths: Sequence[str], student_dir: str, md_path: str, html_path: str,
-           summary_path: str, *, profile: str = "local") -> dict[str, Any]:
+def report(
+    result_paths: Sequence[str],
+    student_dir: str,
+    md_path: str,
+    html_path: str,
+    summary_path: str,
+    *,
+    profile: str = "local",
+) -> dict[str, Any]:
     """Build the run report (Markdown + HTML) from every task's merged benchmark results."""
     from ppminilm.report import build_report, run_summary_from_results
 
@@ -409,18 +549,24 @@ def report(result_paths: Sequence[str], student_dir: str, md_path: str, html_pat
         shutil.copyfile(paths["html"], html_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    Path(summary_path).write_text(json.dumps(run_summary, indent=2, ensure_ascii=False,
-                                             default=str), encoding="utf-8")
+    Path(summary_path).write_text(
+        json.dumps(run_summary, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+    )
     logger.info("report written: %s (%s)", md_path, html_path)
     return {"metadata": {"profile": profile, "tasks": [m["task"] for m in merged]}}
 
 
-def record_status(out_path: str, *, state: str, job: str = "", error_code: Any = None,
-                  error_message: str = "") -> dict[str, Any]:
+def record_status(
+    out_path: str, *, state: str, job: str = "", error_code: Any = None, error_message: str = ""
+) -> dict[str, Any]:
     """Exit handler: record the run's final state as JSON."""
-    record = {"state": state, "pipeline_job": job, "error_code": error_code,
-              "error_message": error_message, "finished_at": time.strftime(
-                  "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = {
+        "state": state,
+        "pipeline_job": job,
+        "error_code": error_code,
+        "error_message": error_message,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     Path(out_path).write_text(json.dumps(record, indent=2), encoding="utf-8")
     level = logging.INFO if state == "SUCCEEDED" else logging.ERROR
     logger.log(level, "pipeline finished: %s %s", state, error_message or "")

@@ -19,10 +19,16 @@ from ppminilm.paddle_env import paddle
 logger = logging.getLogger(__name__)
 
 
-def make_optimizer(model: paddle.nn.Layer, learning_rate: float, total_steps: int, *,
-                   warmup_steps: int = 0, warmup_proportion: float = 0.0,
-                   weight_decay: float = 0.01, max_grad_norm: float = 1.0
-                   ) -> tuple[paddle.optimizer.Optimizer, paddle.optimizer.lr.LRScheduler]:
+def make_optimizer(
+    model: paddle.nn.Layer,
+    learning_rate: float,
+    total_steps: int,
+    *,
+    warmup_steps: int = 0,
+    warmup_proportion: float = 0.0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+) -> tuple[paddle.optimizer.Optimizer, paddle.optimizer.lr.LRScheduler]:
     """AdamW with linear warm-up and linear decay to zero.
 
     Args:
@@ -40,12 +46,17 @@ def make_optimizer(model: paddle.nn.Layer, learning_rate: float, total_steps: in
     from paddlenlp.transformers import LinearDecayWithWarmup
 
     if total_steps <= 0:
-        raise ValueError(f"total_steps must be > 0, got {total_steps} (is the training split "
-                         "empty or the batch size larger than it?)")
+        raise ValueError(
+            f"total_steps must be > 0, got {total_steps} (is the training split "
+            "empty or the batch size larger than it?)"
+        )
     warmup: int | float = warmup_steps or warmup_proportion
     scheduler = LinearDecayWithWarmup(learning_rate, total_steps, warmup)
-    decay_names = {p.name for n, p in model.named_parameters()
-                   if not any(k in n for k in ("bias", "norm", "layer_norm"))}
+    decay_names = {
+        p.name
+        for n, p in model.named_parameters()
+        if not any(k in n for k in ("bias", "norm", "layer_norm"))
+    }
     clip = paddle.nn.ClipGradByGlobalNorm(max_grad_norm) if max_grad_norm > 0 else None
     optimizer = paddle.optimizer.AdamW(
         learning_rate=scheduler,
@@ -62,8 +73,14 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else math.ceil(n / batch_size)
 
 
-def iterate_batches(arrays: Mapping[str, np.ndarray], batch_size: int, *, shuffle: bool = False,
-                    seed: int = 0, drop_last: bool = False) -> Iterator[dict[str, np.ndarray]]:
+def iterate_batches(
+    arrays: Mapping[str, np.ndarray],
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> Iterator[dict[str, np.ndarray]]:
     """Yield mini-batches (dicts of NumPy arrays) over aligned arrays.
 
     Args:
@@ -84,7 +101,7 @@ def iterate_batches(arrays: Mapping[str, np.ndarray], batch_size: int, *, shuffl
         raise ValueError("no examples to batch (empty split)")
     order = np.random.RandomState(seed).permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         if drop_last and len(idx) < batch_size:
             break
         yield {k: v[idx] for k, v in arrays.items()}
@@ -96,8 +113,9 @@ def to_tensors(batch: Mapping[str, np.ndarray]) -> dict[str, paddle.Tensor]:
 
 
 @paddle.no_grad()
-def predict_logits(model: paddle.nn.Layer, arrays: Mapping[str, np.ndarray],
-                   batch_size: int = 64) -> np.ndarray:
+def predict_logits(
+    model: paddle.nn.Layer, arrays: Mapping[str, np.ndarray], batch_size: int = 64
+) -> np.ndarray:
     """Logits of a classifier over encoded inputs (``input_ids``, ``token_type_ids``).
 
     Returns:
@@ -150,8 +168,10 @@ class StepLogger:
             return
         elapsed = time.perf_counter() - self._t0
         rate = step / elapsed if elapsed > 0 else 0.0
-        parts = [f"{self.name} step {step}/{self.total}",
-                 f"loss {self._loss_sum / max(self._count, 1):.4f}"]
+        parts = [
+            f"{self.name} step {step}/{self.total}",
+            f"loss {self._loss_sum / max(self._count, 1):.4f}",
+        ]
         if lr is not None:
             parts.append(f"lr {lr:.2e}")
         parts += [f"{k} {v:.4f}" for k, v in extra.items()]

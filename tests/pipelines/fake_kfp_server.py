@@ -42,16 +42,21 @@ class FakeKfpServer:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
                 url = urlparse(self.path)
-                record = {"method": method, "path": url.path, "query": parse_qs(url.query),
-                          "headers": dict(self.headers), "body": body}
+                record = {
+                    "method": method,
+                    "path": url.path,
+                    "query": parse_qs(url.query),
+                    "headers": dict(self.headers),
+                    "body": body,
+                }
                 server.requests.append(record)
                 code, reply = server.route(record)
                 self._reply(code, reply)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._handle("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._handle("POST")
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -85,8 +90,11 @@ class FakeKfpServer:
         if path == "/apis/v2beta1/experiments" and method == "POST":
             if not body or not body.get("display_name"):
                 return self._bad("experiment needs a display_name")
-            exp = {"experiment_id": str(uuid.uuid4()), "display_name": body["display_name"],
-                   "namespace": body.get("namespace", "")}
+            exp = {
+                "experiment_id": str(uuid.uuid4()),
+                "display_name": body["display_name"],
+                "namespace": body.get("namespace", ""),
+            }
             self.experiments[exp["experiment_id"]] = exp
             return 200, exp
         if path == "/apis/v2beta1/runs" and method == "POST":
@@ -102,8 +110,12 @@ class FakeKfpServer:
                 spec = spec["pipeline_spec"]
             if not isinstance(spec, dict) or "root" not in spec or "components" not in spec:
                 return self._bad("pipeline_spec must be a compiled IR (root + components)")
-            run = {"run_id": str(uuid.uuid4()), "display_name": body.get("display_name"),
-                   "experiment_id": body["experiment_id"], "state": "PENDING"}
+            run = {
+                "run_id": str(uuid.uuid4()),
+                "display_name": body.get("display_name"),
+                "experiment_id": body["experiment_id"],
+                "state": "PENDING",
+            }
             self.runs[run["run_id"]] = {**run, "request": body}
             return 200, run
         return 404, {"error": f"no route for {method} {path}", "code": 5}

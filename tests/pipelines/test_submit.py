@@ -19,9 +19,22 @@ TOKEN = "test-token-not-a-secret"
 
 def test_submit_creates_experiment_and_run(capsys):
     with FakeKfpServer() as server:
-        code = submit.main(["--host", server.url, "--namespace", "team-a", "--experiment",
-                            "ci", "--package", str(PACKAGE), "--run-name", "r1",
-                            "--arguments", json.dumps({"tasks": ["tnews"]})])
+        code = submit.main(
+            [
+                "--host",
+                server.url,
+                "--namespace",
+                "team-a",
+                "--experiment",
+                "ci",
+                "--package",
+                str(PACKAGE),
+                "--run-name",
+                "r1",
+                "--arguments",
+                json.dumps({"tasks": ["tnews"]}),
+            ]
+        )
     assert code == 0, server.errors
     assert server.errors == []
     out = capsys.readouterr().out
@@ -49,7 +62,8 @@ def test_token_sent_as_bearer_and_never_printed(monkeypatch, capsys, caplog):
     posts = [r for r in server.requests if r["method"] == "POST"]
     assert posts and all(
         {k.lower(): v for k, v in r["headers"].items()}.get("authorization") == f"Bearer {TOKEN}"
-        for r in posts)
+        for r in posts
+    )
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err + caplog.text
 
@@ -57,23 +71,32 @@ def test_token_sent_as_bearer_and_never_printed(monkeypatch, capsys, caplog):
 def test_missing_host_and_bad_arguments(monkeypatch):
     monkeypatch.delenv("KFP_HOST", raising=False)
     assert submit.main(["--package", str(PACKAGE)]) == submit.EXIT_USAGE
-    assert submit.main(["--host", "http://127.0.0.1:9", "--arguments", "{oops"]) == \
-        submit.EXIT_USAGE
-    assert submit.main(["--host", "http://127.0.0.1:9", "--package", "nope.yaml"]) == \
-        submit.EXIT_USAGE
+    assert (
+        submit.main(["--host", "http://127.0.0.1:9", "--arguments", "{oops"]) == submit.EXIT_USAGE
+    )
+    assert (
+        submit.main(["--host", "http://127.0.0.1:9", "--package", "nope.yaml"]) == submit.EXIT_USAGE
+    )
 
 
 def test_unreachable_server_is_an_infrastructure_error():
     # Port 9 (discard) on loopback: nothing listens there.
-    assert submit.main(["--host", "http://127.0.0.1:9", "--package", str(PACKAGE)]) == \
-        submit.EXIT_INFRA
+    assert (
+        submit.main(["--host", "http://127.0.0.1:9", "--package", str(PACKAGE)])
+        == submit.EXIT_INFRA
+    )
 
 
 @pytest.mark.parametrize("target", ["submit"])
 def test_make_submit_target(target):
     """`make submit` compiles then submits (dry check of the recipe, no server)."""
-    out = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "KFP_HOST": "http://127.0.0.1:9"})
+    out = subprocess.run(
+        ["make", "-n", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KFP_HOST": "http://127.0.0.1:9"},
+    )
     assert out.returncode == 0
     assert "pipelines.compile" in out.stdout and "pipelines.submit" in out.stdout
     assert sys.executable  # the recipe uses the venv's python

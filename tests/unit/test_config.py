@@ -22,7 +22,12 @@ def test_recipe_defaults():
     d = DistillConfig()
     assert (d.teacher_layer, d.student_layer, d.num_relation_heads) == (20, 6, 64)
     assert (d.alpha, d.beta, d.learning_rate, d.warmup_steps, d.max_steps) == (
-        0.0, 1.0, 6e-4, 4000, 400000)
+        0.0,
+        1.0,
+        6e-4,
+        4000,
+        400000,
+    )
     assert GridConfig().points()[0] == {"batch_size": 16, "learning_rate": 3e-5}
     assert len(GridConfig().points()) == 9
     q = QuantConfig()

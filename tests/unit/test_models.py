@@ -54,8 +54,13 @@ def test_save_load_round_trip(tmp_path):
     model = build_model(arch, "classifier", num_classes=3)
     (tmp_path / "tok").mkdir()
     (tmp_path / "tok" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
-    save_model(model, tmp_path / "m", ModelInfo(arch, "classifier", "tnews", ["a", "b", "c"]),
-               tokenizer_dir=tmp_path / "tok", provenance={"stage": "test"})
+    save_model(
+        model,
+        tmp_path / "m",
+        ModelInfo(arch, "classifier", "tnews", ["a", "b", "c"]),
+        tokenizer_dir=tmp_path / "tok",
+        provenance={"stage": "test"},
+    )
     prov = json.loads((tmp_path / "m" / "provenance.json").read_text())
     assert prov["params"] == count_params(arch) and prov["stage"] == "test"
     assert "paddlepaddle" in prov["versions"]
@@ -74,7 +79,8 @@ def test_encoder_weights_load_into_classifier(tmp_path):
     assert info.kind == "classifier"
     np.testing.assert_array_equal(
         clf.ernie.embeddings.word_embeddings.weight.numpy(),
-        enc.embeddings.word_embeddings.weight.numpy())
+        enc.embeddings.word_embeddings.weight.numpy(),
+    )
 
 
 def test_load_errors(tmp_path):

@@ -24,8 +24,7 @@ def test_zlib_usable_after_importing_paddle_through_package(module):
         "plt.plot([1, 2]); plt.savefig(io.BytesIO(), format='png')\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
     src = open(sys.modules["ppminilm.paddle_env"].__file__, encoding="utf-8").read()
@@ -39,6 +38,5 @@ def test_naive_import_order_still_crashes():
         "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
         "plt.plot([1, 2]); plt.savefig(io.BytesIO(), format='png')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0, "paddle no longer breaks zlib; paddle_env's guard may go"

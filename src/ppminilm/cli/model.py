@@ -43,14 +43,20 @@ def _count(args: argparse.Namespace) -> int:
         print(header)
     for L, H, w in zip(layers, hidden, widths, strict=True):
         arch = ModelArch(
-            num_layers=L, hidden_size=H, num_heads=args.heads or max(H // 64, 1),
-            intermediate_size=args.intermediate or 4 * H, vocab_size=args.vocab_size, width=w,
+            num_layers=L,
+            hidden_size=H,
+            num_heads=args.heads or max(H // 64, 1),
+            intermediate_size=args.intermediate or 4 * H,
+            vocab_size=args.vocab_size,
+            width=w,
         )
         params, flops = count_params(arch), count_flops(arch, args.seq_len)
         name = f"{L}L-{H}H" + (f" width {w:g}" if w < 1 else "")
         if args.json:
             print(json.dumps({"model": name, "params": params, "flops": flops}))
         else:
-            print(f"{name:<22}{params:>14,}{format_count(params, 'M'):>8}"
-                  f"{flops:>16,}{format_count(flops, 'B'):>8}")
+            print(
+                f"{name:<22}{params:>14,}{format_count(params, 'M'):>8}"
+                f"{flops:>16,}{format_count(flops, 'B'):>8}"
+            )
     return 0
