@@ -1,0 +1,372 @@
+"""Stage 4: post-training static INT8 quantization (PaddleSlim ``quant_post_static``) search.
+
+Every ``cfg.algos`` x ``cfg.batch_nums`` candidate is calibrated on the held-out ``calib``
+split (never the reported dev set), evaluated on dev with Paddle Inference on CPU with oneDNN
+INT8 kernels (``enable_mkldnn_int8``: without it a PTQ model runs its fake-quant ops in FP32,
+slower than the FP32 model), and the best is kept (ties: order of ``cfg.algos``, then fewer
+calibration batches).
+
+Output directory: the best candidate as an inference model (export.py layout, ``serving.json``
+precision ``int8``), plus ``candidates.json``/``candidates.md`` (every candidate's dev accuracy,
+op counts and INT8 check) and ``quantize_summary.json``.
+
+Paddle 2.6 workarounds live in :mod:`ppminilm.quant_compat`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppminilm.config import InferConfig, QuantConfig
+from ppminilm.data import load_task_dir
+from ppminilm.export import (
+    MODEL_PREFIX,
+    ServingConfig,
+    read_serving_config,
+    write_serving_config,
+)
+from ppminilm.models import (
+    ModelFormatError,
+    _atomic_dir,
+    _publish_dir,
+    copy_tokenizer_files,
+)
+from ppminilm.paddle_env import package_versions
+from ppminilm.quant_compat import calibration_loader, program_op_types, ptq_zero_dim_fix
+from ppminilm.training import accuracy
+
+logger = logging.getLogger(__name__)
+
+CANDIDATES_JSON = "candidates.json"
+CANDIDATES_MD = "candidates.md"
+SUMMARY_FILE = "quantize_summary.json"
+PROVENANCE_FILE = "provenance.json"
+#: Op types whose presence means the program carries quantized weights/activations.
+QUANT_OP_PREFIXES = (
+    "fake_quantize",
+    "fake_channel_wise",
+    "fake_dequantize",
+    "quantize_linear",
+    "dequantize_linear",
+)
+
+
+def quant_op_counts(model_dir: str | Path) -> dict[str, int]:
+    """Counts of quantize/dequantize op types in an inference program."""
+    types = program_op_types(Path(model_dir) / f"{MODEL_PREFIX}.pdmodel")
+    return {t: n for t, n in sorted(types.items()) if t.startswith(QUANT_OP_PREFIXES)}
+
+
+def evaluate_inference(
+    model_dir: str | Path,
+    arrays: dict[str, np.ndarray],
+    precision: str,
+    batch_size: int,
+    num_threads: int,
+) -> float:
+    """Dev accuracy of an inference dir with Paddle Inference on CPU (oneDNN).
+
+    ``precision='int8'`` turns on oneDNN INT8 kernels (``enable_mkldnn_int8``).
+    """
+    from ppminilm.predictor import Predictor
+
+    serving = read_serving_config(model_dir)
+    cfg = InferConfig(
+        device="cpu",
+        precision=precision,
+        batch_size=batch_size,
+        max_seq_len=serving.max_seq_len,
+        num_threads=num_threads,
+        use_mkldnn=True,
+        use_trt=False,
+        warmup_batches=0,
+    )
+    predictor = Predictor(model_dir, cfg)
+    logits = [
+        predictor.run({k: arrays[k][i : i + batch_size] for k in ("input_ids", "token_type_ids")})
+        for i in range(0, len(arrays["labels"]), batch_size)
+    ]
+    return accuracy(np.concatenate(logits), arrays["labels"])
+
+
+def int8_check(model_dir: str | Path, num_threads: int, max_seq_len: int) -> dict[str, Any]:
+    """Evidence that a quantized model carries quantized ops and runs oneDNN INT8 kernels."""
+    from ppminilm.infer import detect_int8_kernels
+
+    ops = quant_op_counts(model_dir)
+    cfg = InferConfig(
+        device="cpu",
+        precision="int8",
+        max_seq_len=max_seq_len,
+        num_threads=num_threads,
+        use_trt=False,
+    )
+    kernels = detect_int8_kernels(model_dir, cfg)
+    return {
+        "quant_ops": ops,
+        "has_quant_ops": bool(ops),
+        "evaluated_with_mkldnn_int8": True,
+        "runs_int8": bool(kernels.get("runs_int8")),
+        "kernels": kernels,
+    }
+
+
+def _quantize_one(
+    fp32_dir: Path,
+    out: Path,
+    calib: dict[str, np.ndarray],
+    algo: str,
+    batch_num: int,
+    cfg: QuantConfig,
+    op_types: list[str],
+) -> None:
+    from paddleslim.quant import quant_post_static
+
+    from ppminilm.paddle_env import paddle
+
+    paddle.enable_static()
+    try:
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        loader = calibration_loader(calib, cfg.batch_size)
+        with ptq_zero_dim_fix():
+            quant_post_static(
+                executor=exe,
+                model_dir=str(fp32_dir),
+                quantize_model_path=str(out),
+                data_loader=loader,
+                model_filename=f"{MODEL_PREFIX}.pdmodel",
+                params_filename=f"{MODEL_PREFIX}.pdiparams",
+                save_model_filename=f"{MODEL_PREFIX}.pdmodel",
+                save_params_filename=f"{MODEL_PREFIX}.pdiparams",
+                batch_size=cfg.batch_size,
+                batch_nums=batch_num,
+                algo=algo,
+                hist_percent=cfg.hist_percent,
+                quantizable_op_type=op_types,
+                weight_quantize_type=cfg.weight_quantize_type,
+                onnx_format=cfg.onnx_format,
+            )
+    finally:
+        paddle.disable_static()
+
+
+def _encode(task_data: Any, split: str, model_dir: Path, max_seq_len: int) -> dict[str, np.ndarray]:
+    from ppminilm.finetune import encode_split
+    from ppminilm.tokenizer import load_tokenizer
+
+    return encode_split(
+        load_tokenizer(model_dir),
+        task_data.split(split),
+        task_data.task,
+        task_data.labels,
+        max_seq_len,
+    )
+
+
+def run_quantize(
+    task_dir: str | Path, model_dir: str | Path, out_dir: str | Path, cfg: QuantConfig
+) -> dict[str, Any]:
+    """Search PTQ settings for an FP32 inference model and keep the best INT8 model.
+
+    Args:
+        task_dir: Task directory (``calib`` calibrates, ``dev`` selects).
+        model_dir: FP32 static inference dir (export.py layout, e.g. the prune stage's).
+        out_dir: Output inference dir (best INT8 candidate), written all or nothing.
+        cfg: Algorithms, calibration batch counts, batch size, weight quantization.
+
+    Returns:
+        JSON-able summary: ``fp32_dev_acc``, ``int8_dev_acc``, ``best`` (algo, batch_num),
+        ``candidates`` (each: algo, batch_num, dev_acc, quant_ops, seconds), ``int8_check``
+        (quant ops present, oneDNN INT8 kernels used), ``quantizable_op_type`` (the types
+        found in the program), ``calib_examples``, ``model_dir``, ``seconds``.
+
+    Raises:
+        ModelFormatError: If ``model_dir`` is not an FP32 inference model.
+        ValueError: If labels differ from the task's or no quantizable op is present.
+    """
+    t0 = time.perf_counter()
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    serving = read_serving_config(model_dir)
+    if serving.precision != "fp32":
+        raise ModelFormatError(
+            f"{model_dir}/serving.json: precision is {serving.precision!r}; "
+            "quantization needs an fp32 inference model"
+        )
+    task_data = load_task_dir(task_dir)
+    if list(serving.labels) != list(task_data.labels):
+        raise ValueError(
+            f"{model_dir}/serving.json labels {serving.labels} differ from the "
+            f"task directory's labels.json {task_data.labels}"
+        )
+    if cfg.max_seq_len > serving.max_seq_len:
+        raise ValueError(
+            f"QuantConfig.max_seq_len={cfg.max_seq_len} exceeds the model's "
+            f"max_seq_len {serving.max_seq_len} ({model_dir}/serving.json)"
+        )
+    present = program_op_types(model_dir / f"{MODEL_PREFIX}.pdmodel")
+    op_types = [t for t in cfg.quantizable_op_type if t in present]
+    if not op_types:
+        raise ValueError(
+            f"{model_dir}: program has none of quantizable_op_type "
+            f"{list(cfg.quantizable_op_type)} (its ops: {sorted(present)})"
+        )
+    logger.info(
+        "quantizing op types %s (%s)", op_types, ", ".join(f"{t} x{present[t]}" for t in op_types)
+    )
+    calib = _encode(task_data, "calib", model_dir, cfg.max_seq_len)
+    dev = _encode(task_data, "dev", model_dir, cfg.max_seq_len)
+    needed = max(cfg.batch_nums) * cfg.batch_size
+    if len(calib["labels"]) < needed:
+        logger.warning(
+            "calib split has %d examples; %d batches of %d need %d (the loader stops early)",
+            len(calib["labels"]),
+            max(cfg.batch_nums),
+            cfg.batch_size,
+            needed,
+        )
+    fp32_acc = evaluate_inference(model_dir, dev, "fp32", cfg.batch_size * 4, cfg.num_threads)
+    logger.info("fp32 dev acc %.4f", fp32_acc)
+
+    tmp = _atomic_dir(out_dir)
+    work = tmp / ".candidates"
+    candidates: list[dict[str, Any]] = []
+    try:
+        for algo in cfg.algos:
+            for batch_num in cfg.batch_nums:
+                t1 = time.perf_counter()
+                cand = work / f"{algo}_{batch_num}"
+                _quantize_one(model_dir, cand, calib, algo, batch_num, cfg, op_types)
+                _finish_dir(cand, model_dir, serving, {})
+                acc = evaluate_inference(cand, dev, "int8", cfg.batch_size * 4, cfg.num_threads)
+                candidates.append(
+                    {
+                        "algo": algo,
+                        "batch_num": batch_num,
+                        "dev_acc": acc,
+                        "quant_ops": quant_op_counts(cand),
+                        "seconds": round(time.perf_counter() - t1, 2),
+                    }
+                )
+                logger.info("candidate %s x %d batches: int8 dev acc %.4f", algo, batch_num, acc)
+        best = select_best(candidates, list(cfg.algos))
+        best_dir = work / f"{best['algo']}_{best['batch_num']}"
+        check = int8_check(best_dir, cfg.num_threads, serving.max_seq_len)
+        if not check["has_quant_ops"] or not check["runs_int8"]:
+            logger.warning("INT8 check failed for %s: %s", best_dir, check)
+        calib_size = min(len(calib["labels"]), best["batch_num"] * cfg.batch_size)
+        provenance = {
+            "stage": "quantize",
+            "config": cfg.to_dict(),
+            "parent": str(model_dir),
+            "task_dir": str(task_dir),
+            "algo": best["algo"],
+            "batch_num": best["batch_num"],
+            "calib_examples": calib_size,
+            "dev_acc": best["dev_acc"],
+            "fp32_dev_acc": fp32_acc,
+        }
+        for name in (f"{MODEL_PREFIX}.pdmodel", f"{MODEL_PREFIX}.pdiparams"):
+            shutil.copy2(best_dir / name, tmp / name)
+        _finish_dir(tmp, model_dir, serving, provenance)
+        shutil.rmtree(work)
+        summary = {
+            "fp32_dev_acc": fp32_acc,
+            "int8_dev_acc": best["dev_acc"],
+            "best": {"algo": best["algo"], "batch_num": best["batch_num"]},
+            "candidates": candidates,
+            "int8_check": check,
+            "quantizable_op_type": op_types,
+            "calib_examples": calib_size,
+            "model_dir": str(out_dir),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        (tmp / CANDIDATES_JSON).write_text(
+            json.dumps(candidates, indent=2) + "\n", encoding="utf-8"
+        )
+        (tmp / CANDIDATES_MD).write_text(
+            candidates_markdown(candidates, fp32_acc, best), encoding="utf-8"
+        )
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        _publish_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info(
+        "best %s x %d: int8 dev acc %.4f (fp32 %.4f) -> %s",
+        best["algo"],
+        best["batch_num"],
+        best["dev_acc"],
+        fp32_acc,
+        out_dir,
+    )
+    return summary
+
+
+def select_best(candidates: list[dict[str, Any]], algo_order: list[str]) -> dict[str, Any]:
+    """Highest dev accuracy; ties go to the earlier algo in ``algo_order``, then fewer batches."""
+    if not candidates:
+        raise ValueError("no quantization candidates to choose from")
+    return min(
+        candidates, key=lambda c: (-c["dev_acc"], algo_order.index(c["algo"]), c["batch_num"])
+    )
+
+
+def _finish_dir(
+    target: Path, fp32_dir: Path, serving: ServingConfig, provenance: dict[str, Any]
+) -> None:
+    """serving.json (precision int8, same labels/max_seq_len), vocab and provenance."""
+    write_serving_config(
+        target,
+        ServingConfig(
+            max_seq_len=serving.max_seq_len,
+            labels=list(serving.labels),
+            task=serving.task,
+            precision="int8",
+            width=serving.width,
+            arch=dict(serving.arch),
+            input_names=list(serving.input_names),
+        ),
+    )
+    copy_tokenizer_files(fp32_dir, target)
+    if provenance:
+        parent = {}
+        if (fp32_dir / PROVENANCE_FILE).is_file():
+            parent = json.loads((fp32_dir / PROVENANCE_FILE).read_text(encoding="utf-8"))
+        record = {
+            **{k: parent[k] for k in ("params", "flops_seq128", "arch") if k in parent},
+            "format": "paddle-static",
+            "precision": "int8",
+            "versions": package_versions(),
+            **provenance,
+        }
+        (target / PROVENANCE_FILE).write_text(
+            json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+
+
+def candidates_markdown(
+    candidates: list[dict[str, Any]], fp32_acc: float, best: dict[str, Any]
+) -> str:
+    """A Markdown table of the candidates (best marked) for the report."""
+    lines = [
+        f"FP32 dev accuracy: {fp32_acc:.4f}",
+        "",
+        "| algo | calib batches | INT8 dev acc | diff vs FP32 | quant ops | best |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    for c in candidates:
+        mark = "yes" if (c["algo"], c["batch_num"]) == (best["algo"], best["batch_num"]) else ""
+        ops = sum(Counter(c["quant_ops"]).values())
+        lines.append(
+            f"| {c['algo']} | {c['batch_num']} | {c['dev_acc']:.4f} | "
+            f"{c['dev_acc'] - fp32_acc:+.4f} | {ops} | {mark} |"
+        )
+    return "\n".join(lines) + "\n"
