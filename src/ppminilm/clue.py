@@ -31,6 +31,9 @@ from ppminilm.config import CLUE_TASKS, normalize_task
 
 logger = logging.getLogger(__name__)
 
+#: Label of NLI lines without an annotator majority in the real CMNLI/OCNLI files.
+NO_MAJORITY_LABEL = "-"
+
 
 class FieldError(ValueError):
     """One field of an in-memory example is missing or malformed (no file or line known)."""
@@ -216,21 +219,49 @@ def _load(task: str, data_home: Path | None) -> tuple[dict[str, list[dict[str, A
     clue_home = os.path.join(_paddlenlp("utils.env").DATA_HOME, "Clue")
     config = _builder_config(task)
     splits = list(_SOURCE_SPLITS.values())
-    if data_home is not None:
-        files = _local_files(task, Path(data_home), config)
-        source = f"paddlenlp clue/{task} from local files in {data_home}"
-        datasets = load_dataset("clue", task, data_files=files, splits=splits)
-    else:
-        source = f"paddlenlp clue/{task} ({config['url']})"
-        try:
-            datasets = load_dataset("clue", task, splits=splits)
-        except Exception as exc:  # network, HTTP, md5: paddle raises several kinds
-            raise ClueDownloadError(
-                f"could not download CLUE {task} from {config['url']} into "
-                f"{clue_home} ({type(exc).__name__}: {exc}). Offline? "
-                f"Put the extracted {task}_public/ folder or {task}_public.zip in a folder and "
-                f"pass it as data_home (CLI: --data-home)"
-            ) from exc
+    from ppminilm.data import DataError, read_split  # data imports this module: import on use
+
+    where = str(data_home) if data_home is not None else clue_home
+    try:
+        if data_home is not None:
+            files = _local_files(task, Path(data_home), config)
+            source = f"paddlenlp clue/{task} from local files in {data_home}"
+            datasets = load_dataset("clue", task, data_files=files, splits=splits)
+        else:
+            source = f"paddlenlp clue/{task} ({config['url']})"
+            try:
+                datasets = load_dataset("clue", task, splits=splits)
+            except KeyError:
+                raise
+            except Exception as exc:  # network, HTTP, md5: paddle raises several kinds
+                raise ClueDownloadError(
+                    f"could not download CLUE {task} from {config['url']} into "
+                    f"{clue_home} ({type(exc).__name__}: {exc}). Offline? "
+                    f"Put the extracted {task}_public/ folder or {task}_public.zip in a folder "
+                    f"and pass it as data_home (CLI: --data-home)"
+                ) from exc
+    except KeyError as exc:
+        # paddlenlp maps labels to ids while reading and fails on one it does not know; it
+        # skips "-" (no annotator majority) only in cmnli dev and ocnli train/dev.
+        bad = exc.args[0] if exc.args else None
+        if bad != NO_MAJORITY_LABEL or task not in ("cmnli", "ocnli"):
+            raise DataError(
+                where, None, "label", f"one of {config['labels']} in every {task} file", repr(bad)
+            ) from None
+        logger.info(
+            "paddlenlp cannot read %r labels in every %s split; reading its files "
+            "with ppminilm.data.read_split, which skips them",
+            bad,
+            task,
+        )
+        root = Path(data_home) if data_home is not None else Path(clue_home)
+        split_files = {
+            ours: root / config["splits"][theirs][0] for ours, theirs in _SOURCE_SPLITS.items()
+        }
+        return {
+            ours: read_split(path, task, require_labels=ours != "test")
+            for ours, path in split_files.items()
+        }, source
     out: dict[str, list[dict[str, Any]]] = {}
     for ours, theirs in _SOURCE_SPLITS.items():
         dataset = datasets[splits.index(theirs)]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ppminilm.clue import (
+    NO_MAJORITY_LABEL,
     TASK_SPECS,
     FieldError,
     TaskSpec,
@@ -57,8 +58,6 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "calib", "test")
 #: Splits that must carry labels.
 LABELLED_SPLITS = ("train", "dev", "calib")
-#: Label of NLI lines without a majority annotation in the real CMNLI/OCNLI files.
-NO_MAJORITY_LABEL = "-"
 _NLI_TASKS = ("cmnli", "ocnli")
 _ID_FIELDS = ("id", "idx")
 

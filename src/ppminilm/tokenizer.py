@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import string
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,9 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 _ASCII_ALNUM = string.ascii_lowercase + string.digits
+#: Always in the vocab: ASCII letters, digits and punctuation (the CLUEWSC2020 span markers
+#: ``_ [ ]`` among them), so no ASCII character is ever ``[UNK]``.
+_ALWAYS = _ASCII_ALNUM + string.punctuation
 # The code points BERT's basic tokenizer treats as CJK (each one becomes its own token).
 _CJK = re.compile(
     "[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff"
@@ -65,9 +69,12 @@ def count_tokens(lines: Iterable[str]) -> Counter[str]:
     """
     text = "\n".join(lines)
     basic = _basic_tokenizer()
-    counts: Counter[str] = Counter(basic.tokenize(_CJK.sub(" ", text)))
-    for char, n in Counter(_CJK.findall(text)).items():
-        for token in basic.tokenize(char):  # normalises compatibility ideographs like BERT
+    counts: Counter[str] = Counter()
+    # The basic tokenizer surrounds CJK characters with spaces and then works chunk by chunk,
+    # so tokenizing each distinct chunk once and multiplying gives the same counts, fast.
+    chunks = Counter(_CJK.sub(" ", text).split()) + Counter(_CJK.findall(text))
+    for chunk, n in chunks.items():
+        for token in basic.tokenize(chunk):
             counts[token] += n
     return counts
 
@@ -85,9 +92,10 @@ def build_vocab(
     """Build a character vocab from corpus files and save a loadable tokenizer directory.
 
     Order: ``[PAD]`` (id 0), ``[UNK]``, ``[CLS]``, ``[SEP]``, ``[MASK]``, then single characters
-    by frequency, any missing ASCII letters/digits, ``##`` continuation pieces by frequency
-    (all ASCII ones included), then frequent multi-character words (English words, numbers).
-    Ties are broken alphabetically, so the vocab is deterministic.
+    by frequency, any missing ASCII letters/digits/punctuation, ``##`` continuation pieces by
+    frequency (all ASCII letter/digit ones included), then frequent multi-character words
+    (English words, numbers). Ties are broken alphabetically, so the vocab is deterministic.
+    ``max_size`` cuts from the end, so only whole words and rare pieces are ever dropped.
 
     Args:
         corpus_files: Text files, one sentence a line.
@@ -104,10 +112,11 @@ def build_vocab(
     """
     if min_freq < 1:
         raise ValueError(f"min_freq={min_freq} must be >= 1")
-    if max_size is not None and max_size < len(SPECIAL_TOKENS) + len(_ASCII_ALNUM):
+    floor = len(SPECIAL_TOKENS) + len(_ALWAYS) + len(_ASCII_ALNUM)
+    if max_size is not None and max_size < floor:
         raise ValueError(
-            f"max_size={max_size} must leave room for the special tokens and "
-            f"ASCII letters/digits ({len(SPECIAL_TOKENS) + len(_ASCII_ALNUM)})"
+            f"max_size={max_size} must leave room for the special tokens and the ASCII "
+            f"characters and pieces that are always included ({floor})"
         )
     lines: list[str] = []
     for path in map(Path, corpus_files):
@@ -129,7 +138,7 @@ def build_vocab(
                 pieces["##" + char] += n
     vocab = list(SPECIAL_TOKENS)
     vocab += _ranked(chars, min_freq)
-    vocab += [c for c in _ASCII_ALNUM if chars[c] < min_freq]
+    vocab += [c for c in _ALWAYS if chars[c] < min_freq]
     vocab += _ranked(pieces, min_freq)
     vocab += ["##" + c for c in _ASCII_ALNUM if pieces["##" + c] < min_freq]
     vocab += _ranked(words, min_freq)
@@ -231,15 +240,19 @@ def encode_pairs(
         )
     texts = [a for a, _ in pairs]
     seconds = [b for _, b in pairs] if all(has_b) else None
-    encoded = tokenizer(
-        texts,
-        text_pair=seconds,
-        max_length=max_seq_len,
-        padding="max_length",
-        truncation=True,
-        return_attention_mask=False,
-        return_token_type_ids=True,
-    )
+    with warnings.catch_warnings():
+        # paddlenlp warns on every longest_first pair truncation that it returns no
+        # overflowing tokens; we never ask for them.
+        warnings.filterwarnings("ignore", message=".*overflowing tokens are not returned.*")
+        encoded = tokenizer(
+            texts,
+            text_pair=seconds,
+            max_length=max_seq_len,
+            padding="max_length",
+            truncation=True,
+            return_attention_mask=False,
+            return_token_type_ids=True,
+        )
     out = {key: np.asarray(encoded[key], dtype=np.int64) for key in ("input_ids", "token_type_ids")}
     for key, array in out.items():
         if array.shape != (n, max_seq_len):
