@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 import zlib  # noqa: F401  -- MUST be imported before paddle, see below.
 from types import ModuleType
 
@@ -20,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 # Quieten paddle's GLOG chatter unless the user asked for it.
 os.environ.setdefault("GLOG_minloglevel", "2")
+# paddle imports distutils; setuptools' shim then warns once per process (every pipeline
+# step). The warning is about setuptools' future, not about anything we can act on.
+warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
 os.environ.setdefault("FLAGS_call_stack_level", "1")
 
 import paddle  # noqa: E402

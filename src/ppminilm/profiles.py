@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ppminilm.config import STAGE_CONFIGS, StageConfig
+
+C = TypeVar("C", bound=StageConfig)
 
 _LOCAL_TEACHER_ARCH = {
     "num_layers": 4,
@@ -111,3 +113,12 @@ def stage_config(
     merged = _deep_merge(cls().to_dict(), PROFILES[profile].get(stage, {}))
     merged = _deep_merge(merged, overrides or {})
     return cls.from_dict(merged)
+
+
+def config_for(
+    cls: type[C], profile: str = "local", overrides: Mapping[str, Any] | None = None
+) -> C:
+    """Typed variant of :func:`stage_config`: ``config_for(PruneConfig, "local")``."""
+    cfg = stage_config(cls.stage, profile, overrides)
+    assert isinstance(cfg, cls)
+    return cfg

@@ -19,9 +19,35 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ppminilm.profiles import stage_config
+from ppminilm.config import (
+    DataConfig,
+    DistillConfig,
+    FinetuneConfig,
+    InferConfig,
+    PruneConfig,
+    QuantConfig,
+    TeacherConfig,
+)
+from ppminilm.profiles import config_for
 
 logger = logging.getLogger(__name__)
+
+
+def _ensure_progress_logging() -> None:
+    """Show the stages' INFO progress (step i/n, loss, accuracy) in component logs.
+
+    Components run ``steps`` in a fresh interpreter where nothing configured logging, so
+    ``ppminilm`` INFO records would be dropped; the CLI configures logging itself.
+    """
+    pkg = logging.getLogger("ppminilm")
+    if not pkg.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        pkg.addHandler(handler)
+        pkg.setLevel(logging.INFO)
+
+
+_ensure_progress_logging()
 
 SUMMARY_FILE = "stage_summary.json"
 TASKS_DIR, CORPUS_DIR, VOCAB_DIR = "tasks", "corpus", "vocab"
@@ -148,7 +174,7 @@ def build_data(
     if source == "local":
         from ppminilm.local_data import build_local
 
-        cfg = stage_config("data", profile, _overrides(overrides, "data"))
+        cfg = config_for(DataConfig, profile, _overrides(overrides, "data"))
         built = build_local(out, cfg)
         unknown = [t for t in names if not (out / TASKS_DIR / t).is_dir()]
         if unknown:
@@ -164,7 +190,12 @@ def build_data(
             raise ValueError("source='clue' needs corpus_uri and vocab_uri")
         counts = {}
         for task in names:
-            counts[task] = download_clue(task, out / TASKS_DIR / task).get("counts", {})
+            from ppminilm.data import load_task_dir
+
+            loaded = load_task_dir(download_clue(task, out / TASKS_DIR / task), task)
+            counts[task] = {
+                split: len(getattr(loaded, split)) for split in ("train", "dev", "calib", "test")
+            }
         _copy_in(corpus_uri, out / CORPUS_DIR)
         _copy_in(vocab_uri, out / VOCAB_DIR)
     else:
@@ -195,7 +226,7 @@ def pretrain_teacher(
     Returns:
         Summary with ``metrics`` (final MLM loss, seconds) and ``metadata``.
     """
-    cfg = stage_config("teacher", profile, _overrides(overrides, "teacher"))
+    cfg = config_for(TeacherConfig, profile, _overrides(overrides, "teacher"))
     out = Path(out_dir)
     if teacher_uri:
         _copy_in(teacher_uri, out)
@@ -228,7 +259,7 @@ def distill(
     Returns:
         Summary with ``metrics`` (final loss, steps, seconds) and ``metadata``.
     """
-    cfg = stage_config("distill", profile, _overrides(overrides, "distill"))
+    cfg = config_for(DistillConfig, profile, _overrides(overrides, "distill"))
     out = Path(out_dir)
     if not enabled:
         if not student_uri:
@@ -273,8 +304,8 @@ def finetune(
     from ppminilm.finetune import run_finetune
 
     task = normalize_task(task)
-    cfg = stage_config(
-        "finetune",
+    cfg = config_for(
+        FinetuneConfig,
         profile,
         {
             **_overrides(overrides, "finetune"),
@@ -316,7 +347,7 @@ def select_best(
     for r, d in zip(results, model_dirs, strict=True):
         r["model_dir"] = str(d)
     best = choose(results)
-    cfg = stage_config("finetune", profile, _overrides(overrides, "finetune"))
+    cfg = config_for(FinetuneConfig, profile, _overrides(overrides, "finetune"))
     shutil.copytree(best["model_dir"], best_dir, dirs_exist_ok=True)
     exported = run_export(best_dir, inference_dir, cfg.max_seq_len)
     grid = [
@@ -385,27 +416,31 @@ def prune(
     profile: str = "local",
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """OFA width pruning; writes the dynamic sub-model and its static export."""
+    """OFA width pruning: the dynamic sub-model to ``out_dir``, its static export to
+    ``inference_dir`` (the smallest width of ``width_mult_list``)."""
     from ppminilm.config import normalize_task
     from ppminilm.prune import run_prune
 
     task = normalize_task(task)
-    cfg = stage_config("prune", profile, _overrides(overrides, "prune"))
-    summary = dict(
-        run_prune(
-            Path(data_dir) / TASKS_DIR / task, model_dir, out_dir, cfg, static_dir=inference_dir
-        )
-    )
+    cfg = config_for(PruneConfig, profile, _overrides(overrides, "prune"))
+    work = Path(tempfile.mkdtemp(prefix="prune-"))
+    try:
+        summary = dict(run_prune(Path(data_dir) / TASKS_DIR / task, model_dir, work / "out", cfg))
+        shutil.copytree(summary["model_dir"], out_dir, dirs_exist_ok=True)
+        shutil.copytree(summary["inference_dir"], inference_dir, dirs_exist_ok=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary["model_dir"], summary["inference_dir"] = str(out_dir), str(inference_dir)
     _annotate_provenance(
         inference_dir, {**_lineage(_inference_parent(model_dir)), "prune": _strip(summary)}
     )
     summary["metrics"] = _numbers(
-        summary, ("best_dev_acc", "unpruned_dev_acc", "params_before", "params_after", "seconds")
+        summary, ("pruned_dev_acc", "unpruned_dev_acc", "params_before", "params_after", "seconds")
     )
     summary["metadata"] = {
         "task": task,
-        "width": summary.get("width"),
-        "dev_acc": summary.get("best_dev_acc"),
+        "width": min(cfg.width_mult_list),
+        "dev_acc": summary.get("pruned_dev_acc"),
         "precision": "fp32",
     }
     _write_summary(out_dir, summary)
@@ -433,27 +468,21 @@ def quantize(
 ) -> dict[str, Any]:
     """Post-training quantization search; the best INT8 model goes to ``out_dir``."""
     from ppminilm.config import normalize_task
-    from ppminilm.quantize import run_quantize
+    from ppminilm.quantize import CANDIDATES_MD, run_quantize
 
     task = normalize_task(task)
-    cfg = stage_config("quantize", profile, _overrides(overrides, "quantize"))
-    work = Path(tempfile.mkdtemp(prefix="quant-"))
-    try:
-        summary = dict(run_quantize(Path(data_dir) / TASKS_DIR / task, model_dir, work, cfg))
-        best_dir = Path(summary["best_dir"])
-        shutil.copytree(best_dir, out_dir, dirs_exist_ok=True)
-        md = Path(summary.get("candidates_md", work / "candidates.md"))
-        shutil.copyfile(md, candidates_md)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    cfg = config_for(QuantConfig, profile, _overrides(overrides, "quantize"))
+    summary = dict(run_quantize(Path(data_dir) / TASKS_DIR / task, model_dir, out_dir, cfg))
+    shutil.copyfile(Path(out_dir) / CANDIDATES_MD, candidates_md)
     _annotate_provenance(out_dir, {**_lineage(model_dir), "quantize": _strip(summary)})
-    summary["metrics"] = _numbers(summary, ("best_dev_acc", "fp32_dev_acc", "seconds"))
+    best = summary.get("best", {})
+    summary["metrics"] = _numbers(summary, ("int8_dev_acc", "fp32_dev_acc", "seconds"))
     summary["metadata"] = {
         "task": task,
         "precision": "int8",
-        "algo": summary.get("best_algo"),
-        "batch_num": summary.get("best_batch_num"),
-        "dev_acc": summary.get("best_dev_acc"),
+        "algo": best.get("algo"),
+        "batch_num": best.get("batch_num"),
+        "dev_acc": summary.get("int8_dev_acc"),
     }
     _write_summary(out_dir, summary)
     return summary
@@ -474,7 +503,7 @@ def benchmark(
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Benchmark an inference model on the task's dev set; writes the result JSON."""
-    from ppminilm.config import normalize_task
+    from ppminilm.config import ModelArch, normalize_task
     from ppminilm.export import read_serving_config
     from ppminilm.infer import run_benchmark
     from ppminilm.models import count_flops, count_params
@@ -488,10 +517,8 @@ def benchmark(
     }
     if device == "cpu":
         infer_overrides["use_trt"] = False
-    cfg = stage_config("infer", profile, infer_overrides)
+    cfg = config_for(InferConfig, profile, infer_overrides)
     result = dict(run_benchmark(model_dir, Path(data_dir) / TASKS_DIR / task, cfg))
-    from ppminilm.config import ModelArch
-
     arch = ModelArch.from_dict(serving.arch) if serving.arch else None
     result.update(
         {
@@ -507,10 +534,13 @@ def benchmark(
     Path(out_path).write_text(
         json.dumps(result, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
     )
-    result["metrics"] = _numbers(
-        result, ("accuracy", "latency_p50_ms", "latency_p95_ms", "throughput", "seconds_per_pass")
-    )
+    latency = result.get("latency_ms", {})
+    result["metrics"] = {
+        **_numbers(result, ("accuracy", "throughput", "total_s")),
+        **{f"latency_{k}_ms": float(v) for k, v in latency.items()},
+    }
     result["metadata"] = {"task": task, "name": name, "precision": serving.precision}
+    result["confusion"] = result.get("confusion_matrix")
     return result
 
 
@@ -537,7 +567,8 @@ def report(
     profile: str = "local",
 ) -> dict[str, Any]:
     """Build the run report (Markdown + HTML) from every task's merged benchmark results."""
-    from ppminilm.report import build_report, run_summary_from_results
+    from ppminilm.report import build_report
+    from ppminilm.run_summary import run_summary_from_results
 
     merged = [json.loads(Path(p).read_text(encoding="utf-8")) for p in result_paths]
     student = read_summary(student_dir) if (Path(student_dir) / SUMMARY_FILE).is_file() else {}
