@@ -42,6 +42,7 @@ from ppminilm.models import (
     build_model,
     encoder_param_count,
     load_model,
+    read_model_info,
     save_model,
 )
 from ppminilm.ofa_compat import apply_dynabert_forward, dynabert_net_config, prepare_ofa
@@ -178,8 +179,8 @@ def run_prune(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     set_seed(cfg.seed)
     task_data = load_task_dir(task_dir)
+    _check_inputs(task_data, read_model_info(model_dir), model_dir)
     model, info = load_model(model_dir)
-    _check_inputs(task_data, info, model_dir)
     from ppminilm.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
