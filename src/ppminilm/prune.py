@@ -294,22 +294,15 @@ def run_prune(
                 break
     train_s = time.perf_counter() - t_train
 
-    summary = _export_all(
-        records, widths, info, out_dir, model_dir, task_dir, cfg, params_before, subs
-    )
-    summary.update(
-        unpruned_dev_acc=unpruned_acc,
-        params_before=params_before,
-        importance_examples=len(calib["labels"]),
-        train_steps=total,
-        epochs=epochs,
-        seconds={
-            "importance": round(importance_s, 2),
-            "train": round(train_s, 2),
-            "total": round(time.perf_counter() - t0, 2),
-        },
-    )
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    extra = {
+        "unpruned_dev_acc": unpruned_acc,
+        "params_before": params_before,
+        "importance_examples": len(calib["labels"]),
+        "train_steps": total,
+        "epochs": epochs,
+        "seconds": {"importance": round(importance_s, 2), "train": round(train_s, 2)},
+    }
+    summary = _export_all(records, widths, info, out_dir, model_dir, task_dir, cfg, subs, extra, t0)
     logger.info(
         "pruned dev acc %.4f at width %g (unpruned %.4f); params %s -> %s",
         summary["pruned_dev_acc"],
@@ -329,10 +322,11 @@ def _export_all(
     model_dir: Path,
     task_dir: str | Path,
     cfg: PruneConfig,
-    params_before: int,
     subs: dict[float, paddle.nn.Layer],
+    extra: dict[str, Any],
+    t0: float,
 ) -> dict[str, Any]:
-    """Write every width's best sub-model (dynamic + static) into ``out_dir`` atomically."""
+    """Write every width's best sub-model (dynamic + static) and the summary atomically."""
     tmp = _atomic_dir(out_dir)
     per_width: dict[str, Any] = {}
     try:
@@ -377,18 +371,22 @@ def _export_all(
                 "model_dir": str(out_dir / rel / "model"),
                 "inference_dir": str(out_dir / rel / "inference"),
             }
+        primary = per_width[f"{widths[0]:g}"]
+        summary = {
+            "widths": widths,
+            "per_width": per_width,
+            "pruned_dev_acc": primary["best_dev_acc"],
+            "dev_acc_per_epoch": primary["dev_acc_per_epoch"],
+            "params_after": primary["params"],
+            "model_dir": primary["model_dir"],
+            "inference_dir": primary["inference_dir"],
+            "out_dir": str(out_dir),
+            **extra,
+        }
+        summary["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         _publish_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    primary = per_width[f"{widths[0]:g}"]
-    return {
-        "widths": widths,
-        "per_width": per_width,
-        "pruned_dev_acc": primary["best_dev_acc"],
-        "dev_acc_per_epoch": primary["dev_acc_per_epoch"],
-        "params_after": primary["params"],
-        "model_dir": primary["model_dir"],
-        "inference_dir": primary["inference_dir"],
-        "out_dir": str(out_dir),
-    }
+    return summary
