@@ -522,11 +522,15 @@ class InferConfig(StageConfig):
     use_trt: bool = True
     #: Directory for the TensorRT shape-range file (collected on the first pass).
     shape_range_file: str = "shape_range_info.pbtxt"
+    #: CPU INT8: op types oneDNN runs in INT8 (``enable_mkldnn_int8(ops)``); empty = every op
+    #: Paddle can (its default). ``("fc",)`` keeps the attention matmuls in FP32.
+    int8_op_types: Sequence[str] = ()
 
     def validate(self) -> None:
         name = type(self).__name__
         _check_choice(name, "device", self.device, ("cpu", "gpu"))
         _check_choice(name, "precision", self.precision, PRECISIONS)
+        self.int8_op_types = tuple(str(op) for op in self.int8_op_types)
         for field in ("batch_size", "max_seq_len", "repeats", "num_threads"):
             _check_positive(name, field, getattr(self, field))
         _check_positive(name, "warmup_batches", self.warmup_batches, allow_zero=True)

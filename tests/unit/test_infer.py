@@ -308,6 +308,16 @@ def test_int8_kernels_detected_only_with_mkldnn_int8(int8_dir: Path) -> None:
     assert trap["fake_quant_ops"] > 0 and trap["int8_ops"] == 0 and trap["fp32_fallback"]
 
 
+def test_int8_op_types_limit_the_int8_ops(int8_dir: Path) -> None:
+    plan = {
+        s.method: s
+        for s in config_plan(_cfg(precision="int8", int8_op_types=["fc"]), quantized=True)
+    }
+    assert plan["enable_mkldnn_int8"].args == ({"fc"},)
+    fc_only = detect_int8_kernels(int8_dir, _cfg(precision="int8", int8_op_types=["fc"]))
+    assert fc_only["runs_int8"] and set(fc_only["int8_op_types"]) == {"fc"}
+
+
 def test_int8_benchmark_and_predictions_agree_with_fp32_shape(int8_dir: Path, tiny) -> None:
     _, _, task_dir = tiny
     result = run_benchmark(int8_dir, task_dir, _cfg(precision="int8"))
