@@ -196,3 +196,22 @@ def test_run_prune_rejects_non_classifier(tiny_task: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="pruning needs a fine-tuned 'classifier'"):
         run_prune(tiny_task["task"], tiny_task["encoder"], out, PruneConfig(max_steps=1))
     assert not out.exists()
+
+
+def test_cli_prune_reports_bad_input_with_exit_2(tiny_task: dict[str, Path]) -> None:
+    from ppminilm.cli import EXIT_USAGE, main
+
+    out = tiny_task["root"] / "cli"
+    argv = [
+        "prune",
+        "--task-dir",
+        str(tiny_task["task"]),
+        "--model-dir",
+        str(tiny_task["encoder"]),
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+    ]
+    assert main(argv) == EXIT_USAGE
+    assert not out.exists()

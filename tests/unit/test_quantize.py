@@ -177,3 +177,18 @@ def test_run_quantize_rejects_an_int8_input(fp32_model: dict[str, Path]) -> None
 
     with pytest.raises(ModelFormatError, match="precision is 'int8'"):
         run_quantize(fp32_model["task"], out, fp32_model["root"] / "again", QuantConfig())
+
+
+def test_cli_quantize_reports_missing_model_with_exit_2(fp32_model: dict[str, Path]) -> None:
+    from ppminilm.cli import EXIT_USAGE, main
+
+    argv = [
+        "quantize",
+        "--task-dir",
+        str(fp32_model["task"]),
+        "--model-dir",
+        str(fp32_model["root"] / "missing"),
+        "--out",
+        str(fp32_model["root"] / "cli"),
+    ]
+    assert main(argv) == EXIT_USAGE
