@@ -56,13 +56,17 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "save_steps": 100,
             "logging_steps": 50,
         },
+        # One epoch keeps a grid point under ~60 s on 2 cores (6000 reviews, 188 steps at
+        # bs 32); from scratch it reaches ~0.77 dev acc vs 0.53 majority at lr 1e-3.
         "finetune": {
             "task": "local_reviews",
             "max_seq_len": 64,
-            "num_epochs": 2,
-            "eval_steps": 50,
+            "num_epochs": 1,
             "logging_steps": 50,
         },
+        # Measured from scratch, 1 epoch: bs 32 at lr 3e-4 / 5e-4 / 1e-3 / 2e-3 -> 0.733 /
+        # 0.760 / 0.770 / 0.763; bs 16 at 1e-3 -> 0.772 (majority 0.531). 3e-4 stays for the
+        # distilled init, which needs smaller steps than random init.
         "grid": {"batch_sizes": [16, 32], "learning_rates": [3e-4, 1e-3]},
         "prune": {
             "max_seq_len": 64,
