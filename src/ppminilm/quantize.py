@@ -20,14 +20,16 @@ import logging
 import shutil
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ppminilm.config import InferConfig, QuantConfig
+from ppminilm.config import QuantConfig
 from ppminilm.data import load_task_dir
 from ppminilm.export import (
+    INPUT_NAMES,
     MODEL_PREFIX,
     ServingConfig,
     read_serving_config,
@@ -49,6 +51,8 @@ CANDIDATES_JSON = "candidates.json"
 CANDIDATES_MD = "candidates.md"
 SUMMARY_FILE = "quantize_summary.json"
 PROVENANCE_FILE = "provenance.json"
+#: Examples per predictor run when evaluating on dev.
+EVAL_BATCH_SIZE = 32
 #: Op types whose presence means the program carries quantized weights/activations.
 QUANT_OP_PREFIXES = (
     "fake_quantize",
@@ -65,55 +69,98 @@ def quant_op_counts(model_dir: str | Path) -> dict[str, int]:
     return {t: n for t, n in sorted(types.items()) if t.startswith(QUANT_OP_PREFIXES)}
 
 
+def _cpu_config(
+    model_dir: Path,
+    precision: str,
+    num_threads: int,
+    int8_ops: Sequence[str],
+    optim_dir: str | None = None,
+) -> Any:
+    from ppminilm.paddle_env import paddle
+
+    config = paddle.inference.Config(
+        str(model_dir / f"{MODEL_PREFIX}.pdmodel"), str(model_dir / f"{MODEL_PREFIX}.pdiparams")
+    )
+    config.disable_gpu()
+    config.switch_ir_optim(True)
+    config.disable_glog_info()
+    config.set_cpu_math_library_num_threads(num_threads)
+    config.enable_mkldnn()
+    if precision == "int8":
+        # Without this the fake-quant ops run in FP32 (slower than the FP32 model). The op
+        # list restricts INT8 kernels (see QuantConfig.mkldnn_int8_ops for why 'fc' only).
+        config.enable_mkldnn_int8(set(int8_ops))
+    if optim_dir:
+        config.enable_save_optim_model(True)
+        config.set_optim_cache_dir(optim_dir)
+    return config
+
+
 def evaluate_inference(
     model_dir: str | Path,
     arrays: dict[str, np.ndarray],
     precision: str,
     batch_size: int,
     num_threads: int,
+    int8_ops: Sequence[str] = ("fc",),
 ) -> float:
     """Dev accuracy of an inference dir with Paddle Inference on CPU (oneDNN).
 
-    ``precision='int8'`` turns on oneDNN INT8 kernels (``enable_mkldnn_int8``).
-    """
-    from ppminilm.predictor import Predictor
+    Args:
+        model_dir: Inference dir (export.py layout).
+        arrays: ``input_ids``, ``token_type_ids`` and ``labels``.
+        precision: ``fp32``, or ``int8`` for oneDNN INT8 kernels (``enable_mkldnn_int8``).
+        batch_size: Examples per predictor run.
+        num_threads: CPU math threads.
+        int8_ops: Op types allowed to run INT8 (empty: every op oneDNN can quantize).
 
-    serving = read_serving_config(model_dir)
-    cfg = InferConfig(
-        device="cpu",
-        precision=precision,
-        batch_size=batch_size,
-        max_seq_len=serving.max_seq_len,
-        num_threads=num_threads,
-        use_mkldnn=True,
-        use_trt=False,
-        warmup_batches=0,
+    Returns:
+        Accuracy in [0, 1].
+    """
+    from ppminilm.paddle_env import paddle
+
+    config = _cpu_config(Path(model_dir), precision, num_threads, int8_ops)
+    predictor = paddle.inference.create_predictor(config)
+    names = list(predictor.get_input_names())
+    if len(names) != len(INPUT_NAMES):
+        raise ModelFormatError(f"{model_dir}: program inputs {names}, expected {INPUT_NAMES}")
+    feed = (
+        dict(zip(INPUT_NAMES, names))
+        if set(names) != set(INPUT_NAMES)
+        else {n: n for n in INPUT_NAMES}
     )
-    predictor = Predictor(model_dir, cfg)
-    logits = [
-        predictor.run({k: arrays[k][i : i + batch_size] for k in ("input_ids", "token_type_ids")})
-        for i in range(0, len(arrays["labels"]), batch_size)
-    ]
+    output = predictor.get_output_names()[0]
+    logits = []
+    for start in range(0, len(arrays["labels"]), batch_size):
+        for key, name in feed.items():
+            value = np.ascontiguousarray(arrays[key][start : start + batch_size], dtype=np.int64)
+            predictor.get_input_handle(name).copy_from_cpu(value)
+        predictor.run()
+        logits.append(predictor.get_output_handle(output).copy_to_cpu())
     return accuracy(np.concatenate(logits), arrays["labels"])
 
 
-def int8_check(model_dir: str | Path, num_threads: int, max_seq_len: int) -> dict[str, Any]:
-    """Evidence that a quantized model carries quantized ops and runs oneDNN INT8 kernels."""
-    from ppminilm.infer import detect_int8_kernels
+def int8_check(model_dir: str | Path, num_threads: int, int8_ops: Sequence[str]) -> dict[str, Any]:
+    """Evidence that a quantized model carries quantized ops and runs oneDNN INT8 kernels.
+
+    Saves the program Paddle Inference optimizes with the evaluation's settings and counts
+    INT8 compute ops in it (:func:`ppminilm.predictor.inspect_optimized_program`).
+    """
+    import tempfile
+
+    from ppminilm.paddle_env import paddle
+    from ppminilm.predictor import OPTIMIZED_PROGRAM, inspect_optimized_program
 
     ops = quant_op_counts(model_dir)
-    cfg = InferConfig(
-        device="cpu",
-        precision="int8",
-        max_seq_len=max_seq_len,
-        num_threads=num_threads,
-        use_trt=False,
-    )
-    kernels = detect_int8_kernels(model_dir, cfg)
+    with tempfile.TemporaryDirectory(prefix="ppminilm-int8-") as tmp:
+        config = _cpu_config(Path(model_dir), "int8", num_threads, int8_ops, optim_dir=tmp)
+        paddle.inference.create_predictor(config)
+        kernels = inspect_optimized_program(Path(tmp) / OPTIMIZED_PROGRAM, bool(ops))
     return {
         "quant_ops": ops,
         "has_quant_ops": bool(ops),
         "evaluated_with_mkldnn_int8": True,
+        "mkldnn_int8_ops": list(int8_ops),
         "runs_int8": bool(kernels.get("runs_int8")),
         "kernels": kernels,
     }
@@ -232,7 +279,7 @@ def run_quantize(
             cfg.batch_size,
             needed,
         )
-    fp32_acc = evaluate_inference(model_dir, dev, "fp32", cfg.batch_size * 4, cfg.num_threads)
+    fp32_acc = evaluate_inference(model_dir, dev, "fp32", EVAL_BATCH_SIZE, cfg.num_threads)
     logger.info("fp32 dev acc %.4f", fp32_acc)
 
     tmp = _atomic_dir(out_dir)
@@ -245,7 +292,9 @@ def run_quantize(
                 cand = work / f"{algo}_{batch_num}"
                 _quantize_one(model_dir, cand, calib, algo, batch_num, cfg, op_types)
                 _finish_dir(cand, model_dir, serving, {})
-                acc = evaluate_inference(cand, dev, "int8", cfg.batch_size * 4, cfg.num_threads)
+                acc = evaluate_inference(
+                    cand, dev, "int8", EVAL_BATCH_SIZE, cfg.num_threads, cfg.mkldnn_int8_ops
+                )
                 candidates.append(
                     {
                         "algo": algo,
@@ -258,7 +307,7 @@ def run_quantize(
                 logger.info("candidate %s x %d batches: int8 dev acc %.4f", algo, batch_num, acc)
         best = select_best(candidates, list(cfg.algos))
         best_dir = work / f"{best['algo']}_{best['batch_num']}"
-        check = int8_check(best_dir, cfg.num_threads, serving.max_seq_len)
+        check = int8_check(best_dir, cfg.num_threads, cfg.mkldnn_int8_ops)
         if not check["has_quant_ops"] or not check["runs_int8"]:
             logger.warning("INT8 check failed for %s: %s", best_dir, check)
         calib_size = min(len(calib["labels"]), best["batch_num"] * cfg.batch_size)

@@ -156,6 +156,7 @@ def test_run_quantize_keeps_best_int8_candidate(fp32_model: dict[str, Path]) -> 
     assert summary["int8_dev_acc"] == best["dev_acc"]
     check = summary["int8_check"]
     assert check["has_quant_ops"] and check["evaluated_with_mkldnn_int8"]
+    assert check["mkldnn_int8_ops"] == ["fc"]
     assert isinstance(check["runs_int8"], bool)
     serving = read_serving_config(out)
     fp32 = read_serving_config(fp32_model["model"])
