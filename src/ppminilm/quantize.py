@@ -3,8 +3,9 @@
 Every ``cfg.algos`` x ``cfg.batch_nums`` candidate is calibrated on the held-out ``calib``
 split (never the reported dev set), evaluated on dev with Paddle Inference on CPU with oneDNN
 INT8 kernels (``enable_mkldnn_int8``: without it a PTQ model runs its fake-quant ops in FP32,
-slower than the FP32 model), and the best is kept (ties: order of ``cfg.algos``, then fewer
-calibration batches).
+slower than the FP32 model; restricted to ``cfg.mkldnn_int8_ops``, ``fc`` by default, because
+paddle 2.6.2's INT8 attention ``fused_matmul`` is wrong), and the best is kept (ties: order
+of ``cfg.algos``, then fewer calibration batches).
 
 Output directory: the best candidate as an inference model (export.py layout, ``serving.json``
 precision ``int8``), plus ``candidates.json``/``candidates.md`` (every candidate's dev accuracy,
