@@ -101,7 +101,6 @@ def test_6l768h_export_step_has_seed_param_count() -> None:
     np.testing.assert_array_equal(q, full_state[q_key][:, :576])
 
 
-@pytest.mark.slow
 def test_6l768h_pruned_export_has_seed_param_count(tmp_path: Path) -> None:
     """The real PP-MiniLM shape through importance, reorder, OFA and export at width 0.75."""
     prepare_ofa()
