@@ -183,8 +183,15 @@ def _quantize_one(
     paddle.enable_static()
     try:
         exe = paddle.static.Executor(paddle.CPUPlace())
-        loader = calibration_loader(calib, cfg.batch_size)
-        with ptq_zero_dim_fix():
+        # A fresh program (for the loader's feed vars) and scope per candidate, so candidates
+        # never see each other's variables.
+        main, startup = paddle.static.Program(), paddle.static.Program()
+        with (
+            paddle.static.program_guard(main, startup),
+            paddle.static.scope_guard(paddle.static.Scope()),
+            ptq_zero_dim_fix(),
+        ):
+            loader = calibration_loader(calib, cfg.batch_size)
             quant_post_static(
                 executor=exe,
                 model_dir=str(fp32_dir),
