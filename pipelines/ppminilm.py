@@ -28,6 +28,7 @@ from components.results import merge_results
 from components.select_best import select_best
 from components.teacher import pretrain_teacher
 from ppminilm.config import GridConfig
+from ppminilm.profiles import config_for
 from ppminilm.platform import (
     GPU_INFER_IMAGE,
     GPU_TRAIN_IMAGE,
@@ -41,13 +42,8 @@ from ppminilm.platform import (
 PIPELINE_NAME = "ppminilm"
 #: Models benchmarked per task, in report order (name, which output feeds it).
 BENCH_ROWS = ("PP-MiniLM FP32", "pruned FP32", "pruned INT8")
-DEFAULT_LOCAL_GRID = [
-    {"batch_size": 16, "learning_rate": 3e-4},
-    {"batch_size": 16, "learning_rate": 1e-3},
-    {"batch_size": 32, "learning_rate": 3e-4},
-    {"batch_size": 32, "learning_rate": 1e-3},
-]
-SEED_GRID = GridConfig().points()
+#: The pipeline's default grid is the local profile's (the UI can paste the seed grid).
+DEFAULT_LOCAL_GRID = config_for(GridConfig, "local").points()
 
 
 def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: int = 1) -> None:

@@ -49,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     root = out / "pipeline_root"
     root.mkdir(parents=True, exist_ok=True)
+    # Caching: a re-run reuses every step whose inputs are unchanged (cache under --out).
     local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        raise_on_error=True,
+        enable_caching=not args.no_cache,
+        cache_root=str(out / "cache"),
     )
     params: dict = {
         "profile": args.profile,
@@ -60,13 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.tasks:
         params["tasks"] = args.tasks
+    if args.grid:
+        params["grid"] = json.loads(args.grid)
     started = time.time()
-    # Caching: kfp.local reuses a step's outputs when its inputs are unchanged.
-    ppminilm_pipeline.component_spec  # noqa: B018 -- build the spec before timing starts
-    run_args = dict(params)
-    if args.no_cache:
-        logger.info("caching disabled")
-    ppminilm_pipeline(**run_args)
+    ppminilm_pipeline(**params)
     elapsed = time.time() - started
     report = find_report(root, started)
     if report is None:
