@@ -34,6 +34,13 @@ DEFAULT_EPOCHS = {
     "local_pairs": 3,
 }
 
+#: Op types that run oneDNN INT8 kernels on CPU (``enable_mkldnn_int8(ops)``), shared by the
+#: quantize stage's candidate evaluation and the benchmark. ``fc`` (the Linear projections, the
+#: bulk of the FLOPs) only: on paddle 2.6.2 the INT8 ``fused_matmul`` of the attention scores
+#: gives wrong, run-to-run varying logits (dev accuracy 0.79 -> 0.60-0.72 on the local model);
+#: ``fc`` alone matches FP32.
+CPU_INT8_OPS = ("fc",)
+
 QUANT_ALGOS = ("mse", "avg", "abs_max", "hist", "KL", "emd")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -481,11 +488,9 @@ class QuantConfig(StageConfig):
     onnx_format: bool = False
     #: Evaluate INT8 candidates with oneDNN INT8 kernels (CPU).
     num_threads: int = 2
-    #: Op types allowed to run oneDNN INT8 kernels when evaluating (``enable_mkldnn_int8``);
-    #: empty = all. ``fc`` (the Linear projections, the bulk of the FLOPs) only: on paddle
-    #: 2.6.2 the INT8 ``fused_matmul`` of the attention scores gives wrong, run-to-run varying
-    #: logits (dev accuracy 0.79 -> 0.60-0.72 on the local model), ``fc`` alone matches FP32.
-    mkldnn_int8_ops: Sequence[str] = ("fc",)
+    #: Op types allowed to run oneDNN INT8 kernels when evaluating candidates; empty = all.
+    #: See ``CPU_INT8_OPS`` for why the default is ``fc`` only.
+    mkldnn_int8_ops: Sequence[str] = CPU_INT8_OPS
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -529,8 +534,8 @@ class InferConfig(StageConfig):
     #: Directory for the TensorRT shape-range file (collected on the first pass).
     shape_range_file: str = "shape_range_info.pbtxt"
     #: CPU INT8: op types oneDNN runs in INT8 (``enable_mkldnn_int8(ops)``); empty = every op
-    #: Paddle can (its default). ``("fc",)`` keeps the attention matmuls in FP32.
-    int8_op_types: Sequence[str] = ()
+    #: Paddle can. Default ``CPU_INT8_OPS`` (``fc``): attention matmuls stay FP32 (why: there).
+    int8_op_types: Sequence[str] = CPU_INT8_OPS
 
     def validate(self) -> None:
         name = type(self).__name__

@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,  # importing paddle already installed a root handler; replace it
     )
     func = getattr(args, "func", None)
     if func is None:
