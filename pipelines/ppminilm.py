@@ -28,7 +28,6 @@ from components.results import merge_results
 from components.select_best import select_best
 from components.teacher import pretrain_teacher
 from ppminilm.config import GridConfig
-from ppminilm.profiles import config_for
 from ppminilm.platform import (
     GPU_INFER_IMAGE,
     GPU_TRAIN_IMAGE,
@@ -38,6 +37,7 @@ from ppminilm.platform import (
     V100_POOL,
     NodePool,
 )
+from ppminilm.profiles import config_for
 
 PIPELINE_NAME = "ppminilm"
 #: Models benchmarked per task, in report order (name, which output feeds it).

@@ -84,14 +84,14 @@ def test_encoder_weights_load_into_classifier(tmp_path):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(ModelFormatError, match="no model_config.json"):
+    with pytest.raises(ModelFormatError, match=r"no model_config\.json"):
         load_model(tmp_path)
     model = build_model(TINY)
     save_model(model, tmp_path / "m", ModelInfo(TINY))
     cfg = json.loads((tmp_path / "m" / "model_config.json").read_text())
     cfg["arch"]["hidden_size"] = 64
     (tmp_path / "m" / "model_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelFormatError, match="has shape"):
+    with pytest.raises(ModelFormatError, match=r"has shape"):
         load_model(tmp_path / "m")
     (tmp_path / "m" / "model_config.json").write_text("{\n oops")
     with pytest.raises(ModelFormatError, match=r"model_config.json:2: invalid JSON"):
@@ -99,16 +99,16 @@ def test_load_errors(tmp_path):
 
 
 def test_failed_save_leaves_nothing(tmp_path):
-    class Boom(Exception):
+    class BoomError(Exception):
         pass
 
     model = build_model(TINY)
 
     def bad_state_dict():
-        raise Boom
+        raise BoomError
 
     model.state_dict = bad_state_dict
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         save_model(model, tmp_path / "m", ModelInfo(TINY))
     assert not (tmp_path / "m").exists()
     assert list(tmp_path.iterdir()) == []

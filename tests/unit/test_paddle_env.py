@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +28,7 @@ def test_zlib_usable_after_importing_paddle_through_package(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
-    src = open(sys.modules["ppminilm.paddle_env"].__file__, encoding="utf-8").read()
+    src = Path(sys.modules["ppminilm.paddle_env"].__file__).read_text(encoding="utf-8")
     assert src.index("\nimport zlib") < src.index("\nimport paddle")
 
 
