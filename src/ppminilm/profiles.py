@@ -42,7 +42,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 32,
             "learning_rate": 1e-3,
             "warmup_steps": 40,
-            "max_seq_len": 64,
+            # Sequence 32 (not 64) halves the step cost: 400 MLM steps ~0.26 s each, ~1.8 min
+            # on 2 cores; distillation uses the same length so no untrained positions are used.
+            "max_seq_len": 32,
         },
         "distill": {
             "student": _LOCAL_STUDENT_ARCH,
@@ -52,7 +54,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "warmup_steps": 30,
             "max_steps": 300,
             "batch_size": 32,
-            "max_seq_len": 64,
+            "max_seq_len": 32,
             "save_steps": 100,
             "logging_steps": 50,
         },

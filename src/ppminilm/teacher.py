@@ -255,7 +255,11 @@ def run_pretrain_teacher(
         "summary": summary,
     }
     save_model(
-        model, out, ModelInfo(arch=arch, kind="mlm"), tokenizer_dir=Path(vocab_dir), provenance=provenance
+        model,
+        out,
+        ModelInfo(arch=arch, kind="mlm"),
+        tokenizer_dir=Path(vocab_dir),
+        provenance=provenance,
     )
     logger.info(
         "teacher trained: MLM loss %.3f, masked-token accuracy %.3f in %.0f s",
