@@ -1,0 +1,189 @@
+"""The bench's timing schedule and accuracy pass, shared by every engine (Paddle, onnxruntime).
+
+Why not :func:`ppminilm.infer.run_benchmark` as is: it re-runs the warm-up batches and the
+whole dev split on every repetition. BERT-base shape FP32 takes ~5 s per batch of 32 x 128 on
+two cores, so 5 passes over the 31 dev batches (plus 5 x 20 warm-up) would take ~17 min for
+that row alone. The bench therefore warms up once per model on ``warmup_batches`` dev batches,
+then times ``repeats`` passes over a fixed slice of ``timed_batches`` further dev batches (the
+same slice for every row) and reports the median pass. The model is always driven through the
+project's :class:`ppminilm.infer.Predictor` (or an onnxruntime session for the ONNX rows).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+Batch = dict[str, np.ndarray]
+RunFn = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+#: Inputs every model takes (export.py's INPUT_NAMES order).
+INPUT_KEYS = ("input_ids", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """What is timed: the issue's batch 32, seq 128, 20 warm-up batches, >= 5 repetitions."""
+
+    batch_size: int = 32
+    seq_len: int = 128
+    warmup_batches: int = 20
+    repeats: int = 5
+    timed_batches: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "seq_len", "repeats", "timed_batches"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TimingPlan.{name} must be > 0, got {getattr(self, name)}")
+        if self.warmup_batches < 0:
+            raise ValueError(f"TimingPlan.warmup_batches must be >= 0, got {self.warmup_batches}")
+
+    @property
+    def batches_needed(self) -> int:
+        """Full dev batches the plan uses (warm-up slice, then the timed slice)."""
+        return self.warmup_batches + self.timed_batches
+
+    def describe(self) -> str:
+        """One line saying exactly what was timed."""
+        return (
+            f"batch {self.batch_size} x seq {self.seq_len} (padded); {self.warmup_batches} "
+            f"warm-up batches once per model (dev batches 0-{self.warmup_batches - 1}), then "
+            f"{self.repeats} timed passes over the same {self.timed_batches} dev batches "
+            f"({self.warmup_batches}-{self.batches_needed - 1}); latency = median pass / "
+            f"{self.timed_batches}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def split_batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> list[Batch]:
+    """Full batches (the last partial batch dropped) of the model inputs, in order.
+
+    Raises:
+        ValueError: If there is not even one full batch.
+    """
+    n = len(arrays["input_ids"]) // batch_size
+    if n == 0:
+        raise ValueError(f"{len(arrays['input_ids'])} examples hold no full batch of {batch_size}")
+    return [
+        {
+            k: np.ascontiguousarray(arrays[k][i * batch_size : (i + 1) * batch_size])
+            for k in INPUT_KEYS
+        }
+        for i in range(n)
+    ]
+
+
+def plan_slices(batches: Sequence[Batch], plan: TimingPlan) -> tuple[list[Batch], list[Batch]]:
+    """The warm-up and timed slices of ``batches`` for ``plan``.
+
+    Raises:
+        ValueError: If the split has fewer full batches than the plan needs.
+    """
+    if len(batches) < plan.batches_needed:
+        raise ValueError(
+            f"the dev split has {len(batches)} full batches of {plan.batch_size}; the timing "
+            f"plan needs {plan.batches_needed} ({plan.warmup_batches} warm-up + "
+            f"{plan.timed_batches} timed): lower --warmup/--timed-batches or build more dev data"
+        )
+    return list(batches[: plan.warmup_batches]), list(
+        batches[plan.warmup_batches : plan.batches_needed]
+    )
+
+
+def summarize_passes(
+    pass_seconds: Sequence[float],
+    latencies_s: Sequence[float],
+    batches_per_pass: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Median pass time, per-batch latency (median pass / batches) and throughput.
+
+    Args:
+        pass_seconds: Wall seconds of each timed pass.
+        latencies_s: Every timed batch's seconds (all passes).
+        batches_per_pass: Timed batches per pass.
+        batch_size: Examples per batch.
+
+    Returns:
+        ``pass_s`` (all), ``median_pass_s``, ``batch_ms`` (median pass / batches),
+        ``latency_ms`` (``p50``/``p95``/``mean`` over every timed batch), ``throughput``
+        (examples per second at the median pass).
+    """
+    if not pass_seconds or not latencies_s:
+        raise ValueError("no timed passes to summarize")
+    median = statistics.median(pass_seconds)
+    lat_ms = np.asarray(latencies_s) * 1e3
+    return {
+        "pass_s": [round(s, 4) for s in pass_seconds],
+        "median_pass_s": round(median, 4),
+        "batch_ms": round(median / batches_per_pass * 1e3, 2),
+        "latency_ms": {
+            "p50": round(float(np.percentile(lat_ms, 50)), 2),
+            "p95": round(float(np.percentile(lat_ms, 95)), 2),
+            "mean": round(float(lat_ms.mean()), 2),
+        },
+        "throughput": round(batches_per_pass * batch_size / median, 2),
+    }
+
+
+def time_model(run: RunFn, batches: Sequence[Batch], plan: TimingPlan) -> dict[str, Any]:
+    """Warm up once, then time ``plan.repeats`` passes over the timed slice.
+
+    Args:
+        run: Logits for one batch (a Predictor's ``run`` or an onnxruntime wrapper).
+        batches: Full dev batches (see :func:`split_batches`).
+        plan: The schedule.
+
+    Returns:
+        :func:`summarize_passes`' dict plus ``warmup_s`` (seconds spent warming up).
+    """
+    warmup, timed = plan_slices(batches, plan)
+    t0 = time.perf_counter()
+    for batch in warmup:
+        run(batch)
+    warmup_s = time.perf_counter() - t0
+    passes: list[float] = []
+    latencies: list[float] = []
+    for _ in range(plan.repeats):
+        start = time.perf_counter()
+        for batch in timed:
+            t1 = time.perf_counter()
+            run(batch)
+            latencies.append(time.perf_counter() - t1)
+        passes.append(time.perf_counter() - start)
+    result = summarize_passes(passes, latencies, len(timed), plan.batch_size)
+    result["warmup_s"] = round(warmup_s, 2)
+    return result
+
+
+def accuracy_pass(
+    run: RunFn, arrays: Mapping[str, np.ndarray], labels: np.ndarray, batch_size: int
+) -> dict[str, Any]:
+    """Score every example once (the last batch may be partial) and time the pass.
+
+    Returns:
+        ``accuracy``, ``examples``, ``pass_s`` (one untimed-warm-up pass, end to end),
+        ``batch_ms`` (pass seconds / batches).
+    """
+    n = len(labels)
+    preds: list[np.ndarray] = []
+    t0 = time.perf_counter()
+    for start in range(0, n, batch_size):
+        batch = {k: np.ascontiguousarray(arrays[k][start : start + batch_size]) for k in INPUT_KEYS}
+        preds.append(np.asarray(run(batch)).argmax(-1))
+    seconds = time.perf_counter() - t0
+    pred = np.concatenate(preds)
+    return {
+        "accuracy": round(float((pred == labels).mean()), 4),
+        "examples": n,
+        "pass_s": round(seconds, 3),
+        "batch_ms": round(seconds / len(preds) * 1e3, 2),
+    }
