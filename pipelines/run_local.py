@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 logger = logging.getLogger("ppminilm.run_local")
@@ -19,7 +20,12 @@ logger = logging.getLogger("ppminilm.run_local")
 
 def find_report(pipeline_root: Path, started: float) -> Path | None:
     """Newest ``report/markdown`` artifact written after ``started``."""
-    found = [p for p in pipeline_root.glob("**/report/markdown") if p.stat().st_mtime >= started]
+    # The report task is "report" or, inside the If/Else branches, "report-<n>".
+    found = [
+        p
+        for p in pipeline_root.glob("**/report*/markdown")
+        if p.is_file() and p.stat().st_mtime >= started
+    ]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
@@ -35,12 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--student-uri", default="")
     parser.add_argument(
+        "--grid", default="", help='JSON grid points: [{"batch_size": 32, "learning_rate": 1e-3}]'
+    )
+    parser.add_argument(
         "--overrides",
         default="{}",
         help='JSON stage overrides, e.g. \'{"distill": {"max_steps": 50}}\'',
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Expected here: our components name the cluster image but run in this venv on purpose.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses")
 
     from kfp import local
 

@@ -63,6 +63,22 @@ def normalize_task(task: str) -> str:
     return name
 
 
+def _coerce(annotation: str, value: Any) -> Any:
+    """Undo JSON/protobuf number widening for a field of the given annotation.
+
+    Values that cross KFP (pipeline parameters, ``overrides``) travel as protobuf ``Struct``
+    numbers, so an ``int`` field arrives as ``32.0``. Integral floats become ints for ``int``
+    fields (and ``Sequence[int]`` items); a non-integral float stays and fails validation.
+    """
+    if annotation == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if annotation == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation == "Sequence[int]" and isinstance(value, list | tuple):
+        return [_coerce("int", v) for v in value]
+    return value
+
+
 def _check_choice(cls_name: str, field: str, value: Any, allowed: Iterable[Any]) -> None:
     allowed = tuple(allowed)
     if value not in allowed:
@@ -90,7 +106,21 @@ class StageConfig:
     stage: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
+        self._check_types()
         self.validate()
+
+    def _check_types(self) -> None:
+        """Scalar fields must hold their declared type (an int is accepted as a float)."""
+        expected = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+        for f in dataclasses.fields(self):
+            kinds = expected.get(str(f.type))
+            value = getattr(self, f.name)
+            if kinds is None:
+                continue
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ValueError(
+                    f"{type(self).__name__}.{f.name}={value!r} must be of type {f.type}"
+                )
 
     def validate(self) -> None:
         """Check field values; subclasses raise ``ValueError`` naming the field."""
@@ -138,7 +168,7 @@ class StageConfig:
             nested = default() if callable(default) else None
             if isinstance(nested, StageConfig) and isinstance(value, Mapping):
                 value = type(nested).from_dict(value)
-            kwargs[key] = value
+            kwargs[key] = _coerce(str(names[key].type), value)
         return cls(**kwargs)
 
     def replace(self: T, **changes: Any) -> T:

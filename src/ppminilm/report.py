@@ -392,3 +392,28 @@ def run_report(summary_file: str | Path, out_dir: str | Path) -> dict[str, Any]:
         return build_report(summary, out_dir)
     except ReportError as exc:
         raise ReportError(f"{path}: {exc}") from exc
+
+
+def inline_markdown_images(markdown_path: str | Path) -> str:
+    """Return the report Markdown with its ``plots/*.png`` links embedded as data URIs.
+
+    The Kubeflow UI shows a Markdown artifact as one file, so relative image links would
+    break there; embedding keeps the plots visible.
+
+    Args:
+        markdown_path: A ``report.md`` written by :func:`build_report` (plots beside it).
+    """
+    import re
+
+    path = Path(markdown_path)
+
+    def embed(match: re.Match[str]) -> str:
+        png = path.parent / match.group(2)
+        if not png.is_file():
+            return match.group(0)
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    return re.sub(
+        r"!\[([^\]]*)\]\((" + PLOTS_DIR + r"/[^)]+\.png)\)", embed, path.read_text(encoding="utf-8")
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,6 @@ from typing import Any
 from ppminilm.paddle_env import package_versions
 
 LOSS_CURVE_FILE = "loss_curve.json"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _model_row(name: str, per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -143,7 +132,7 @@ def run_summary_from_results(
         "quantization": _quantization(merged),
         "distill_loss": _distill_loss(student or {}),
         "environment": {
-            "cpu": _cpu_name(),
+            "cpu": str(first.get("cpu", "")),
             "device": str(first.get("device", "cpu")),
             "threads": int(first.get("threads", os.cpu_count() or 1)),
             "profile": profile,

@@ -567,7 +567,7 @@ def report(
     profile: str = "local",
 ) -> dict[str, Any]:
     """Build the run report (Markdown + HTML) from every task's merged benchmark results."""
-    from ppminilm.report import build_report
+    from ppminilm.report import build_report, inline_markdown_images
     from ppminilm.run_summary import run_summary_from_results
 
     merged = [json.loads(Path(p).read_text(encoding="utf-8")) for p in result_paths]
@@ -576,7 +576,7 @@ def report(
     work = Path(tempfile.mkdtemp(prefix="report-"))
     try:
         paths = build_report(run_summary, work)
-        shutil.copyfile(paths["markdown"], md_path)
+        Path(md_path).write_text(inline_markdown_images(paths["markdown"]), encoding="utf-8")
         shutil.copyfile(paths["html"], html_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)

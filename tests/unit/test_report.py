@@ -195,3 +195,12 @@ def test_cli_report(tmp_path: Path, capsys) -> None:
     assert main(["report", "--summary", str(summary), "--out-dir", str(tmp_path / "s")]) == (
         EXIT_USAGE
     )
+
+
+def test_markdown_images_inlined_for_the_kubeflow_ui(tmp_path: Path) -> None:
+    from ppminilm.report import inline_markdown_images
+
+    paths = build_report(_summary(), tmp_path)
+    md = inline_markdown_images(paths["markdown"])
+    assert "](plots/" not in md
+    assert md.count("](data:image/png;base64,") == len(paths["plots"]) > 0
