@@ -2,11 +2,12 @@
 
 The pipeline runs as a child process (``python -m pipelines.run_local --no-cache``), its
 output captured to ``pipeline.log``. KFP local execution logs ``HH:MM:SS.mmm - INFO -
-Executing task 'x'`` and ``Task 'x' finished with status ...`` for every task; per-stage
-seconds come from those lines. Tasks of a ``ParallelFor`` share a name and may overlap (loop
-concurrency 2), so a stage reports both ``busy_s`` (sum of start/finish pairs matched in
-order) and ``span_s`` (first start to last finish). Peak memory is the largest resident set
-of any finished descendant (``getrusage(RUSAGE_CHILDREN).ru_maxrss``, KiB on Linux).
+Executing task 'x'`` and ``Task 'x' finished with status ...`` for every task (some lines in
+``logging``'s default date format); per-stage seconds come from those lines. Tasks of a
+``ParallelFor`` share a name and may overlap (loop concurrency 2), so a stage reports both
+``busy_s`` (sum of start/finish pairs matched in order) and ``span_s`` (first start to last
+finish). Peak memory is the largest resident set of any finished descendant
+(``getrusage(RUSAGE_CHILDREN).ru_maxrss``, KiB on Linux).
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ logger = logging.getLogger(__name__)
 TIMING_FILE = "pipeline_timing.json"
 LOG_FILE = "pipeline.log"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_START = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) - \w+ - Executing task '([^']+)'")
-_END = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) - \w+ - Task '([^']+)' finished with status (\w+)")
+# KFP's own format is "HH:MM:SS.mmm - LEVEL - ..."; when a component reconfigures logging in
+# the parent (basicConfig(force=True)) some lines come as "YYYY-MM-DD HH:MM:SS,mmm LEVEL ...".
+_STAMP = r"^(?:\d{4}-\d\d-\d\d )?(\d\d):(\d\d):(\d\d[.,]\d+)(?: - | )\w+(?: - | )"
+_START = re.compile(_STAMP + r"Executing task '([^']+)'")
+_END = re.compile(_STAMP + r"Task '([^']+)' finished with status (\w+)")
 _DAY_S = 24 * 3600
 
 
 def _seconds(h: str, m: str, s: str) -> float:
-    return int(h) * 3600 + int(m) * 60 + float(s)
+    return int(h) * 3600 + int(m) * 60 + float(s.replace(",", "."))
 
 
 def parse_stage_times(log_text: str) -> dict[str, dict[str, Any]]:

@@ -137,7 +137,6 @@ def test_parse_stage_times_parallel_tasks_and_midnight() -> None:
             "23:59:59.000 - INFO - Executing task 'finetune-2'",
             "00:00:01.000 - INFO - Executing task 'finetune-2'",
             "2026-11-24 00:00:09,000 INFO Task 'finetune-2' finished with status SUCCESS",
-            "00:00:09.000 - INFO - Task 'finetune-2' finished with status SUCCESS",
             "00:00:21.000 - INFO - Task 'finetune-2' finished with status SUCCESS",
             "00:00:21.500 - INFO - Executing task 'prune-2'",
         ]
