@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 import warnings
@@ -92,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         "report_html": str(html),
     }
     (out / "last_run.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    print(report.read_text(encoding="utf-8"))
+    # The Markdown artifact embeds its plots as data URIs; show their names instead.
+    text = re.sub(
+        r"\(data:image/png;base64,[^)]*\)",
+        "(see the HTML report)",
+        report.read_text(encoding="utf-8"),
+    )
+    print(text)
     print(f"\nPipeline finished in {elapsed:.0f} s.\nReport: {report}\nHTML:   {html}")
     return 0
 
