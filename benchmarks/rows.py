@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.timing import Batch, TimingPlan, accuracy_pass, time_model
+from benchmarks.timing import Batch, RunFn, TimingPlan, accuracy_pass, time_models
 from ppminilm.config import InferConfig
 from ppminilm.infer import Predictor, collect_shape_ranges
 from ppminilm.predictor import OPTIMIZED_PROGRAM, inspect_optimized_program
@@ -52,7 +52,7 @@ def int8_note(check: Mapping[str, Any] | None, precision: str) -> str:
     return f"yes: {types} INT8; {check['quant_dequant_ops']} quant/dequant; 0 fake-quant"
 
 
-def paddle_row(
+def open_paddle(
     meta: Mapping[str, Any],
     model_dir: str | Path,
     precision: str,
@@ -61,79 +61,67 @@ def paddle_row(
     num_threads: int,
     device: str = "cpu",
     work_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """Time one Paddle Inference configuration on the plan's batches.
+) -> tuple[RunFn, dict[str, Any]]:
+    """Build the Predictor of one Paddle row and check its INT8 kernels.
 
     Args:
         meta: Row fields (``key``, ``model``, ``engine``, ``params``, ``flops``...).
         model_dir: Inference dir.
         precision: ``fp32``/``fp16``/``int8``.
-        batches: Full dev batches.
-        plan: Timing schedule.
+        batches: Full dev batches (TensorRT shape collection uses the first and last).
+        plan: Timing schedule (batch size, sequence length).
         num_threads: CPU math threads.
         device: ``cpu`` (oneDNN) or ``gpu`` (TensorRT with tuned dynamic shape).
         work_dir: Where the TensorRT shape-range file goes (GPU).
 
     Returns:
-        ``meta`` plus ``device``, ``precision``, ``model_dir``, ``config``, ``timing``
-        (:func:`benchmarks.timing.time_model`), ``int8_check`` and ``int8_note``.
+        ``(run, row)``: the predictor's ``run`` and ``meta`` plus ``device``, ``precision``,
+        ``model_dir``, ``config``, ``int8_check`` and ``int8_note`` (no ``timing`` yet).
     """
     cfg = infer_config(precision, plan.seq_len, plan.batch_size, num_threads, device)
-    logger.info("timing %s (%s %s) from %s", meta["model"], device, precision, model_dir)
-    with tempfile.TemporaryDirectory(prefix="bench-optim-") as tmp:
-        if device == "gpu":
-            shape_file = Path(work_dir or tmp) / f"{Path(model_dir).name}_{precision}.pbtxt"
-            collect_shape_ranges(model_dir, cfg, shape_file, [batches[0], batches[-1]])
-            predictor = Predictor(model_dir, cfg, shape_file=str(shape_file))
-            check: dict[str, Any] = {"checked": False, "reason": "TensorRT engine (opaque)"}
-        else:
+    if device == "gpu":
+        shape_file = Path(work_dir or tempfile.mkdtemp()) / f"{meta['key']}.pbtxt"
+        collect_shape_ranges(model_dir, cfg, shape_file, [batches[0], batches[-1]])
+        predictor = Predictor(model_dir, cfg, shape_file=str(shape_file))
+        check: dict[str, Any] = {"checked": False, "reason": "TensorRT engine (opaque)"}
+        note = f"TensorRT {precision}"
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-optim-") as tmp:
             predictor = Predictor(model_dir, cfg, optim_dir=tmp)
             check = inspect_optimized_program(Path(tmp) / OPTIMIZED_PROGRAM, predictor.quantized)
-        timing = time_model(predictor.run, batches, plan)
-        del predictor
-    logger.info(
-        "%s %s: %.1f ms/batch (median of %d passes), %.1f ex/s",
-        meta["model"],
-        meta["engine"],
-        timing["batch_ms"],
-        plan.repeats,
-        timing["throughput"],
-    )
-    return {
+        note = int8_note(check, precision)
+    row = {
         **meta,
         "device": device,
         "precision": precision,
         "model_dir": str(model_dir),
         "config": cfg.to_dict(),
-        "timing": timing,
         "int8_check": check,
-        "int8_note": int8_note(check, precision) if device == "cpu" else f"TensorRT {precision}",
+        "int8_note": note,
     }
+    return predictor.run, row
 
 
-def ort_row(
+def open_ort(
     meta: Mapping[str, Any],
     onnx_path: str | Path,
-    batches: Sequence[Batch],
-    plan: TimingPlan,
     num_threads: int,
     int8: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Time an onnxruntime CPU session on the plan's batches.
+) -> tuple[RunFn, dict[str, Any]]:
+    """Build the onnxruntime session of one row.
 
     Args:
         meta: Row fields.
         onnx_path: The ONNX model.
-        batches: Full dev batches (the Paddle rows' batches).
-        plan: Timing schedule.
         num_threads: ``intra_op_num_threads``.
         int8: For the INT8 row: ``quantize`` (graph counts) and ``profile`` (kernels run).
+
+    Returns:
+        ``(run, row)`` as :func:`open_paddle`.
     """
     from benchmarks.onnx_bench import OrtRunner
 
-    logger.info("timing %s (onnxruntime) from %s", meta["model"], onnx_path)
     runner = OrtRunner(onnx_path, num_threads)
-    timing = time_model(runner.run, batches, plan)
     note = "- (fp32)"
     if int8:
         graph = int8["quantize"]["int8_nodes"]
@@ -144,17 +132,64 @@ def ort_row(
             f"INT8 kernels run per batch (ORT profile): {kernels}; "
             f"{int8['quantize']['matmul_fp32']} MatMul left FP32"
         )
-    logger.info("%s onnxruntime: %.1f ms/batch", meta["model"], timing["batch_ms"])
-    return {
+    row = {
         **meta,
         "device": "cpu",
         "precision": "int8" if int8 else "fp32",
         "model_dir": str(onnx_path),
         "config": {"onnxruntime": runner.version, "intra_op_num_threads": num_threads},
-        "timing": timing,
         "int8_check": dict(int8) if int8 else None,
         "int8_note": note,
     }
+    return runner.run, row
+
+
+def time_rows(
+    opened: Sequence[tuple[RunFn, dict[str, Any]]], batches: Sequence[Batch], plan: TimingPlan
+) -> list[dict[str, Any]]:
+    """Time opened rows together (interleaved, :func:`benchmarks.timing.time_models`)."""
+    runs = {row["key"]: run for run, row in opened}
+    logger.info("timing %d rows interleaved: %s", len(runs), ", ".join(runs))
+    timings = time_models(runs, batches, plan)
+    rows = []
+    for _, row in opened:
+        row["timing"] = timings[row["key"]]
+        logger.info(
+            "%s %s: %.1f ms/batch (median of %d passes), %.1f ex/s",
+            row["model"],
+            row["engine"],
+            row["timing"]["batch_ms"],
+            plan.repeats,
+            row["timing"]["throughput"],
+        )
+        rows.append(row)
+    return rows
+
+
+def paddle_row(
+    meta: Mapping[str, Any],
+    model_dir: str | Path,
+    precision: str,
+    batches: Sequence[Batch],
+    plan: TimingPlan,
+    num_threads: int,
+) -> dict[str, Any]:
+    """One CPU Paddle row, opened and timed on its own."""
+    return time_rows(
+        [open_paddle(meta, model_dir, precision, batches, plan, num_threads)], batches, plan
+    )[0]
+
+
+def ort_row(
+    meta: Mapping[str, Any],
+    onnx_path: str | Path,
+    batches: Sequence[Batch],
+    plan: TimingPlan,
+    num_threads: int,
+    int8: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One onnxruntime row, opened and timed on its own."""
+    return time_rows([open_ort(meta, onnx_path, num_threads, int8)], batches, plan)[0]
 
 
 def paddle_accuracy(

@@ -5,8 +5,8 @@ FP32, 6L-768H FP32, 6L pruned 0.75 FP32 and INT8; the same pruned model through 
 onnxruntime FP32 and dynamic INT8; with ``--gpu 1`` TensorRT FP32/FP16/INT8 rows. Accuracy
 columns come from the local profile's trained 6L-64H student (fine-tuned, pruned, quantized here)
 on the full local review dev set. Timing schedule: :mod:`benchmarks.timing`. Outputs in
-``--out``: ``bench.md``, ``bench.json``, ``profile.txt`` (when a speed goal is missed or with
-``--profile``), ``pipeline_timing.json`` (``--pipeline``).
+``--out``: ``bench.md``, ``bench.json``, ``profile.txt`` (unless ``--no-profile`` and no speed goal
+is missed), ``pipeline_timing.json`` (``--pipeline``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--prune-epochs", type=int, default=1)
     p.add_argument("--prune-steps", type=int, default=0, help="> 0: stop pruning after N steps")
     p.add_argument("--from-run", default="", help="`make run` output dir: start from its student")
-    p.add_argument("--profile", action="store_true", help="always write profile.txt")
+    p.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the oneDNN-verbose profile unless a speed goal is missed",
+    )
     p.add_argument("--pipeline", action="store_true", help="also time `make run` (~10+ min)")
     p.add_argument("--pipeline-only", action="store_true", help="only time `make run`")
     return p.parse_args(argv)
@@ -80,7 +85,13 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         ort_profile,
         quantize_onnx_dynamic,
     )
-    from benchmarks.rows import ort_accuracy, ort_row, paddle_accuracy, paddle_row
+    from benchmarks.rows import (
+        open_ort,
+        open_paddle,
+        ort_accuracy,
+        paddle_accuracy,
+        time_rows,
+    )
     from benchmarks.timing import TimingPlan, split_batches
     from ppminilm.config import DataConfig
     from ppminilm.data import load_task_dir
@@ -135,7 +146,6 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     t = lap("train_local_models", t)
 
     # ---- speed rows (CPU)
-    rows: list[dict[str, Any]] = []
 
     def meta(key: str, seed_key: str, engine: str) -> dict[str, Any]:
         s = seeds[seed_key]
@@ -147,71 +157,38 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "flops": s.flops,
         }
 
+    # Open every CPU row first, then time them together, interleaved round by round.
+    opened = []
     for key in ("bert_base", "6l", "6l_pruned"):
-        rows.append(
-            paddle_row(
-                {
-                    **meta(f"paddle_{key}_fp32", key, "Paddle CPU FP32"),
-                    "baseline": key == "bert_base",
-                },
-                seeds[key].inference_dir,
-                "fp32",
-                batches,
-                plan,
-                args.threads,
-            )
-        )
+        m = {**meta(f"paddle_{key}_fp32", key, "Paddle CPU FP32"), "baseline": key == "bert_base"}
+        opened.append(open_paddle(m, seeds[key].inference_dir, "fp32", batches, plan, args.threads))
     int8_dir = Path(seed_q["model_dir"])
-    rows.append(
-        paddle_row(
-            meta("paddle_6l_pruned_int8", "6l_pruned", "Paddle CPU INT8"),
-            int8_dir,
-            "int8",
-            batches,
-            plan,
-            args.threads,
-        )
-    )
-    t = lap("paddle_speed_rows", t)
+    m = meta("paddle_6l_pruned_int8", "6l_pruned", "Paddle CPU INT8")
+    opened.append(open_paddle(m, int8_dir, "int8", batches, plan, args.threads))
 
     onnx_dir = out / "onnx"
     ort_ops: dict[str, Any] | None = None
+    missing: list[dict[str, Any]] = []
     try:
         fp32_onnx = export_onnx(seeds["6l_pruned"].inference_dir, onnx_dir / "6l_pruned.onnx")
-        rows.append(
-            ort_row(
-                meta("ort_6l_pruned_fp32", "6l_pruned", "onnxruntime FP32"),
-                fp32_onnx,
-                batches,
-                plan,
-                args.threads,
-            )
-        )
+        m = meta("ort_6l_pruned_fp32", "6l_pruned", "onnxruntime FP32")
+        opened.append(open_ort(m, fp32_onnx, args.threads))
         q = quantize_onnx_dynamic(fp32_onnx, onnx_dir / "6l_pruned_int8.onnx")
         prof = ort_profile(q["int8_path"], batches[0], args.threads, onnx_dir / "ort_profile")
         ort_ops = prof["op_times"]
-        rows.append(
-            ort_row(
-                meta("ort_6l_pruned_int8", "6l_pruned", "onnxruntime INT8 (dynamic)"),
-                q["int8_path"],
-                batches,
-                plan,
-                args.threads,
-                int8={"quantize": q, "profile": prof},
-            )
-        )
+        m = meta("ort_6l_pruned_int8", "6l_pruned", "onnxruntime INT8 (dynamic)")
+        opened.append(open_ort(m, q["int8_path"], args.threads, {"quantize": q, "profile": prof}))
     except OnnxUnavailableError as exc:
         logger.error("ONNX rows not run: %s", exc)
+        done = {row["key"] for _, row in opened}
         for key, engine in (("fp32", "onnxruntime FP32"), ("int8", "onnxruntime INT8 (dynamic)")):
-            if not any(r["key"] == f"ort_6l_pruned_{key}" for r in rows):
-                rows.append(
-                    {
-                        **meta(f"ort_6l_pruned_{key}", "6l_pruned", engine),
-                        "device": "cpu",
-                        "error": str(exc),
-                    }
-                )
-    t = lap("onnx_speed_rows", t)
+            if f"ort_6l_pruned_{key}" not in done:
+                m = meta(f"ort_6l_pruned_{key}", "6l_pruned", engine)
+                missing.append({**m, "device": "cpu", "error": str(exc)})
+    t = lap("open_cpu_rows", t)
+    rows = time_rows(opened, batches, plan) + missing
+    del opened  # frees the predictors and sessions
+    t = lap("time_cpu_rows", t)
 
     if args.gpu:
         rows += _trt_rows(seeds, int8_dir, batches, plan, args.threads, out / "trt", meta)
@@ -337,33 +314,21 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def _trt_rows(seeds, int8_dir, batches, plan, threads, work, meta) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     """TensorRT rows (GPU mode): FP32 and FP16 for every seed shape, INT8 for the PTQ model."""
-    from benchmarks.rows import paddle_row
+    from benchmarks.rows import open_paddle, time_rows
 
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
+    opened = []
     for key in ("bert_base", "6l", "6l_pruned"):
         for precision in ("fp32", "fp16"):
             m = {
                 **meta(f"trt_{key}_{precision}", key, f"TensorRT {precision.upper()}"),
                 "baseline": key == "bert_base" and precision == "fp32",
             }
-            rows.append(
-                paddle_row(
-                    m,
-                    seeds[key].inference_dir,
-                    precision,
-                    batches,
-                    plan,
-                    threads,
-                    device="gpu",
-                    work_dir=work,
-                )
-            )
+            model_dir = seeds[key].inference_dir
+            opened.append(open_paddle(m, model_dir, precision, batches, plan, threads, "gpu", work))
     m = meta("trt_6l_pruned_int8", "6l_pruned", "TensorRT INT8")
-    rows.append(
-        paddle_row(m, int8_dir, "int8", batches, plan, threads, device="gpu", work_dir=work)
-    )
-    return rows
+    opened.append(open_paddle(m, int8_dir, "int8", batches, plan, threads, "gpu", work))
+    return time_rows(opened, batches, plan)
 
 
 def _profile(
@@ -403,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    # Importing paddle sets the root logger to WARNING; pin our loggers so progress shows.
+    for name in ("benchmarks", "ppminilm"):
+        logging.getLogger(name).setLevel(logging.INFO)
     out = Path(args.out)
     try:
         if args.gpu:

@@ -53,9 +53,9 @@ class TimingPlan:
         return (
             f"batch {self.batch_size} x seq {self.seq_len} (padded); {self.warmup_batches} "
             f"warm-up batches once per model (dev batches 0-{self.warmup_batches - 1}), then "
-            f"{self.repeats} timed passes over the same {self.timed_batches} dev batches "
-            f"({self.warmup_batches}-{self.batches_needed - 1}); latency = median pass / "
-            f"{self.timed_batches}"
+            f"{self.repeats} rounds of one timed pass per model, models interleaved, over the "
+            f"same {self.timed_batches} dev batches ({self.warmup_batches}-"
+            f"{self.batches_needed - 1}); latency = median pass / {self.timed_batches}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,34 +134,51 @@ def summarize_passes(
     }
 
 
-def time_model(run: RunFn, batches: Sequence[Batch], plan: TimingPlan) -> dict[str, Any]:
-    """Warm up once, then time ``plan.repeats`` passes over the timed slice.
+def time_models(
+    runs: Mapping[str, RunFn], batches: Sequence[Batch], plan: TimingPlan
+) -> dict[str, dict[str, Any]]:
+    """Warm every model up, then time ``plan.repeats`` rounds of one pass per model.
+
+    The passes are interleaved (round 1: model A, B, C...; round 2: A, B, C...) so that a
+    change in machine load (other jobs on a shared box) hits every row alike instead of
+    whichever row happened to run at that moment; the median over rounds then compares
+    like with like.
 
     Args:
-        run: Logits for one batch (a Predictor's ``run`` or an onnxruntime wrapper).
+        runs: Row key -> logits for one batch (a Predictor's ``run`` or an ORT wrapper).
         batches: Full dev batches (see :func:`split_batches`).
         plan: The schedule.
 
     Returns:
-        :func:`summarize_passes`' dict plus ``warmup_s`` (seconds spent warming up).
+        Row key -> :func:`summarize_passes`' dict plus ``warmup_s``.
     """
     warmup, timed = plan_slices(batches, plan)
-    t0 = time.perf_counter()
-    for batch in warmup:
-        run(batch)
-    warmup_s = time.perf_counter() - t0
-    passes: list[float] = []
-    latencies: list[float] = []
-    for _ in range(plan.repeats):
-        start = time.perf_counter()
-        for batch in timed:
-            t1 = time.perf_counter()
+    warmup_s: dict[str, float] = {}
+    for key, run in runs.items():
+        t0 = time.perf_counter()
+        for batch in warmup:
             run(batch)
-            latencies.append(time.perf_counter() - t1)
-        passes.append(time.perf_counter() - start)
-    result = summarize_passes(passes, latencies, len(timed), plan.batch_size)
-    result["warmup_s"] = round(warmup_s, 2)
-    return result
+        warmup_s[key] = time.perf_counter() - t0
+    passes: dict[str, list[float]] = {key: [] for key in runs}
+    latencies: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(plan.repeats):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            for batch in timed:
+                t1 = time.perf_counter()
+                run(batch)
+                latencies[key].append(time.perf_counter() - t1)
+            passes[key].append(time.perf_counter() - start)
+    out: dict[str, dict[str, Any]] = {}
+    for key in runs:
+        out[key] = summarize_passes(passes[key], latencies[key], len(timed), plan.batch_size)
+        out[key]["warmup_s"] = round(warmup_s[key], 2)
+    return out
+
+
+def time_model(run: RunFn, batches: Sequence[Batch], plan: TimingPlan) -> dict[str, Any]:
+    """:func:`time_models` for a single model."""
+    return time_models({"model": run}, batches, plan)["model"]
 
 
 def accuracy_pass(

@@ -22,7 +22,14 @@ from benchmarks.table import (
     markdown_table,
     speedup,
 )
-from benchmarks.timing import TimingPlan, plan_slices, split_batches, summarize_passes, time_model
+from benchmarks.timing import (
+    TimingPlan,
+    plan_slices,
+    split_batches,
+    summarize_passes,
+    time_model,
+    time_models,
+)
 from ppminilm.config import ModelArch
 from ppminilm.data import load_task_dir
 from ppminilm.export import export_static
@@ -300,6 +307,25 @@ def test_time_model_runs_warmup_then_repeats(tiny_bench: dict) -> None:
     sums = [int(b["input_ids"].sum()) for b in tiny_bench["batches"][:3]]
     assert seen == [sums[0]] + [sums[1], sums[2]] * TINY_PLAN.repeats
     assert len(result["pass_s"]) == TINY_PLAN.repeats
+
+
+def test_time_models_interleaves_rows_round_by_round(tiny_bench: dict) -> None:
+    calls: list[str] = []
+
+    def runner(name: str):
+        def run(batch: dict) -> np.ndarray:
+            calls.append(name)
+            return np.zeros((len(batch["input_ids"]), 2))
+
+        return run
+
+    results = time_models({"a": runner("a"), "b": runner("b")}, tiny_bench["batches"], TINY_PLAN)
+    warm = TINY_PLAN.warmup_batches
+    per_pass = TINY_PLAN.timed_batches
+    assert calls[: 2 * warm] == ["a"] * warm + ["b"] * warm
+    rounds = calls[2 * warm :]
+    assert rounds == (["a"] * per_pass + ["b"] * per_pass) * TINY_PLAN.repeats
+    assert set(results) == {"a", "b"} and all(r["batch_ms"] >= 0 for r in results.values())
 
 
 # --------------------------------------------------------------------------- CLI
