@@ -17,6 +17,8 @@ def distill(
     student_uri: str = "",
     checkpoint_uri: str = "",
     overrides: dict = {},  # noqa: B006
+    nodes: int = 1,
+    gpus_per_node: int = 8,
 ):
     """Distil the teacher's Q/K/V relations into a 6-layer student, or import a student.
 
@@ -33,6 +35,9 @@ def distill(
         student_uri: Pretrained student directory used when ``enabled`` is false.
         checkpoint_uri: ``s3://`` prefix for resumable checkpoints (pre-emptible nodes).
         overrides: Stage config overrides, ``{"distill": {...}}``.
+        nodes: GPU nodes; more than 1 runs a Training Operator PaddleJob (needs an s3://
+            ``checkpoint_uri`` through which the workers get their inputs).
+        gpus_per_node: GPUs per node of the PaddleJob.
     """
     from ppminilm import steps
 
@@ -45,6 +50,8 @@ def distill(
             enabled=enabled,
             student_uri=student_uri,
             checkpoint_uri=checkpoint_uri,
+            nodes=nodes,
+            gpus_per_node=gpus_per_node,
             overrides=overrides,
         ),
         artifact=student,

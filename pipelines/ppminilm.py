@@ -158,6 +158,8 @@ def _recipe(
     data_source: str,
     checkpoint_uri: str,
     overrides: dict,
+    distill_nodes: Any,
+    gpus_per_node: Any,
 ) -> None:
     """Wire the whole recipe into the current pipeline context (inside an If/Else branch)."""
     data = build_data(
@@ -179,6 +181,9 @@ def _recipe(
         student_uri=student_uri,
         checkpoint_uri=checkpoint_uri,
         overrides=overrides,
+        # Multi-node distillation (a PaddleJob) only makes sense on the GPU pools.
+        nodes=distill_nodes if gpu else 1,
+        gpus_per_node=gpus_per_node,
     )
     for t in (data, teacher, student):
         t.set_caching_options(True)
@@ -220,6 +225,8 @@ def ppminilm_pipeline(
     vocab_uri: str = "",
     checkpoint_uri: str = "",
     overrides: dict = {},  # noqa: B006
+    distill_nodes: int = 1,
+    gpus_per_node: int = 8,
 ) -> None:
     """The whole PP-MiniLM recipe.
 
@@ -236,6 +243,9 @@ def ppminilm_pipeline(
         vocab_uri: Tokenizer directory for ``clue``.
         checkpoint_uri: Object-store prefix for resumable distillation checkpoints.
         overrides: Per-stage config overrides, e.g. ``{"distill": {"max_steps": 1000}}``.
+        distill_nodes: GPU nodes for distillation (``use_gpu`` only); more than 1 launches a
+            Training Operator PaddleJob and needs an ``s3://`` ``checkpoint_uri``.
+        gpus_per_node: GPUs per node of that PaddleJob.
     """
     status = record_status()
     with dsl.ExitHandler(status, name="recipe"):
@@ -251,6 +261,8 @@ def ppminilm_pipeline(
             data_source=data_source,
             checkpoint_uri=checkpoint_uri,
             overrides=overrides,
+            distill_nodes=distill_nodes,
+            gpus_per_node=gpus_per_node,
         )
         with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
             _recipe(gpu=True, **args)

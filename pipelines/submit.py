@@ -3,7 +3,7 @@
 Connection settings come from flags or the environment: ``KFP_HOST`` (API endpoint, e.g.
 ``https://kubeflow.example.com/pipeline``), ``KFP_NAMESPACE``, ``KFP_EXPERIMENT``,
 ``KFP_TOKEN`` (bearer token, e.g. a service-account token in CI; never printed),
-``KFP_PROFILE`` and ``KFP_ARGUMENTS`` (JSON of pipeline parameters).
+``KFP_PROFILE``, ``KFP_SERVICE_ACCOUNT`` and ``KFP_ARGUMENTS`` (JSON of pipeline parameters).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def submit(
     arguments: dict[str, Any],
     token: str | None = None,
     enable_caching: bool = True,
+    service_account: str = "",
 ) -> dict[str, str]:
     """Create a run of a compiled pipeline package.
 
@@ -60,6 +61,8 @@ def submit(
         arguments: Pipeline parameters.
         token: Bearer token for the API server.
         enable_caching: Reuse cached step outputs.
+        service_account: Kubernetes service account of the run's pods (``pipeline-runner``
+            from manifests/ may create the multi-node distillation PaddleJob).
 
     Returns:
         ``{"run_id": ..., "run_url": ...}``.
@@ -76,6 +79,7 @@ def submit(
         experiment_name=experiment,
         namespace=namespace,
         enable_caching=enable_caching,
+        service_account=service_account or None,
     )
     run_id = result.run_id
     url = f"{host.rstrip('/')}/#/runs/details/{run_id}"
@@ -98,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON pipeline parameters (merged over the profile's)",
     )
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument(
+        "--service-account", default=env.get("KFP_SERVICE_ACCOUNT", "pipeline-runner")
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not args.host:
@@ -120,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             arguments=arguments,
             token=env.get("KFP_TOKEN"),
             enable_caching=not args.no_cache,
+            service_account=args.service_account,
         )
     except FileNotFoundError as exc:
         logger.error("%s", exc)

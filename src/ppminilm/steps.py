@@ -253,8 +253,14 @@ def distill(
     student_uri: str = "",
     checkpoint_uri: str = "",
     overrides: Mapping[str, Any] | None = None,
+    nodes: int = 1,
+    gpus_per_node: int = 8,
 ) -> dict[str, Any]:
     """General distillation into the student, or import a pretrained student.
+
+    With ``nodes > 1`` the training runs as a Training Operator PaddleJob on the V100 pool;
+    this step stages the corpus, vocab, teacher and overrides under ``checkpoint_uri``, waits
+    for the job and downloads the student it published there.
 
     Returns:
         Summary with ``metrics`` (final loss, steps, seconds) and ``metadata``.
@@ -266,6 +272,17 @@ def distill(
             raise ValueError("distillation is disabled but no student_uri was given")
         _copy_in(student_uri, out)
         summary: dict[str, Any] = {"imported": student_uri}
+    elif nodes > 1:
+        summary = _distill_on_paddlejob(
+            data_dir,
+            teacher_dir,
+            out,
+            profile=profile,
+            checkpoint_uri=checkpoint_uri,
+            overrides=_overrides(overrides, "distill"),
+            nodes=nodes,
+            gpus_per_node=gpus_per_node,
+        )
     else:
         from ppminilm.distill import run_distill
 
@@ -283,6 +300,57 @@ def distill(
     summary["metadata"] = {"kind": "student", "distilled": bool(enabled)}
     _write_summary(out, summary)
     return summary
+
+
+def paddlejob_distill_args(base_uri: str, profile: str) -> list[str]:
+    """``ppminilm distill`` arguments for PaddleJob workers, all in object storage."""
+    base = base_uri.rstrip("/")
+    return [
+        "--profile", profile,
+        "--corpus", f"{base}/inputs/{CORPUS_DIR}",
+        "--vocab", f"{base}/inputs/{VOCAB_DIR}",
+        "--teacher", f"{base}/inputs/teacher",
+        "--config", f"{base}/inputs/distill_overrides.json",
+        "--checkpoint-dir", f"{base}/checkpoints",
+        "--out", f"{base}/student",
+    ]  # fmt: skip
+
+
+def _distill_on_paddlejob(
+    data_dir: str,
+    teacher_dir: str,
+    out: Path,
+    *,
+    profile: str,
+    checkpoint_uri: str,
+    overrides: Mapping[str, Any],
+    nodes: int,
+    gpus_per_node: int,
+) -> dict[str, Any]:
+    import hashlib
+
+    from ppminilm import paddlejob, storage
+
+    if not checkpoint_uri or not storage.is_remote(checkpoint_uri):
+        raise ValueError(
+            f"distillation on {nodes} nodes needs checkpoint_uri to be an s3:// prefix: the "
+            "PaddleJob workers exchange inputs and the student through object storage"
+        )
+    base = checkpoint_uri.rstrip("/")
+    storage.upload_dir(Path(data_dir) / CORPUS_DIR, f"{base}/inputs/{CORPUS_DIR}")
+    storage.upload_dir(Path(data_dir) / VOCAB_DIR, f"{base}/inputs/{VOCAB_DIR}")
+    storage.upload_dir(teacher_dir, f"{base}/inputs/teacher")
+    storage.write_json(f"{base}/inputs/distill_overrides.json", dict(overrides))
+    job_name = "ppminilm-distill-" + hashlib.sha1(base.encode()).hexdigest()[:10]
+    record = paddlejob.run_distill_job(
+        out / "paddlejob.json",
+        job_name=job_name,
+        distill_args=paddlejob_distill_args(base, profile),
+        workers=nodes,
+        gpus_per_worker=gpus_per_node,
+    )
+    storage.download_dir(f"{base}/student", out)
+    return {"paddlejob": job_name, "nodes": nodes, "job_status": record.get("status", {})}
 
 
 # --------------------------------------------------------------------------- stage 2

@@ -481,3 +481,22 @@ def copy_tree(
         with tempfile.TemporaryDirectory(prefix="ppminilm-copy-") as tmp:
             download_dir(s, tmp, require_complete=require_complete, settings=settings)
             upload_dir(tmp, d, settings=settings)
+
+
+def local_copy(uri: PathOrUri, dest: PathOrUri, *, settings: S3Settings | None = None) -> Path:
+    """A local path holding ``uri``'s content: the path itself, or a download into ``dest``.
+
+    Args:
+        uri: Local file/directory or an ``s3://``/``minio://`` URI (file or published prefix).
+        dest: Where a remote object or prefix is downloaded to.
+
+    Returns:
+        The local path to read.
+    """
+    if not is_remote(str(uri)):
+        return Path(uri)
+    target = Path(dest)
+    if exists(uri, settings=settings):
+        return download_file(uri, target, settings=settings)
+    download_dir(uri, target, settings=settings)
+    return target

@@ -42,6 +42,7 @@ def test_submit_creates_experiment_and_run(capsys):
     assert f"{server.url}/#/runs/details/{run_id}" in out
     run = server.runs[run_id]["request"]
     assert run["display_name"] == "r1"
+    assert run["service_account"] == "pipeline-runner"  # RBAC from manifests/
     assert server.experiments[run["experiment_id"]]["display_name"] == "ci"
     params = run["runtime_config"]["parameters"]
     assert params["tasks"] == ["tnews"]  # explicit argument wins

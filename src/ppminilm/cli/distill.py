@@ -27,6 +27,13 @@ from ppminilm.profiles import PROFILES, stage_config
 def _read_overrides(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
+    from ppminilm import storage
+
+    if storage.is_remote(path):  # PaddleJob workers get their config from object storage
+        data = storage.read_json(path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object of config fields")
+        return data
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file {p} does not exist")
@@ -153,16 +160,35 @@ def _distill(args: argparse.Namespace) -> int:
         overrides["student_layer"] = args.num_layers
     cfg = stage_config("distill", args.profile, overrides)
     assert isinstance(cfg, DistillConfig)
-    try:
-        summary = run_distill(
-            args.corpus,
-            args.teacher,
-            args.out,
-            cfg,
-            checkpoint_dir=args.checkpoint_dir,
-            vocab_dir=args.vocab,
+    import tempfile
+
+    from ppminilm import storage
+
+    # Inputs/outputs may be s3:// prefixes (multi-node PaddleJob workers see no KFP artifacts).
+    with tempfile.TemporaryDirectory(prefix="ppminilm-distill-") as work:
+        corpus, teacher, vocab = (
+            storage.local_copy(uri, Path(work) / name) if uri else None
+            for uri, name in (
+                (args.corpus, "corpus"),
+                (args.teacher, "teacher"),
+                (args.vocab, "vocab"),
+            )
         )
-    except Preempted as exc:
-        return int(exc.code) if isinstance(exc.code, int) else 1
+        remote_out = storage.is_remote(args.out)
+        out = Path(work) / "student" if remote_out else Path(args.out)
+        try:
+            summary = run_distill(
+                corpus,  # type: ignore[arg-type]
+                teacher,  # type: ignore[arg-type]
+                out,
+                cfg,
+                checkpoint_dir=args.checkpoint_dir,
+                vocab_dir=vocab,
+            )
+        except Preempted as exc:
+            return int(exc.code) if isinstance(exc.code, int) else 1
+        if remote_out and (out / "model_config.json").is_file():  # rank 0 saved the student
+            storage.upload_dir(out, args.out)
+            summary["model_dir"] = args.out
     _emit(summary, args.summary)
     return 0
