@@ -63,6 +63,21 @@ def normalize_task(task: str) -> str:
     return name
 
 
+def read_json_file(path: str | Path, error: type[Exception] = ValueError) -> Any:
+    """Parse a JSON file; a syntax error raises ``error`` naming the file and line.
+
+    Args:
+        path: The file (its existence is the caller's check, with its own message).
+        error: Exception class to raise (``ValueError`` or a subclass such as
+            ``ModelFormatError``/``ReportError``).
+    """
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise error(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+
+
 def _coerce(annotation: str, value: Any) -> Any:
     """Undo JSON/protobuf number widening for a field of the given annotation.
 
@@ -189,10 +204,7 @@ class StageConfig:
             ValueError: If the file is not valid JSON (names the file and line) or has bad keys.
         """
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{exc.lineno}: invalid JSON config: {exc.msg}") from exc
+        data = read_json_file(path, ValueError)
         return cls.from_dict(data)
 
 

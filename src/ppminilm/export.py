@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ppminilm.config import PRECISIONS, ModelArch
+from ppminilm.config import PRECISIONS, ModelArch, read_json_file
 from ppminilm.models import (
     ModelFormatError,
     ModelInfo,
@@ -107,10 +107,7 @@ def read_serving_config(model_dir: str | Path) -> ServingConfig:
     path = d / SERVING_FILE
     if not path.is_file():
         raise ModelFormatError(f"{d}: missing {SERVING_FILE} (max_seq_len and labels)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelFormatError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    data = read_json_file(path, ModelFormatError)
     return ServingConfig.from_dict(data, source=str(path))
 
 

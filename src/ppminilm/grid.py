@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ppminilm.config import FinetuneConfig, GridConfig, ModelArch
+from ppminilm.config import FinetuneConfig, GridConfig, ModelArch, read_json_file
 from ppminilm.export import MODEL_PREFIX, export_static, read_serving_config
 from ppminilm.finetune import encode_split, run_finetune
 from ppminilm.models import ModelFormatError, load_model, read_model_info
@@ -217,10 +217,7 @@ def read_grid_results(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such grid results file")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    data = read_json_file(p, ValueError)
     if isinstance(data, dict) and "results" in data:
         data = data["results"]
     if isinstance(data, dict):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ppminilm.config import ModelArch
+from ppminilm.config import ModelArch, read_json_file
 from ppminilm.paddle_env import package_versions, paddle
 
 logger = logging.getLogger(__name__)
@@ -360,10 +360,7 @@ def read_model_info(model_dir: str | Path) -> ModelInfo:
     path = Path(model_dir) / MODEL_CONFIG_FILE
     if not path.is_file():
         raise ModelFormatError(f"{model_dir}: no {MODEL_CONFIG_FILE}; not a ppminilm model dir")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelFormatError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    data = read_json_file(path, ModelFormatError)
     try:
         return ModelInfo.from_dict(data, source=str(path))
     except ValueError as exc:

@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ppminilm.config import read_json_file
 from ppminilm.models import format_count
 from ppminilm.report_schema import ReportError, validate_summary
 
@@ -384,10 +385,7 @@ def run_report(summary_file: str | Path, out_dir: str | Path) -> dict[str, Any]:
     path = Path(summary_file)
     if not path.is_file():
         raise FileNotFoundError(f"run summary {path} does not exist")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    summary = read_json_file(path, ReportError)
     try:
         return build_report(summary, out_dir)
     except ReportError as exc:

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ppminilm.config import read_json_file
 from ppminilm.profiles import PROFILES, stage_config
 
 
@@ -37,10 +38,7 @@ def _read_overrides(path: str | None) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file {p} does not exist")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    data = read_json_file(p, ValueError)
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a JSON object of config fields")
     return data

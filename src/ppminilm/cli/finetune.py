@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppminilm.config import DistillConfig, FinetuneConfig, GridConfig, ModelArch
+from ppminilm.config import DistillConfig, FinetuneConfig, GridConfig, ModelArch, read_json_file
 from ppminilm.profiles import PROFILES, stage_config
 
 
@@ -100,10 +100,7 @@ def _task_of(task_dir: str) -> str:
     path = Path(task_dir) / "task.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (is {task_dir} a task directory?)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    data = read_json_file(path, ValueError)
     if not isinstance(data, dict) or not isinstance(data.get("task"), str):
         raise ValueError(f"{path}: field 'task': expected a task name string")
     return str(data["task"])
