@@ -12,6 +12,7 @@ import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ppminilm import __version__
 
@@ -20,6 +21,22 @@ logger = logging.getLogger("ppminilm")
 #: Exit code when the user's input is wrong; storage failures exit with 10-16
 #: (``StorageError.exit_code``).
 EXIT_USAGE = 2
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler bound to whatever ``sys.stderr`` is when a record is emitted.
+
+    ``main`` may run several times in one process (tests, notebooks) while ``sys.stderr`` is
+    swapped underneath; a handler holding the old stream would write to a closed file.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_StderrHandler()],
         force=True,  # importing paddle already installed a root handler; replace it
     )
     func = getattr(args, "func", None)
