@@ -427,7 +427,7 @@ def test_cli_bench_predict_and_errors(tiny, int8_dir: Path, tmp_path: Path, caps
     assert main(["infer", "predict", "--model-dir", str(fp32_dir), "很好", "太差"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split("\t")[1] for ln in lines] == ["很好", "太差"]
-    assert all(ln.split("\t")[0] in LABELS for ln in lines)
+    assert all(ln.split("\t")[0] in LABELS for ln in lines), lines
     assert (
         main(
             [
