@@ -15,8 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +30,14 @@ from ppminilm.checkpoint import (
 )
 from ppminilm.config import DistillConfig
 from ppminilm.corpus import CorpusStream, corpus_fingerprint, encode_sentences
-from ppminilm.models import ModelInfo, build_model, count_params, load_pretrained, save_model
+from ppminilm.models import (
+    ModelInfo,
+    build_model,
+    count_params,
+    load_pretrained,
+    save_model,
+    staged_dir,
+)
 from ppminilm.paddle_env import paddle, set_seed
 from ppminilm.relations import QKVCapture, RelationWeights, relation_distill_loss
 from ppminilm.tokenizer import load_tokenizer, vocab_size
@@ -126,10 +131,7 @@ def _save_student(
     curve: list[dict[str, Any]],
 ) -> None:
     """Model + loss curve written to a temp dir, then moved into ``out`` (all or nothing)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        staged = tmp / "model"
+    with staged_dir(out) as staged:
         save_model(
             student,
             staged,
@@ -138,14 +140,6 @@ def _save_student(
             provenance=provenance,
         )
         (staged / LOSS_CURVE_FILE).write_text(json.dumps(curve, indent=1) + "\n", encoding="utf-8")
-        out.mkdir(parents=True, exist_ok=True)
-        for item in staged.iterdir():
-            dest = out / item.name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            os.replace(item, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_distill(

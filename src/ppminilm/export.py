@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,8 @@ from ppminilm.config import PRECISIONS, ModelArch, read_json_file
 from ppminilm.models import (
     ModelFormatError,
     ModelInfo,
-    _atomic_dir,
-    _publish_dir,
     copy_tokenizer_files,
+    staged_dir,
     write_provenance,
 )
 from ppminilm.paddle_env import paddle
@@ -153,8 +151,7 @@ def export_static(
     if info.kind != "classifier":
         raise ValueError(f"only classifiers are exported for inference, got kind {info.kind!r}")
     target = Path(out_dir)
-    tmp = _atomic_dir(target)
-    try:
+    with staged_dir(target) as tmp:
         model.eval()
         static = paddle.jit.to_static(model, input_spec=input_specs())
         paddle.jit.save(static, str(tmp / MODEL_PREFIX))
@@ -176,10 +173,6 @@ def export_static(
         if tokenizer_dir is not None:
             copy_tokenizer_files(tokenizer_dir, tmp)
         write_provenance(tmp, info.arch, {"format": "paddle-static", **dict(provenance or {})})
-        _publish_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("exported static inference model to %s", target)
     return target
 

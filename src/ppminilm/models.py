@@ -19,7 +19,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,23 @@ def _publish_dir(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
+@contextmanager
+def staged_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Write a directory all or nothing: yields a temp dir beside ``out_dir``.
+
+    On normal exit its files are moved into ``out_dir`` (other files there are kept); on an
+    exception the temp dir is removed and ``out_dir`` is left as it was.
+    """
+    target = Path(out_dir)
+    tmp = _atomic_dir(target)
+    try:
+        yield tmp
+        _publish_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def save_model(
     model: paddle.nn.Layer,
     out_dir: str | Path,
@@ -298,8 +316,7 @@ def save_model(
         The output directory.
     """
     target = Path(out_dir)
-    tmp = _atomic_dir(target)
-    try:
+    with staged_dir(target) as tmp:
         paddle.save(model.state_dict(), str(tmp / WEIGHTS_FILE))
         (tmp / MODEL_CONFIG_FILE).write_text(
             json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8"
@@ -307,10 +324,6 @@ def save_model(
         if tokenizer_dir is not None:
             copy_tokenizer_files(tokenizer_dir, tmp)
         write_provenance(tmp, info.arch, provenance or {})
-        _publish_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info(
         "saved %s model (%s params) to %s", info.kind, f"{encoder_param_count(model):,}", target
     )
