@@ -40,11 +40,12 @@ def _ensure_progress_logging() -> None:
     ``ppminilm`` INFO records would be dropped; the CLI configures logging itself.
     """
     pkg = logging.getLogger("ppminilm")
+    if pkg.level == logging.NOTSET:
+        pkg.setLevel(logging.INFO)  # the root logger (WARNING) would drop progress records
     if not pkg.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         pkg.addHandler(handler)
-        pkg.setLevel(logging.INFO)
 
 
 _ensure_progress_logging()
