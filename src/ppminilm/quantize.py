@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ppminilm.config import QuantConfig
+from ppminilm.config import CPU_INT8_OPS, InferConfig, QuantConfig
 from ppminilm.data import load_task_dir
 from ppminilm.export import (
     INPUT_NAMES,
@@ -70,31 +70,20 @@ def quant_op_counts(model_dir: str | Path) -> dict[str, int]:
     return {t: n for t, n in sorted(types.items()) if t.startswith(QUANT_OP_PREFIXES)}
 
 
-def _cpu_config(
-    model_dir: Path,
-    precision: str,
-    num_threads: int,
-    int8_ops: Sequence[str],
-    optim_dir: str | None = None,
-) -> Any:
-    from ppminilm.paddle_env import paddle
-
-    config = paddle.inference.Config(
-        str(model_dir / f"{MODEL_PREFIX}.pdmodel"), str(model_dir / f"{MODEL_PREFIX}.pdiparams")
+def _cpu_infer_config(
+    precision: str, batch_size: int, max_seq_len: int, num_threads: int, int8_ops: Sequence[str]
+) -> InferConfig:
+    """The benchmark's CPU predictor settings, so candidates are scored as they will run."""
+    return InferConfig(
+        device="cpu",
+        precision=precision,
+        batch_size=batch_size,
+        max_seq_len=max_seq_len,
+        num_threads=num_threads,
+        use_mkldnn=True,
+        use_trt=False,
+        int8_op_types=tuple(int8_ops),
     )
-    config.disable_gpu()
-    config.switch_ir_optim(True)
-    config.disable_glog_info()
-    config.set_cpu_math_library_num_threads(num_threads)
-    config.enable_mkldnn()
-    if precision == "int8":
-        # Without this the fake-quant ops run in FP32 (slower than the FP32 model). The op
-        # list restricts INT8 kernels (see QuantConfig.mkldnn_int8_ops for why 'fc' only).
-        config.enable_mkldnn_int8(set(int8_ops))
-    if optim_dir:
-        config.enable_save_optim_model(True)
-        config.set_optim_cache_dir(optim_dir)
-    return config
 
 
 def evaluate_inference(
@@ -103,7 +92,7 @@ def evaluate_inference(
     precision: str,
     batch_size: int,
     num_threads: int,
-    int8_ops: Sequence[str] = ("fc",),
+    int8_ops: Sequence[str] = CPU_INT8_OPS,
 ) -> float:
     """Dev accuracy of an inference dir with Paddle Inference on CPU (oneDNN).
 
@@ -118,45 +107,32 @@ def evaluate_inference(
     Returns:
         Accuracy in [0, 1].
     """
-    from ppminilm.paddle_env import paddle
+    from ppminilm.predictor import Predictor
 
-    config = _cpu_config(Path(model_dir), precision, num_threads, int8_ops)
-    predictor = paddle.inference.create_predictor(config)
-    names = list(predictor.get_input_names())
-    if len(names) != len(INPUT_NAMES):
-        raise ModelFormatError(f"{model_dir}: program inputs {names}, expected {INPUT_NAMES}")
-    feed = (
-        dict(zip(INPUT_NAMES, names))
-        if set(names) != set(INPUT_NAMES)
-        else {n: n for n in INPUT_NAMES}
+    cfg = _cpu_infer_config(
+        precision, batch_size, arrays["input_ids"].shape[1], num_threads, int8_ops
     )
-    output = predictor.get_output_names()[0]
-    logits = []
-    for start in range(0, len(arrays["labels"]), batch_size):
-        for key, name in feed.items():
-            value = np.ascontiguousarray(arrays[key][start : start + batch_size], dtype=np.int64)
-            predictor.get_input_handle(name).copy_from_cpu(value)
-        predictor.run()
-        logits.append(predictor.get_output_handle(output).copy_to_cpu())
+    predictor = Predictor(model_dir, cfg)
+    logits = [
+        predictor.run({name: arrays[name][start : start + batch_size] for name in INPUT_NAMES})
+        for start in range(0, len(arrays["labels"]), batch_size)
+    ]
     return accuracy(np.concatenate(logits), arrays["labels"])
 
 
 def int8_check(model_dir: str | Path, num_threads: int, int8_ops: Sequence[str]) -> dict[str, Any]:
     """Evidence that a quantized model carries quantized ops and runs oneDNN INT8 kernels.
 
-    Saves the program Paddle Inference optimizes with the evaluation's settings and counts
-    INT8 compute ops in it (:func:`ppminilm.predictor.inspect_optimized_program`).
+    Uses the benchmark's own check (:func:`ppminilm.infer.detect_int8_kernels`: the program
+    Paddle Inference optimizes with these settings, INT8 compute ops counted in it).
     """
-    import tempfile
-
-    from ppminilm.paddle_env import paddle
-    from ppminilm.predictor import OPTIMIZED_PROGRAM, inspect_optimized_program
+    from ppminilm.export import read_serving_config
+    from ppminilm.infer import detect_int8_kernels
 
     ops = quant_op_counts(model_dir)
-    with tempfile.TemporaryDirectory(prefix="ppminilm-int8-") as tmp:
-        config = _cpu_config(Path(model_dir), "int8", num_threads, int8_ops, optim_dir=tmp)
-        paddle.inference.create_predictor(config)
-        kernels = inspect_optimized_program(Path(tmp) / OPTIMIZED_PROGRAM, bool(ops))
+    max_seq_len = read_serving_config(model_dir).max_seq_len
+    cfg = _cpu_infer_config("int8", EVAL_BATCH_SIZE, max_seq_len, num_threads, int8_ops)
+    kernels = detect_int8_kernels(model_dir, cfg)
     return {
         "quant_ops": ops,
         "has_quant_ops": bool(ops),
