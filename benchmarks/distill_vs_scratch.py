@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
 
     from ppminilm.config import DataConfig, DistillConfig, FinetuneConfig, TeacherConfig
-    from ppminilm.distill import run_distill
-    from ppminilm.finetune import run_finetune
-    from ppminilm.local_data import build_local
-    from ppminilm.profiles import config_for
-    from ppminilm.teacher import run_pretrain_teacher
+    from ppminilm.config.profiles import config_for
+    from ppminilm.data.local import build_local
+    from ppminilm.stages.distill.train import run_distill
+    from ppminilm.stages.finetune import run_finetune
+    from ppminilm.stages.teacher import run_pretrain_teacher
 
     out = Path(args.out)
     data = out / "data"

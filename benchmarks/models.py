@@ -2,13 +2,13 @@
 
 Speed rows: the seed's shapes with random weights (BERT-base 12L-768H gelu, PP-MiniLM 6L-768H,
 6L-768H at width 0.75), vocab 21128 as in the seed so params/FLOPs are the seed's exact figures;
-exported by :func:`ppminilm.export.export_static` and the pruned one quantized by
-:func:`ppminilm.quantize.run_quantize`. Their accuracy means nothing (random weights).
+exported by :func:`ppminilm.modeling.export.export_static` and the pruned one quantized by
+:func:`ppminilm.stages.quantize.run_quantize`. Their accuracy means nothing (random weights).
 
 Accuracy rows: the local profile's trained 6L student (6L-64H), fine-tuned by
-:func:`ppminilm.finetune.run_finetune` (from scratch, or from a pipeline run's distilled
-student), width-pruned by :func:`ppminilm.prune.run_prune` and quantized by
-:func:`ppminilm.quantize.run_quantize`, all on the local review task.
+:func:`ppminilm.stages.finetune.run_finetune` (from scratch, or from a pipeline run's distilled
+student), width-pruned by :func:`ppminilm.stages.prune.ofa.run_prune` and quantized by
+:func:`ppminilm.stages.quantize.run_quantize`, all on the local review task.
 """
 
 from __future__ import annotations
@@ -18,18 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ppminilm.config import (
-    FinetuneConfig,
-    ModelArch,
-    PruneConfig,
-    QuantConfig,
-    bert_base_arch,
-)
+from ppminilm.compat.paddle import set_seed
+from ppminilm.config import FinetuneConfig, ModelArch, PruneConfig, QuantConfig, bert_base_arch
+from ppminilm.config.profiles import config_for
 from ppminilm.data import TaskData, write_task_dir
-from ppminilm.export import export_static
-from ppminilm.models import ModelInfo, build_model, count_flops, count_params
-from ppminilm.paddle_env import set_seed
-from ppminilm.profiles import config_for
+from ppminilm.modeling.accounting import count_flops, count_params
+from ppminilm.modeling.ernie import build_model
+from ppminilm.modeling.export import export_static
+from ppminilm.modeling.saved import ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +108,9 @@ def quantize_seed_model(
     """PTQ of the seed-shape pruned model (calib split; a short dev slice for the candidate).
 
     Returns:
-        :func:`ppminilm.quantize.run_quantize`'s summary.
+        :func:`ppminilm.stages.quantize.run_quantize`'s summary.
     """
-    from ppminilm.quantize import run_quantize
+    from ppminilm.stages.quantize import run_quantize
 
     small = write_task_dir(
         out_dir / "seed_ptq_task",
@@ -176,10 +172,10 @@ def train_local_models(
         three inference dirs ``fp32_6l``, ``fp32_pruned``, ``int8_pruned`` plus
         ``seq_len``.
     """
-    from ppminilm.finetune import run_finetune
-    from ppminilm.profiles import stage_config
-    from ppminilm.prune import run_prune
-    from ppminilm.quantize import run_quantize
+    from ppminilm.config.profiles import stage_config
+    from ppminilm.stages.finetune import run_finetune
+    from ppminilm.stages.prune.ofa import run_prune
+    from ppminilm.stages.quantize import run_quantize
 
     student = stage_config("distill", "local").student  # type: ignore[attr-defined]
     ft_cfg = config_for(
@@ -196,7 +192,7 @@ def train_local_models(
         arch=None if init else student,
     )
     # The FP32 6L row needs a static model of the fine-tuned classifier.
-    from ppminilm.models import load_model
+    from ppminilm.modeling.saved import load_model
 
     model, info = load_model(ft["model_dir"])
     fp32_6l = export_static(

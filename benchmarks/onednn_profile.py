@@ -2,7 +2,8 @@
 
 oneDNN reads ``ONEDNN_VERBOSE`` once, when the library initialises, so the profile runs in a
 child process (``python -m benchmarks.onednn_profile``). The child builds the project's
-:class:`ppminilm.infer.Predictor`, runs one warm-up batch, prints a marker, runs the profiled
+:class:`ppminilm.inference.predictor.Predictor`, runs one warm-up batch, prints a marker,
+runs the profiled
 batch and prints its wall time. Every ``onednn_verbose,exec`` line between the markers is one
 executed primitive with its milliseconds; the rest of the wall time is Paddle's own (non-oneDNN)
 ops and framework overhead.
@@ -144,7 +145,7 @@ def _child(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ppminilm.config import InferConfig
-    from ppminilm.infer import Predictor
+    from ppminilm.inference.predictor import Predictor
 
     arrays = dict(np.load(args.batch))
     seq = int(arrays["input_ids"].shape[1])

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from ppminilm.compat.paddle import paddle  # noqa: F401
+
 # paddle2onnx imports paddle: the project's import order (zlib first) must come first.
-from ppminilm.export import MODEL_PREFIX
-from ppminilm.paddle_env import paddle  # noqa: F401
+from ppminilm.modeling.export import MODEL_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def quantize_onnx_dynamic(fp32_path: str | Path, int8_path: str | Path) -> dict[
 
 
 class OrtRunner:
-    """An onnxruntime CPU session fed like :class:`ppminilm.infer.Predictor`."""
+    """An onnxruntime CPU session fed like :class:`ppminilm.inference.benchmark.Predictor`."""
 
     def __init__(self, onnx_path: str | Path, num_threads: int, profile_prefix: str = "") -> None:
         try:

@@ -1,8 +1,9 @@
 """Measure one bench row: Paddle Inference (CPU oneDNN / GPU TensorRT) or onnxruntime.
 
-Every Paddle row goes through the project's :class:`ppminilm.infer.Predictor` with an
+Every Paddle row goes through the project's :class:`ppminilm.inference.benchmark.Predictor` with an
 :class:`ppminilm.config.InferConfig`; the INT8 evidence is the project's own
-:func:`ppminilm.predictor.inspect_optimized_program` on the program the predictor optimized.
+:func:`ppminilm.inference.predictor.inspect_optimized_program` on the program the predictor
+optimized.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 
 from benchmarks.timing import Batch, RunFn, TimingPlan, accuracy_pass, time_models
 from ppminilm.config import InferConfig
-from ppminilm.infer import Predictor, collect_shape_ranges
-from ppminilm.predictor import OPTIMIZED_PROGRAM, inspect_optimized_program
+from ppminilm.inference.benchmark import collect_shape_ranges
+from ppminilm.inference.predictor import OPTIMIZED_PROGRAM, Predictor, inspect_optimized_program
 
 logger = logging.getLogger(__name__)
 

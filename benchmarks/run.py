@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ppminilm.errors import exit_code_of, is_expected
+
 logger = logging.getLogger("benchmarks.run")
 
 BENCH_JSON = "bench.json"
@@ -57,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def check_gpu() -> None:
     """Fail fast when TensorRT rows are asked of a paddle without CUDA/TensorRT."""
     from ppminilm.config import InferConfig
-    from ppminilm.predictor import require_device
+    from ppminilm.inference.predictor import require_device
 
     require_device(InferConfig(device="gpu", use_trt=True))
 
@@ -93,12 +95,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         time_rows,
     )
     from benchmarks.timing import TimingPlan, split_batches
+    from ppminilm.compat.versions import package_versions
     from ppminilm.config import DataConfig
+    from ppminilm.config.profiles import config_for
     from ppminilm.data import load_task_dir
-    from ppminilm.local_data import build_local
-    from ppminilm.paddle_env import package_versions
-    from ppminilm.profiles import config_for
-    from ppminilm.tokenizer import encode_examples, load_tokenizer
+    from ppminilm.data.local import build_local
+    from ppminilm.data.tokenizer import encode_examples, load_tokenizer
 
     t0 = time.perf_counter()
     stage_s: dict[str, float] = {}
@@ -363,7 +365,7 @@ def write_outputs(result: dict[str, Any], out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (2: bad input or unavailable device)."""
+    """Entry point; returns the exit code (2: bad input, 20: the device is unavailable)."""
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
@@ -383,11 +385,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"peak RSS (largest process): {timing['peak_rss_mib']:.0f} MiB")
             return 0 if timing["returncode"] == 0 else 1
         result = run_bench(args)
-    except (ValueError, FileNotFoundError) as exc:
-        # DeviceUnavailableError is a ValueError: "paddle is a CPU-only build" lands here.
+    except Exception as exc:
+        if not is_expected(exc):
+            raise
+        # Bad input exits 2; "paddle is a CPU-only build" (DeviceUnavailableError) exits 20.
         logger.error("bench failed: %s", exc)
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code_of(exc)
     text = write_outputs(result, out)
     print(text)
     print(

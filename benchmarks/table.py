@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ppminilm.models import format_count
+from ppminilm.modeling.accounting import format_count
 
 #: Goals from the issue.
 GOAL_INT8_SPEEDUP = 6.0  # pruned+INT8 vs BERT-base FP32, CPU

@@ -1,12 +1,13 @@
 """The bench's timing schedule and accuracy pass, shared by every engine (Paddle, onnxruntime).
 
-Why not :func:`ppminilm.infer.run_benchmark` as is: it re-runs the warm-up batches and the
+Why not :func:`ppminilm.inference.run_benchmark` as is: it re-runs the warm-up batches and the
 whole dev split on every repetition. BERT-base shape FP32 takes ~5 s per batch of 32 x 128 on
 two cores, so 5 passes over the 31 dev batches (plus 5 x 20 warm-up) would take ~17 min for
 that row alone. The bench therefore warms up once per model on ``warmup_batches`` dev batches,
 then times ``repeats`` passes over a fixed slice of ``timed_batches`` further dev batches (the
 same slice for every row) and reports the median pass. The model is always driven through the
-project's :class:`ppminilm.infer.Predictor` (or an onnxruntime session for the ONNX rows).
+project's :class:`ppminilm.inference.Predictor` (or an onnxruntime session for the ONNX
+rows).
 """
 
 from __future__ import annotations

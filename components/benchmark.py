@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -36,7 +36,7 @@ def benchmark(
         device: ``cpu`` or ``gpu``.
         overrides: Stage config overrides, ``{"infer": {...}}``.
     """
-    from ppminilm import steps
+    from ppminilm.runner import steps
 
     steps.publish(
         steps.benchmark(

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -31,7 +31,7 @@ def build_data(
         vocab_uri: ``s3://`` prefix (or local dir) of a tokenizer directory for ``clue``.
         overrides: Stage config overrides, ``{"data": {...}}``.
     """
-    from ppminilm import steps
+    from ppminilm.runner import steps
 
     steps.publish(
         steps.build_data(

@@ -9,7 +9,7 @@ because the workers cannot see this step's local artifact paths.
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -42,7 +42,7 @@ def paddlejob_distill(
         timeout_s: Seconds to wait for the job to succeed before deleting it and failing.
     """
     # Defaults (image, namespace) are resolved in the core: KFP ships this source alone.
-    from ppminilm import paddlejob
+    from ppminilm.cluster import paddlejob
 
     paddlejob.run_distill_job(
         job_record.path,

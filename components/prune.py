@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -29,7 +29,7 @@ def prune(
         profile: ``local`` or ``cluster``.
         overrides: Stage config overrides, ``{"prune": {...}}``.
     """
-    from ppminilm import steps
+    from ppminilm.runner import steps
 
     steps.publish(
         steps.prune(

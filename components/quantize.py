@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -31,7 +31,7 @@ def quantize(
         profile: ``local`` or ``cluster``.
         overrides: Stage config overrides, ``{"quantize": {...}}``.
     """
-    from ppminilm import steps
+    from ppminilm.runner import steps
 
     steps.publish(
         steps.quantize(

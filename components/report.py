@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Model, Output
 
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -25,7 +25,7 @@ def report(
         summary: Output: the run summary JSON the report was built from.
         profile: ``local`` or ``cluster``.
     """
-    from ppminilm import steps
+    from ppminilm.runner import steps
 
     steps.publish(
         steps.report(
@@ -48,7 +48,7 @@ def record_status(status: dsl.PipelineTaskFinalStatus, record: Output[Artifact])
         status: Final status of the pipeline's tasks (filled in by KFP).
         record: Output: JSON with state, error code and message.
     """
-    from ppminilm import steps
+    from ppminilm.runner import steps
 
     steps.record_status(
         record.path,

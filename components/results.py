@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
 
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -21,6 +21,6 @@ def merge_results(
         int8: Benchmark result of the pruned INT8 model.
         merged: Output: ``{"task": ..., "rows": [...]}`` for the report.
     """
-    from ppminilm import steps
+    from ppminilm.runner import steps
 
     steps.merge_results([fp32.path, pruned.path, int8.path], merged.path)

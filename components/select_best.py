@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Input, Markdown, Metrics, Model, Output
 
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -29,7 +29,7 @@ def select_best(
         profile: ``local`` or ``cluster``.
         overrides: Stage config overrides, ``{"finetune": {...}}`` (max_seq_len).
     """
-    from ppminilm import steps
+    from ppminilm.runner import steps
 
     steps.publish(
         steps.select_best(

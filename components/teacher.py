@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -29,7 +29,7 @@ def pretrain_teacher(
         teacher_uri: ``s3://`` prefix or local directory of a pretrained teacher.
         overrides: Stage config overrides, ``{"teacher": {...}}``.
     """
-    from ppminilm import steps
+    from ppminilm.runner import steps
 
     steps.publish(
         steps.pretrain_teacher(

@@ -27,8 +27,7 @@ from components.report import record_status, report
 from components.results import merge_results
 from components.select_best import select_best
 from components.teacher import pretrain_teacher
-from ppminilm.config import GridConfig
-from ppminilm.platform import (
+from ppminilm.cluster.platform import (
     GPU_INFER_IMAGE,
     GPU_TRAIN_IMAGE,
     S3_SECRET_KEYS,
@@ -37,7 +36,8 @@ from ppminilm.platform import (
     V100_POOL,
     NodePool,
 )
-from ppminilm.profiles import config_for
+from ppminilm.config import GridConfig
+from ppminilm.config.profiles import config_for
 
 PIPELINE_NAME = "ppminilm"
 #: Models benchmarked per task, in report order (name, which output feeds it).

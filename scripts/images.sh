@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Build (and optionally push) the project's images: cpu, gpu-train, gpu-infer.
 #
-# Tags come from ppminilm.platform.IMAGES, so components, pipelines and images never disagree.
+# Tags come from ppminilm.cluster.platform.IMAGES, so components, pipelines and images never disagree.
 #
 # Usage: scripts/images.sh [--push] [NAME ...]
-#   NAME           one of the keys of ppminilm.platform.IMAGES (default: all of them)
+#   NAME           one of the keys of ppminilm.cluster.platform.IMAGES (default: all of them)
 #   --push         push each image after building it
 # Environment:
 #   PYTHON         interpreter that can import ppminilm (default: python3; src/ is on PYTHONPATH)
@@ -49,13 +49,13 @@ py_path="${root}/src${PYTHONPATH:+:${PYTHONPATH}}"
 if ! image_lines="$(PYTHONPATH="${py_path}" "${python}" -c '
 import os
 from ppminilm import __version__
-from ppminilm.platform import IMAGE_REGISTRY, IMAGES
+from ppminilm.cluster.platform import IMAGE_REGISTRY, IMAGES
 registry = os.environ.get("IMAGE_REGISTRY", "").rstrip("/") or IMAGE_REGISTRY
 for name, ref in sorted(IMAGES.items()):
     print(name, registry + ref[len(IMAGE_REGISTRY):], sep="\t")
 print("__version__", __version__, sep="\t")
 ')"; then
-    echo "images.sh: cannot read ppminilm.platform.IMAGES with ${python}" >&2
+    echo "images.sh: cannot read ppminilm.cluster.platform.IMAGES with ${python}" >&2
     exit 1
 fi
 

@@ -2,7 +2,7 @@
 pruning, quantization, inference and reporting. No Kubeflow imports live here."""
 
 # paddle 2.6 exports its own zlib symbols; zlib must be loaded before paddle is (see
-# ppminilm.paddle_env). Importing any ppminilm module runs this first, whatever the import
+# ppminilm.compat.paddle). Importing any ppminilm module runs this first, whatever the import
 # order inside that module, so the package is safe even where isort moves paddlenlp imports
 # above ours.
 import zlib  # noqa: F401

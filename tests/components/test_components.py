@@ -7,7 +7,7 @@ import pytest
 from kfp import compiler, components, dsl
 
 from pipelines.compile import COMPONENTS_DIR, all_components
-from ppminilm.platform import CPU_IMAGE
+from ppminilm.cluster.platform import CPU_IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Most statements a component body may have (imports + one call): the work lives in src/.

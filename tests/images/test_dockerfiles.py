@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ppminilm import __version__, platform
+from ppminilm import __version__
+from ppminilm.cluster import platform
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES_DIR = REPO / "images"

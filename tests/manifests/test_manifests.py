@@ -1,5 +1,5 @@
 """Checks of manifests/: every overlay builds, validates offline against the Kubernetes schemas,
-passes yamllint, carries no plaintext secret, and agrees with ppminilm.platform.
+passes yamllint, carries no plaintext secret, and agrees with ppminilm.cluster.platform.
 
 Each check is a function returning a list of problems, so the same code runs on the committed
 tree (expecting none) and on deliberately broken copies (expecting some): the checks can fail.
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ppminilm import paddlejob, platform
+from ppminilm.cluster import paddlejob, platform
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
@@ -182,7 +182,7 @@ def pool_lines(pool: platform.NodePool) -> dict[str, str]:
 
 
 def node_pool_problems(objs: list[dict[str, Any]], docs: dict[str, str]) -> list[str]:
-    """The node-pool ConfigMap and the docs against ppminilm.platform.NODE_POOLS."""
+    """The node-pool ConfigMap and the docs against ppminilm.cluster.platform.NODE_POOLS."""
     problems = []
     data = find(objs, "ConfigMap", "ppminilm-node-pools").get("data", {})
     for name, pool in platform.NODE_POOLS.items():

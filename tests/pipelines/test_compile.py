@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipelines.compile import COMPONENTS_DIR, PIPELINE_YAML, compile_all
-from ppminilm.platform import (
+from ppminilm.cluster.platform import (
     CPU_IMAGE,
     GPU_INFER_IMAGE,
     GPU_TRAIN_IMAGE,

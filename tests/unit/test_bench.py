@@ -30,12 +30,14 @@ from benchmarks.timing import (
     time_model,
     time_models,
 )
+from ppminilm.compat.paddle import paddle
 from ppminilm.config import ModelArch
 from ppminilm.data import load_task_dir
-from ppminilm.export import export_static
-from ppminilm.models import ModelInfo, build_model
-from ppminilm.paddle_env import paddle
-from ppminilm.tokenizer import encode_examples, load_tokenizer
+from ppminilm.data.tokenizer import encode_examples, load_tokenizer
+from ppminilm.errors import EXIT_DEVICE
+from ppminilm.modeling.ernie import build_model
+from ppminilm.modeling.export import export_static
+from ppminilm.modeling.saved import ModelInfo
 
 #: Tiny model and plan: the tests check logic and plumbing, not speed.
 SEQ = 32
@@ -267,7 +269,7 @@ def test_onnx_export_matches_paddle_and_dynamic_int8_runs_int8(tiny_bench: dict)
     from benchmarks.onnx_bench import OrtRunner, export_onnx, ort_profile, quantize_onnx_dynamic
     from benchmarks.rows import ort_row
     from ppminilm.config import InferConfig
-    from ppminilm.infer import Predictor
+    from ppminilm.inference.predictor import Predictor
 
     onnx_dir = tiny_bench["root"] / "onnx"
     fp32 = export_onnx(tiny_bench["fp32"], onnx_dir / "tiny.onnx")
@@ -337,7 +339,7 @@ def test_gpu_mode_fails_fast_on_a_cpu_build(tmp_path: Path) -> None:
     from benchmarks.run import main
 
     t0 = time.perf_counter()
-    assert main(["--gpu", "1", "--out", str(tmp_path / "bench")]) == 2
+    assert main(["--gpu", "1", "--out", str(tmp_path / "bench")]) == EXIT_DEVICE
     assert time.perf_counter() - t0 < GPU_FAIL_FAST_S
     assert not (tmp_path / "bench").exists()
 

@@ -15,7 +15,7 @@ from ppminilm.config import (
     QuantConfig,
     normalize_task,
 )
-from ppminilm.profiles import PROFILES, stage_config
+from ppminilm.config.profiles import PROFILES, stage_config
 
 
 def test_recipe_defaults():
@@ -76,7 +76,7 @@ def test_task_names_any_case():
 def test_bad_json_config_names_line(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{\n  "task": "tnews",\n  oops\n}\n')
-    with pytest.raises(ValueError, match=r"bad.json:3: invalid JSON"):
+    with pytest.raises(ValueError, match=r"bad.json:3:\d+: invalid JSON"):
         FinetuneConfig.load(path)
 
 

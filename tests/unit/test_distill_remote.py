@@ -14,8 +14,8 @@ import pytest
 
 from ppminilm import storage
 from ppminilm.cli import main
-from ppminilm.models import load_model
-from ppminilm.steps import distill, paddlejob_distill_args
+from ppminilm.modeling.saved import load_model
+from ppminilm.runner.steps import distill, paddlejob_distill_args
 from tests.unit.test_distill import _cfg, tiny  # noqa: F401 -- fixture reused
 
 

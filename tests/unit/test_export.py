@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 
 from ppminilm.cli import EXIT_USAGE, main
-from ppminilm.config import FinetuneConfig, ModelArch
+from ppminilm.config import FinetuneConfig, InferConfig, ModelArch
 from ppminilm.data import load_task_dir
-from ppminilm.export import read_serving_config
-from ppminilm.finetune import encode_split, run_finetune
-from ppminilm.grid import run_export, static_predict_logits
-from ppminilm.models import ModelFormatError, ModelInfo, build_model, load_model, save_model
-from ppminilm.tokenizer import load_tokenizer
-from ppminilm.training import predict_logits
+from ppminilm.data.tokenizer import load_tokenizer
+from ppminilm.inference.predictor import Predictor
+from ppminilm.modeling.ernie import build_model
+from ppminilm.modeling.export import read_serving_config
+from ppminilm.modeling.saved import ModelFormatError, ModelInfo, load_model, save_model
+from ppminilm.stages.export import run_export
+from ppminilm.stages.finetune import encode_split, run_finetune
+from ppminilm.training.loop import predict_logits
 
 TINY_ARCH = ModelArch(
     num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64, max_position=64, dropout=0.1
@@ -60,7 +62,8 @@ def test_static_model_matches_dynamic(
     data = load_task_dir(task_dir)
     dev = encode_split(load_tokenizer(tmp_path / "infer"), data.dev, data.task, info.labels, SEQ)
     dynamic = predict_logits(model, dev)
-    static = static_predict_logits(tmp_path / "infer", dev)
+    cfg = InferConfig(max_seq_len=SEQ, num_threads=1, use_mkldnn=False, use_trt=False)
+    static = Predictor(tmp_path / "infer", cfg).logits(dev, 64)
     assert static.shape == dynamic.shape == (len(data.dev), 2)
     np.testing.assert_array_equal(static.argmax(-1), dynamic.argmax(-1))
     np.testing.assert_allclose(static, dynamic, atol=LOGIT_ATOL)

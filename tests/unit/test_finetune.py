@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 
 from ppminilm.cli import EXIT_USAGE, main
+from ppminilm.compat.paddle import paddle
 from ppminilm.config import FinetuneConfig, ModelArch
 from ppminilm.data import DataError
-from ppminilm.finetune import encode_split, parse_init, run_finetune
-from ppminilm.models import (
+from ppminilm.modeling.ernie import build_model
+from ppminilm.modeling.saved import (
     ModelFormatError,
     ModelInfo,
-    build_model,
     load_model,
     read_model_info,
     save_model,
 )
-from ppminilm.paddle_env import paddle
-from ppminilm.training import accuracy, predict_logits
+from ppminilm.stages.finetune import encode_split, parse_init, run_finetune
+from ppminilm.training.loop import accuracy, predict_logits
 
 #: 2 layers, 32 wide: trains in seconds on 2 CPU cores.
 TINY_ARCH = ModelArch(
@@ -113,7 +113,7 @@ def test_best_checkpoint_is_kept(trained: dict[str, Any], reviews_dir: Path) -> 
 
     # The saved weights really are the best evaluated ones: re-evaluating gives that accuracy.
     from ppminilm.data import load_task_dir
-    from ppminilm.tokenizer import load_tokenizer
+    from ppminilm.data.tokenizer import load_tokenizer
 
     model, _ = load_model(model_dir)
     data = load_task_dir(reviews_dir)

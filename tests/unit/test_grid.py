@@ -10,7 +10,7 @@ import pytest
 
 from ppminilm.cli import EXIT_USAGE, main
 from ppminilm.config import FinetuneConfig, GridConfig, ModelArch
-from ppminilm.grid import (
+from ppminilm.stages.grid import (
     GRID_JSON,
     GRID_MD,
     grid_markdown,
@@ -92,7 +92,7 @@ def test_read_grid_results_errors(tmp_path: Path) -> None:
         read_grid_results(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{\n  oops", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad\.json:2: invalid JSON"):
+    with pytest.raises(ValueError, match=r"bad\.json:2:\d+: invalid JSON"):
         read_grid_results(bad)
     one = tmp_path / "one.json"
     one.write_text(json.dumps(result(16, 3e-5, 0.5)), encoding="utf-8")

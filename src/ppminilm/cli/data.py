@@ -24,8 +24,8 @@ def _emit(payload: Any) -> None:
 
 def _build_local(args: argparse.Namespace) -> int:
     from ppminilm.config import DataConfig
-    from ppminilm.local_data import build_local
-    from ppminilm.profiles import stage_config
+    from ppminilm.config.profiles import stage_config
+    from ppminilm.data.local import build_local
 
     overrides = {"seed": args.seed} if args.seed is not None else None
     cfg = stage_config("data", args.profile, overrides)
@@ -56,8 +56,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _download_clue(args: argparse.Namespace) -> int:
-    from ppminilm.clue import ClueDownloadError
-    from ppminilm.data import download_clue, load_task_dir
+    from ppminilm.data import load_task_dir
+    from ppminilm.data.clue import ClueDownloadError, download_clue
 
     try:
         out = download_clue(

@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppminilm.config import read_json_file
-from ppminilm.profiles import PROFILES, stage_config
+from ppminilm.config.profiles import PROFILES, stage_config
+from ppminilm.io import read_json_file
 
 
 def _read_overrides(path: str | None) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _pretrain_teacher(args: argparse.Namespace) -> int:
     from ppminilm.config import TeacherConfig
-    from ppminilm.teacher import run_pretrain_teacher
+    from ppminilm.stages.teacher import run_pretrain_teacher
 
     overrides = _set(
         _read_overrides(args.config),
@@ -133,9 +133,9 @@ def _pretrain_teacher(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from ppminilm.checkpoint import Preempted
     from ppminilm.config import DistillConfig
-    from ppminilm.distill import run_distill
+    from ppminilm.stages.distill.train import run_distill
+    from ppminilm.training.checkpoint import Preempted
 
     overrides = _set(
         _read_overrides(args.config),

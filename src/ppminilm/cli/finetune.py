@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppminilm.config import DistillConfig, FinetuneConfig, GridConfig, ModelArch, read_json_file
-from ppminilm.profiles import PROFILES, stage_config
+from ppminilm.config import DistillConfig, FinetuneConfig, GridConfig, ModelArch
+from ppminilm.config.profiles import PROFILES, stage_config
+from ppminilm.io import read_json_file
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +138,7 @@ def _dump(data: Any) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ppminilm.finetune import run_finetune
+    from ppminilm.stages.finetune import run_finetune
 
     cfg = _finetune_config(args, batch_size=args.batch_size, learning_rate=args.learning_rate)
     summary = run_finetune(
@@ -155,7 +156,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from ppminilm.grid import run_grid, select_best
+    from ppminilm.stages.grid import run_grid, select_best
 
     grid_over: dict[str, Any] = {}
     if args.batch_sizes:
@@ -180,7 +181,7 @@ def _grid(args: argparse.Namespace) -> int:
 
 
 def _select_best(args: argparse.Namespace) -> int:
-    from ppminilm.grid import read_grid_results, select_best, write_grid_table
+    from ppminilm.stages.grid import read_grid_results, select_best, write_grid_table
 
     results = [r for path in args.results for r in read_grid_results(path)]
     best = select_best(results)
@@ -191,7 +192,7 @@ def _select_best(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ppminilm.grid import run_export
+    from ppminilm.stages.export import run_export
 
     max_seq_len = args.max_seq_len
     if max_seq_len is None:

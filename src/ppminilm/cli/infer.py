@@ -16,7 +16,7 @@ import json
 from typing import Any, cast
 
 from ppminilm.config import PRECISIONS, InferConfig
-from ppminilm.profiles import PROFILES, stage_config
+from ppminilm.config.profiles import PROFILES, stage_config
 
 #: Flag name -> InferConfig field for the overrides given on the command line.
 _FLAGS = {
@@ -78,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser(
         "report", help="build report.md/.html + plots from a run summary JSON"
     )
-    report.add_argument("--summary", required=True, help="run summary JSON (see ppminilm.report)")
+    report.add_argument(
+        "--summary", required=True, help="run summary JSON (see ppminilm.report.render)"
+    )
     report.add_argument("--out-dir", required=True)
     report.set_defaults(func=_report)
 
@@ -96,7 +98,7 @@ def _config(args: argparse.Namespace, model_dir: str | None = None) -> InferConf
     if args.no_trt:
         overrides["use_trt"] = False
     if model_dir is not None and "max_seq_len" not in overrides:
-        from ppminilm.export import read_serving_config
+        from ppminilm.modeling.export import read_serving_config
 
         # Prediction uses the model's own length unless told otherwise.
         overrides["max_seq_len"] = read_serving_config(model_dir).max_seq_len
@@ -104,7 +106,7 @@ def _config(args: argparse.Namespace, model_dir: str | None = None) -> InferConf
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ppminilm.infer import run_infer
+    from ppminilm.inference.benchmark import run_infer
 
     result = run_infer(args.model_dir, args.task_dir, args.out_dir, _config(args), split=args.split)
     keys = (
@@ -126,7 +128,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ppminilm.infer import predict
+    from ppminilm.inference.benchmark import predict
 
     items: list[Any] = [tuple(t.split("\t", 1)) if "\t" in t else t for t in args.texts]
     for text, label in zip(
@@ -137,14 +139,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _check_int8(args: argparse.Namespace) -> int:
-    from ppminilm.infer import detect_int8_kernels
+    from ppminilm.inference.benchmark import detect_int8_kernels
 
     print(json.dumps(detect_int8_kernels(args.model_dir, _config(args, args.model_dir)), indent=2))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ppminilm.report import run_report
+    from ppminilm.report.render import run_report
 
     print(json.dumps(run_report(args.summary, args.out_dir), indent=2))
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ppminilm.config import ModelArch
-from ppminilm.models import count_flops, count_params, format_count
+from ppminilm.modeling.accounting import count_flops, count_params, format_count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

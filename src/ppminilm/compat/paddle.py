@@ -1,0 +1,81 @@
+"""The one place where paddle is imported and its known traps on 2.6 are worked around.
+
+Import paddle through this module (``from ppminilm.compat.paddle import paddle``) instead of
+``import paddle`` anywhere in this package. It also holds the one ``ProgramDesc`` parser
+(:func:`program_desc`), which reads a saved ``.pdmodel`` without touching static-mode state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+import zlib  # noqa: F401  -- MUST be imported before paddle, see below.
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Trap 1: paddle 2.6's core library exports its own (older) zlib symbols. When `zlib` is first
+# imported *after* paddle, the Python extension binds to paddle's copies and later zlib use
+# (gzip, zipfile, PNG writing in matplotlib) crashes. Importing zlib first pins the system one.
+# tests/unit/test_paddle_env.py checks the order in a fresh interpreter.
+
+# Quieten paddle's GLOG chatter unless the user asked for it.
+os.environ.setdefault("GLOG_minloglevel", "2")
+# paddle imports distutils; setuptools' shim then warns once per process (every pipeline
+# step). The warning is about setuptools' future, not about anything we can act on.
+warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+os.environ.setdefault("FLAGS_call_stack_level", "1")
+
+import paddle  # noqa: E402
+
+paddle.set_printoptions(precision=6)
+
+
+def import_paddle() -> ModuleType:
+    """Return the paddle module, imported safely (zlib first).
+
+    Returns:
+        The ``paddle`` module.
+    """
+    return paddle
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and Paddle RNGs for reproducible runs.
+
+    Args:
+        seed: The seed value.
+    """
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def program_desc(pdmodel: str | os.PathLike[str], error: type[Exception] = ValueError) -> Any:
+    """Parse a saved ``.pdmodel`` program (protobuf ``ProgramDesc``) without static mode.
+
+    Args:
+        pdmodel: The program file.
+        error: Exception class raised when the file is missing or not a Paddle program.
+
+    Returns:
+        The ``framework_pb2.ProgramDesc`` message (``.blocks[i].ops``, ``.vars``).
+    """
+    from paddle.base.proto import framework_pb2
+
+    path = Path(pdmodel)
+    if not path.is_file():
+        raise error(f"{path}: no such file (expected a Paddle .pdmodel program)")
+    desc = framework_pb2.ProgramDesc()
+    try:
+        desc.ParseFromString(path.read_bytes())
+    except Exception as exc:  # protobuf raises its own DecodeError type
+        raise error(f"{path}: not a Paddle program ({type(exc).__name__}: {exc})") from None
+    return desc

@@ -1,0 +1,77 @@
+"""Stage configs and profiles: what every stage runs with, resolved one way.
+
+``config_for(PruneConfig, "local", overrides)`` (or :func:`resolve`, which also takes explicit
+fields) gives a stage's config: the recipe's defaults (:mod:`.stages`), then the profile's
+changes (:mod:`.profiles`), then the caller's overrides. Importing this package imports no
+paddle.
+"""
+
+from ppminilm.config.base import Record, StageConfig, check_value
+from ppminilm.config.profiles import (
+    PROFILES,
+    check_profile,
+    config_for,
+    deep_merge,
+    parse_overrides,
+    read_config_file,
+    resolve,
+    split_overrides,
+    stage_config,
+)
+from ppminilm.config.stages import (
+    CPU_INT8_OPS,
+    PRECISIONS,
+    QUANT_ALGOS,
+    STAGE_CONFIGS,
+    DataConfig,
+    DistillConfig,
+    FinetuneConfig,
+    GridConfig,
+    InferConfig,
+    ModelArch,
+    PruneConfig,
+    QuantConfig,
+    TeacherConfig,
+    bert_base_arch,
+)
+from ppminilm.config.tasks import (
+    ALL_TASKS,
+    CLUE_TASKS,
+    DEFAULT_EPOCHS,
+    LOCAL_TASKS,
+    normalize_task,
+)
+
+__all__ = [
+    "ALL_TASKS",
+    "CLUE_TASKS",
+    "CPU_INT8_OPS",
+    "DEFAULT_EPOCHS",
+    "LOCAL_TASKS",
+    "PRECISIONS",
+    "PROFILES",
+    "QUANT_ALGOS",
+    "STAGE_CONFIGS",
+    "DataConfig",
+    "DistillConfig",
+    "FinetuneConfig",
+    "GridConfig",
+    "InferConfig",
+    "ModelArch",
+    "PruneConfig",
+    "QuantConfig",
+    "Record",
+    "StageConfig",
+    "TeacherConfig",
+    "bert_base_arch",
+    "check_profile",
+    "check_value",
+    "config_for",
+    "deep_merge",
+    "normalize_task",
+    "parse_overrides",
+    "read_config_file",
+    "resolve",
+    "split_overrides",
+    "stage_config",
+]

@@ -1,0 +1,396 @@
+"""Paddle Inference predictor over exported inference dirs, prediction and the benchmark.
+
+:class:`Predictor` wraps ``paddle.inference`` for one inference dir (``serving.json`` validated
+first) and lives in :mod:`ppminilm.inference.predictor` with the config building.
+:func:`detect_int8_kernels`
+proves whether an INT8 model really runs INT8 oneDNN kernels, :func:`run_benchmark` times the
+whole split end to end, :func:`run_infer` is the stage entry that also writes the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppminilm.compat.paddle import paddle
+from ppminilm.config import InferConfig
+from ppminilm.inference.predictor import (
+    OPTIMIZED_PROGRAM,
+    DeviceUnavailableError,
+    Predictor,
+    build_config,
+    check_max_seq_len,
+    config_plan,
+    inspect_optimized_program,
+    program_is_quantized,
+    require_device,
+)
+from ppminilm.io import atomic_write_json
+from ppminilm.modeling.export import ServingConfig, read_serving_config
+
+__all__ = [
+    "DeviceUnavailableError",
+    "Predictor",
+    "build_config",
+    "config_plan",
+    "detect_int8_kernels",
+    "predict",
+    "run_benchmark",
+    "run_infer",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Result file written by :func:`run_infer`.
+BENCHMARK_FILE = "benchmark.json"
+
+
+def detect_int8_kernels(model_dir: str | Path, cfg: InferConfig) -> dict[str, Any]:
+    """Evidence that a model really runs INT8 kernels under ``cfg`` (CPU/oneDNN).
+
+    Builds a predictor with the same settings that saves its optimized program, then reads the
+    op types and ``mkldnn_data_type`` attributes (see the module docstring).
+
+    Args:
+        model_dir: An exported inference dir.
+        cfg: The settings the benchmark uses (``precision='int8'`` enables oneDNN INT8).
+
+    Returns:
+        See :func:`inspect_optimized_program`; on GPU ``{"checked": False, "reason": ...}``.
+    """
+    if cfg.device != "cpu":
+        return {
+            "checked": False,
+            "quantized_model": program_is_quantized(model_dir),
+            "reason": "TensorRT engines are opaque; INT8 use is set by precision_mode",
+        }
+    with tempfile.TemporaryDirectory(prefix="ppminilm-optim-") as tmp:
+        predictor = Predictor(model_dir, cfg, optim_dir=tmp)
+        return inspect_optimized_program(Path(tmp) / OPTIMIZED_PROGRAM, predictor.quantized)
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def encode_for_model(
+    model_dir: str | Path, items: Sequence[Any], max_seq_len: int, task: str | None = None
+) -> dict[str, np.ndarray]:
+    """Tokenize texts, text pairs or task examples with the model's own vocab.
+
+    Args:
+        model_dir: Inference dir holding ``vocab.txt``.
+        items: Strings, ``(text_a, text_b)`` pairs, or JSON examples (dicts) of ``task``.
+        max_seq_len: Padded/truncated length.
+        task: Task of dict examples (default: ``serving.json``'s task).
+
+    Returns:
+        ``{"input_ids", "token_type_ids"}`` int64 ``[n, max_seq_len]``.
+    """
+    from ppminilm.data.tokenizer import encode_examples, encode_pairs, load_tokenizer
+
+    if not items:
+        raise ValueError("nothing to predict: no texts or examples given")
+    tokenizer = load_tokenizer(model_dir)
+    if all(isinstance(x, Mapping) for x in items):
+        task = task or read_serving_config(model_dir).task
+        if not task:
+            raise ValueError(f"{model_dir}/serving.json has no 'task'; pass task= for examples")
+        return encode_examples(tokenizer, list(items), task, max_seq_len)
+    pairs: list[tuple[str, str | None]] = []
+    for i, x in enumerate(items):
+        if isinstance(x, str):
+            pairs.append((x, None))
+        elif isinstance(x, Sequence) and len(x) == 2 and all(isinstance(t, str) for t in x):
+            pairs.append((x[0], x[1]))
+        else:
+            raise ValueError(
+                f"item {i}: expected a string, a (text_a, text_b) pair or an "
+                f"example dict, got {type(x).__name__}"
+            )
+    return encode_pairs(tokenizer, pairs, max_seq_len)
+
+
+def predict(
+    model_dir: str | Path,
+    items: Sequence[Any],
+    cfg: InferConfig | None = None,
+    task: str | None = None,
+) -> list[str]:
+    """Predicted label strings for texts, text pairs or task examples.
+
+    Args:
+        model_dir: An exported inference dir.
+        items: See :func:`encode_for_model`.
+        cfg: Inference settings (default: CPU, the model's max_seq_len, and INT8 kernels for a
+            quantized model).
+        task: Task of dict examples (default: ``serving.json``'s).
+
+    Returns:
+        One label string per item.
+    """
+    serving = read_serving_config(model_dir)
+    if cfg is None:
+        precision = "int8" if program_is_quantized(model_dir) else "fp32"
+        cfg = InferConfig(max_seq_len=serving.max_seq_len, precision=precision, use_trt=False)
+    predictor = Predictor(model_dir, cfg)
+    arrays = encode_for_model(model_dir, items, cfg.max_seq_len, task)
+    labels = predictor.labels
+    return [labels[i] for i in predictor.logits(arrays, cfg.batch_size).argmax(-1)]
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _encode_split(
+    model_dir: Path, serving: ServingConfig, task_dir: str | Path, split: str, max_seq_len: int
+) -> tuple[str, dict[str, np.ndarray], np.ndarray]:
+    """Load, check and tokenize one labelled split with the model's vocab and label order."""
+    from ppminilm.data import load_task_dir
+    from ppminilm.data.tokenizer import encode_examples, load_tokenizer
+
+    data = load_task_dir(task_dir)
+    if serving.task and serving.task != data.task:
+        raise ValueError(
+            f"{model_dir}/serving.json is for task {serving.task!r} but "
+            f"{task_dir} holds task {data.task!r}"
+        )
+    if sorted(data.labels) != sorted(serving.labels):
+        raise ValueError(
+            f"labels differ: {task_dir}/labels.json has {data.labels} but "
+            f"{model_dir}/serving.json 'labels' has {serving.labels}"
+        )
+    examples = data.split(split)
+    if not examples:
+        raise ValueError(f"{task_dir}/{split}.json is empty; nothing to benchmark")
+    unlabelled = [i for i, e in enumerate(examples, start=1) if "label" not in e]
+    if unlabelled:
+        raise ValueError(
+            f"{task_dir}/{split}.json:{unlabelled[0]}: field 'label' missing; "
+            "the benchmark reports accuracy and needs a labelled split"
+        )
+    label_ids = {label: i for i, label in enumerate(serving.labels)}
+    labels = np.asarray([label_ids[e["label"]] for e in examples], dtype=np.int64)
+    arrays = encode_examples(load_tokenizer(model_dir), examples, data.task, max_seq_len)
+    return data.task, arrays, labels
+
+
+def collect_shape_ranges(
+    model_dir: str | Path,
+    cfg: InferConfig,
+    shape_file: str | Path,
+    batches: Sequence[Mapping[str, np.ndarray]],
+) -> Path:
+    """First TensorRT pass: run representative batches and record tensor shape ranges.
+
+    Args:
+        model_dir: The inference dir.
+        cfg: GPU settings.
+        shape_file: Where to write the shape-range file.
+        batches: Batches spanning the shapes the timed run will feed (largest and smallest).
+
+    Returns:
+        The shape-range file.
+    """
+    predictor = Predictor(model_dir, cfg, shape_file=str(shape_file), collect_shapes=True)
+    for batch in batches:
+        predictor.run(batch)
+    del predictor  # the file is complete once the predictor is destroyed
+    logger.info("collected TensorRT shape ranges into %s", shape_file)
+    return Path(shape_file)
+
+
+def _percentile_ms(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1e3, q))
+
+
+def run_benchmark(
+    model_dir: str | Path,
+    task_dir: str | Path,
+    cfg: InferConfig,
+    split: str = "dev",
+    work_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Time a whole split end to end and score it.
+
+    Tokenizes once up front; each of ``cfg.repeats`` passes runs ``cfg.warmup_batches`` warm-up
+    batches (not timed) followed by the timed batches. A pass is the split's batches in order;
+    when the split has fewer than ``warmup_batches + 1`` batches they are cycled so at least one
+    batch is timed. Accuracy and the confusion matrix come from the first pass, each example
+    counted once.
+
+    Args:
+        model_dir: An exported inference dir (FP32 or quantized).
+        task_dir: A task directory (see :mod:`ppminilm.data`).
+        cfg: Device, precision, batch size, threads, warm-up and repeats.
+        split: Labelled split to run (``dev`` is the reported one).
+        work_dir: Where the TensorRT shape-range file goes when ``cfg.shape_range_file`` is
+            relative (default: a temporary directory).
+
+    Returns:
+        ``model_dir``, ``task``, ``split``, ``examples``, ``batches``, ``device``, ``cpu``,
+        ``precision``, ``threads``, ``batch_size``, ``max_seq_len``, ``use_mkldnn``,
+        ``use_trt``, ``warmup_batches``, ``repeats``, ``timed_batches`` (per pass),
+        ``timed_examples`` (per pass), ``latency_ms`` (``p50``/``p95``/``mean`` per batch over
+        all passes), ``total_s`` (median timed seconds per pass), ``total_s_per_pass``,
+        ``throughput`` (examples/s), ``accuracy``, ``confusion_matrix`` (``labels`` and
+        ``matrix``: rows true, columns predicted), ``int8_check``, ``paddle_version``.
+
+    Raises:
+        ModelFormatError: On a broken inference dir.
+        ValueError: On mismatched task/labels, an unlabelled or empty split, a max_seq_len
+            above the model's, or an unusable device/precision.
+    """
+    from ppminilm.training.loop import iterate_batches
+
+    model_dir = Path(model_dir)
+    serving = read_serving_config(model_dir)
+    check_max_seq_len(serving, cfg.max_seq_len, str(model_dir))
+    require_device(cfg)
+    task, arrays, labels = _encode_split(model_dir, serving, task_dir, split, cfg.max_seq_len)
+    batches = list(iterate_batches(arrays, cfg.batch_size))
+    with tempfile.TemporaryDirectory(prefix="ppminilm-bench-") as tmp:
+        shape_file = None
+        if cfg.device == "gpu" and cfg.use_trt:
+            path = Path(cfg.shape_range_file)
+            if not path.is_absolute():
+                path = Path(work_dir or tmp) / path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.is_file():
+                collect_shape_ranges(model_dir, cfg, path, [batches[0], batches[-1]])
+            shape_file = str(path)
+        optim_dir = tmp if cfg.device == "cpu" else None
+        predictor = Predictor(model_dir, cfg, shape_file=shape_file, optim_dir=optim_dir)
+        int8_check = (
+            inspect_optimized_program(Path(tmp) / OPTIMIZED_PROGRAM, predictor.quantized)
+            if optim_dir
+            else detect_int8_kernels(model_dir, cfg)
+        )
+        timing = _timed_passes(predictor, batches, cfg)
+    preds = np.concatenate(timing.pop("first_pass_preds"))
+    k = len(serving.labels)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (labels, preds), 1)
+    result = {
+        "model_dir": str(model_dir),
+        "task": task,
+        "split": split,
+        "examples": len(labels),
+        "batches": len(batches),
+        "device": cfg.device,
+        "cpu": _cpu_name(),
+        "precision": cfg.precision,
+        "threads": cfg.num_threads,
+        "batch_size": cfg.batch_size,
+        "max_seq_len": cfg.max_seq_len,
+        "use_mkldnn": cfg.use_mkldnn,
+        "use_trt": cfg.use_trt,
+        "warmup_batches": cfg.warmup_batches,
+        "repeats": cfg.repeats,
+        **timing,
+        "accuracy": float((preds == labels).mean()),
+        "confusion_matrix": {"labels": list(serving.labels), "matrix": matrix.tolist()},
+        "int8_check": int8_check,
+        "paddle_version": paddle.__version__,
+    }
+    logger.info(
+        "%s on %s/%s: %.2f s/pass (median of %d), p50 %.2f ms, %.1f ex/s, acc %.4f",
+        model_dir.name,
+        task,
+        split,
+        result["total_s"],
+        cfg.repeats,
+        result["latency_ms"]["p50"],
+        result["throughput"],
+        result["accuracy"],
+    )
+    return result
+
+
+def _timed_passes(
+    predictor: Predictor, batches: Sequence[Mapping[str, np.ndarray]], cfg: InferConfig
+) -> dict[str, Any]:
+    """Run ``cfg.repeats`` passes; time everything after the warm-up batches of each pass."""
+    import time
+
+    n = len(batches)
+    schedule = [i % n for i in range(max(n, cfg.warmup_batches + 1))]
+    latencies: list[float] = []
+    pass_seconds: list[float] = []
+    first_preds: dict[int, np.ndarray] = {}
+    timed_examples = 0
+    for repeat in range(cfg.repeats):
+        for idx in schedule[: cfg.warmup_batches]:
+            logits = predictor.run(batches[idx])
+            first_preds.setdefault(idx, logits.argmax(-1))
+        start = time.perf_counter()
+        for idx in schedule[cfg.warmup_batches :]:
+            t0 = time.perf_counter()
+            logits = predictor.run(batches[idx])
+            latencies.append(time.perf_counter() - t0)
+            first_preds.setdefault(idx, logits.argmax(-1))
+            if repeat == 0:
+                timed_examples += len(batches[idx]["input_ids"])
+        pass_seconds.append(time.perf_counter() - start)
+        logger.info("pass %d/%d: %.3f s", repeat + 1, cfg.repeats, pass_seconds[-1])
+    total = float(np.median(pass_seconds))
+    return {
+        "timed_batches": len(latencies) // cfg.repeats,
+        "timed_examples": timed_examples,
+        "latency_ms": {
+            "p50": _percentile_ms(latencies, 50),
+            "p95": _percentile_ms(latencies, 95),
+            "mean": float(np.mean(latencies) * 1e3),
+        },
+        "total_s": total,
+        "total_s_per_pass": pass_seconds,
+        "throughput": timed_examples / total if total > 0 else 0.0,
+        "first_pass_preds": [first_preds[i] for i in range(n)],
+    }
+
+
+def run_infer(
+    model_dir: str | Path,
+    task_dir: str | Path,
+    out_dir: str | Path,
+    cfg: InferConfig,
+    split: str = "dev",
+) -> dict[str, Any]:
+    """Stage entry: benchmark one inference model and write ``benchmark.json``.
+
+    Args:
+        model_dir: An exported inference dir.
+        task_dir: The task directory.
+        out_dir: Output directory (created); gets ``benchmark.json`` (the returned dict) and,
+            on GPU + TensorRT, the shape-range file.
+        cfg: Inference settings.
+        split: Labelled split to run.
+
+    Returns:
+        :func:`run_benchmark`'s dict plus ``benchmark_file`` and the ``config`` used.
+    """
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_benchmark(model_dir, task_dir, cfg, split=split, work_dir=out)
+    result["config"] = cfg.to_dict()
+    path = out / BENCHMARK_FILE
+    atomic_write_json(path, result)
+    result["benchmark_file"] = str(path)
+    return result

@@ -1,0 +1,390 @@
+"""Stage 4: post-training static INT8 quantization (PaddleSlim ``quant_post_static``) search.
+
+Every ``cfg.algos`` x ``cfg.batch_nums`` candidate is calibrated on the held-out ``calib``
+split (never the reported dev set), evaluated on dev with Paddle Inference on CPU with oneDNN
+INT8 kernels (``enable_mkldnn_int8``: without it a PTQ model runs its fake-quant ops in FP32,
+slower than the FP32 model; restricted to ``cfg.mkldnn_int8_ops``, ``fc`` by default, because
+paddle 2.6.2's INT8 attention ``fused_matmul`` is wrong), and the best is kept (ties: order
+of ``cfg.algos``, then fewer calibration batches).
+
+Output directory: the best candidate as an inference model (export.py layout, ``serving.json``
+precision ``int8``), plus ``candidates.json``/``candidates.md`` (every candidate's dev accuracy,
+op counts and INT8 check) and ``quantize_summary.json``.
+
+Paddle 2.6 workarounds live in :mod:`ppminilm.compat.paddleslim`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppminilm.compat.paddleslim import calibration_loader, program_op_types, ptq_zero_dim_fix
+from ppminilm.compat.versions import package_versions
+from ppminilm.config import CPU_INT8_OPS, InferConfig, QuantConfig
+from ppminilm.data import load_task_dir
+from ppminilm.io import read_json_file, staged_dir, write_json
+from ppminilm.modeling.export import (
+    INPUT_NAMES,
+    MODEL_PREFIX,
+    ServingConfig,
+    read_serving_config,
+    write_serving_config,
+)
+from ppminilm.modeling.saved import (
+    PROVENANCE_FILE,
+    ModelFormatError,
+    copy_tokenizer_files,
+)
+from ppminilm.training.loop import accuracy
+
+logger = logging.getLogger(__name__)
+
+CANDIDATES_JSON = "candidates.json"
+CANDIDATES_MD = "candidates.md"
+SUMMARY_FILE = "quantize_summary.json"
+#: Examples per predictor run when evaluating on dev.
+EVAL_BATCH_SIZE = 32
+#: Op types whose presence means the program carries quantized weights/activations.
+QUANT_OP_PREFIXES = (
+    "fake_quantize",
+    "fake_channel_wise",
+    "fake_dequantize",
+    "quantize_linear",
+    "dequantize_linear",
+)
+
+
+def quant_op_counts(model_dir: str | Path) -> dict[str, int]:
+    """Counts of quantize/dequantize op types in an inference program."""
+    types = program_op_types(Path(model_dir) / f"{MODEL_PREFIX}.pdmodel")
+    return {t: n for t, n in sorted(types.items()) if t.startswith(QUANT_OP_PREFIXES)}
+
+
+def _cpu_infer_config(
+    precision: str, batch_size: int, max_seq_len: int, num_threads: int, int8_ops: Sequence[str]
+) -> InferConfig:
+    """The benchmark's CPU predictor settings, so candidates are scored as they will run."""
+    return InferConfig(
+        device="cpu",
+        precision=precision,
+        batch_size=batch_size,
+        max_seq_len=max_seq_len,
+        num_threads=num_threads,
+        use_mkldnn=True,
+        use_trt=False,
+        int8_op_types=tuple(int8_ops),
+    )
+
+
+def evaluate_inference(
+    model_dir: str | Path,
+    arrays: dict[str, np.ndarray],
+    precision: str,
+    batch_size: int,
+    num_threads: int,
+    int8_ops: Sequence[str] = CPU_INT8_OPS,
+) -> float:
+    """Dev accuracy of an inference dir with Paddle Inference on CPU (oneDNN).
+
+    Args:
+        model_dir: Inference dir (export.py layout).
+        arrays: ``input_ids``, ``token_type_ids`` and ``labels``.
+        precision: ``fp32``, or ``int8`` for oneDNN INT8 kernels (``enable_mkldnn_int8``).
+        batch_size: Examples per predictor run.
+        num_threads: CPU math threads.
+        int8_ops: Op types allowed to run INT8 (empty: every op oneDNN can quantize).
+
+    Returns:
+        Accuracy in [0, 1].
+    """
+    from ppminilm.inference.predictor import Predictor
+
+    cfg = _cpu_infer_config(
+        precision, batch_size, arrays["input_ids"].shape[1], num_threads, int8_ops
+    )
+    logits = Predictor(model_dir, cfg).logits(arrays, batch_size)
+    return accuracy(logits, arrays["labels"])
+
+
+def int8_check(model_dir: str | Path, num_threads: int, int8_ops: Sequence[str]) -> dict[str, Any]:
+    """Evidence that a quantized model carries quantized ops and runs oneDNN INT8 kernels.
+
+    Uses the benchmark's own check (:func:`ppminilm.inference.detect_int8_kernels`: the program
+    Paddle Inference optimizes with these settings, INT8 compute ops counted in it).
+    """
+    from ppminilm.inference.benchmark import detect_int8_kernels
+    from ppminilm.modeling.export import read_serving_config
+
+    ops = quant_op_counts(model_dir)
+    max_seq_len = read_serving_config(model_dir).max_seq_len
+    cfg = _cpu_infer_config("int8", EVAL_BATCH_SIZE, max_seq_len, num_threads, int8_ops)
+    kernels = detect_int8_kernels(model_dir, cfg)
+    return {
+        "quant_ops": ops,
+        "has_quant_ops": bool(ops),
+        "evaluated_with_mkldnn_int8": True,
+        "mkldnn_int8_ops": list(int8_ops),
+        "runs_int8": bool(kernels.get("runs_int8")),
+        "kernels": kernels,
+    }
+
+
+def _quantize_one(
+    fp32_dir: Path,
+    out: Path,
+    calib: dict[str, np.ndarray],
+    algo: str,
+    batch_num: int,
+    cfg: QuantConfig,
+    op_types: list[str],
+) -> None:
+    from paddleslim.quant import quant_post_static
+
+    from ppminilm.compat.paddle import paddle
+
+    paddle.enable_static()
+    try:
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        # A fresh program (for the loader's feed vars) and scope per candidate, so candidates
+        # never see each other's variables.
+        main, startup = paddle.static.Program(), paddle.static.Program()
+        with (
+            paddle.static.program_guard(main, startup),
+            paddle.static.scope_guard(paddle.static.Scope()),
+            ptq_zero_dim_fix(),
+        ):
+            loader = calibration_loader(calib, cfg.batch_size, INPUT_NAMES)
+            quant_post_static(
+                executor=exe,
+                model_dir=str(fp32_dir),
+                quantize_model_path=str(out),
+                data_loader=loader,
+                model_filename=f"{MODEL_PREFIX}.pdmodel",
+                params_filename=f"{MODEL_PREFIX}.pdiparams",
+                save_model_filename=f"{MODEL_PREFIX}.pdmodel",
+                save_params_filename=f"{MODEL_PREFIX}.pdiparams",
+                batch_size=cfg.batch_size,
+                batch_nums=batch_num,
+                algo=algo,
+                hist_percent=cfg.hist_percent,
+                quantizable_op_type=op_types,
+                weight_quantize_type=cfg.weight_quantize_type,
+                onnx_format=cfg.onnx_format,
+            )
+    finally:
+        paddle.disable_static()
+
+
+def _encode(task_data: Any, split: str, model_dir: Path, max_seq_len: int) -> dict[str, np.ndarray]:
+    from ppminilm.data.tokenizer import load_tokenizer
+    from ppminilm.stages.finetune import encode_split
+
+    return encode_split(
+        load_tokenizer(model_dir),
+        task_data.split(split),
+        task_data.task,
+        task_data.labels,
+        max_seq_len,
+    )
+
+
+def run_quantize(
+    task_dir: str | Path, model_dir: str | Path, out_dir: str | Path, cfg: QuantConfig
+) -> dict[str, Any]:
+    """Search PTQ settings for an FP32 inference model and keep the best INT8 model.
+
+    Args:
+        task_dir: Task directory (``calib`` calibrates, ``dev`` selects).
+        model_dir: FP32 static inference dir (export.py layout, e.g. the prune stage's).
+        out_dir: Output inference dir (best INT8 candidate), written all or nothing.
+        cfg: Algorithms, calibration batch counts, batch size, weight quantization.
+
+    Returns:
+        JSON-able summary: ``fp32_dev_acc``, ``int8_dev_acc``, ``best`` (algo, batch_num),
+        ``candidates`` (each: algo, batch_num, dev_acc, quant_ops, seconds), ``int8_check``
+        (quant ops present, oneDNN INT8 kernels used), ``quantizable_op_type`` (the types
+        found in the program), ``calib_examples``, ``model_dir``, ``seconds``.
+
+    Raises:
+        ModelFormatError: If ``model_dir`` is not an FP32 inference model.
+        ValueError: If labels differ from the task's or no quantizable op is present.
+    """
+    t0 = time.perf_counter()
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    serving = read_serving_config(model_dir)
+    if serving.precision != "fp32":
+        raise ModelFormatError(
+            f"{model_dir}/serving.json: precision is {serving.precision!r}; "
+            "quantization needs an fp32 inference model"
+        )
+    task_data = load_task_dir(task_dir)
+    if list(serving.labels) != list(task_data.labels):
+        raise ValueError(
+            f"{model_dir}/serving.json labels {serving.labels} differ from the "
+            f"task directory's labels.json {task_data.labels}"
+        )
+    if cfg.max_seq_len > serving.max_seq_len:
+        raise ValueError(
+            f"QuantConfig.max_seq_len={cfg.max_seq_len} exceeds the model's "
+            f"max_seq_len {serving.max_seq_len} ({model_dir}/serving.json)"
+        )
+    present = program_op_types(model_dir / f"{MODEL_PREFIX}.pdmodel")
+    op_types = [t for t in cfg.quantizable_op_type if t in present]
+    if not op_types:
+        raise ValueError(
+            f"{model_dir}: program has none of quantizable_op_type "
+            f"{list(cfg.quantizable_op_type)} (its ops: {sorted(present)})"
+        )
+    logger.info(
+        "quantizing op types %s (%s)", op_types, ", ".join(f"{t} x{present[t]}" for t in op_types)
+    )
+    calib = _encode(task_data, "calib", model_dir, cfg.max_seq_len)
+    dev = _encode(task_data, "dev", model_dir, cfg.max_seq_len)
+    needed = max(cfg.batch_nums) * cfg.batch_size
+    if len(calib["labels"]) < needed:
+        logger.warning(
+            "calib split has %d examples; %d batches of %d need %d (the loader stops early)",
+            len(calib["labels"]),
+            max(cfg.batch_nums),
+            cfg.batch_size,
+            needed,
+        )
+    fp32_acc = evaluate_inference(model_dir, dev, "fp32", EVAL_BATCH_SIZE, cfg.num_threads)
+    logger.info("fp32 dev acc %.4f", fp32_acc)
+
+    candidates: list[dict[str, Any]] = []
+    with staged_dir(out_dir, replace=True, kind="quantize") as tmp:
+        work = tmp / ".candidates"
+        for algo in cfg.algos:
+            for batch_num in cfg.batch_nums:
+                t1 = time.perf_counter()
+                cand = work / f"{algo}_{batch_num}"
+                _quantize_one(model_dir, cand, calib, algo, batch_num, cfg, op_types)
+                _finish_dir(cand, model_dir, serving, {})
+                acc = evaluate_inference(
+                    cand, dev, "int8", EVAL_BATCH_SIZE, cfg.num_threads, cfg.mkldnn_int8_ops
+                )
+                candidates.append(
+                    {
+                        "algo": algo,
+                        "batch_num": batch_num,
+                        "dev_acc": acc,
+                        "quant_ops": quant_op_counts(cand),
+                        "seconds": round(time.perf_counter() - t1, 2),
+                    }
+                )
+                logger.info("candidate %s x %d batches: int8 dev acc %.4f", algo, batch_num, acc)
+        best = select_best(candidates, list(cfg.algos))
+        best_dir = work / f"{best['algo']}_{best['batch_num']}"
+        check = int8_check(best_dir, cfg.num_threads, cfg.mkldnn_int8_ops)
+        if not check["has_quant_ops"] or not check["runs_int8"]:
+            logger.warning("INT8 check failed for %s: %s", best_dir, check)
+        calib_size = min(len(calib["labels"]), best["batch_num"] * cfg.batch_size)
+        provenance = {
+            "stage": "quantize",
+            "config": cfg.to_dict(),
+            "parent": str(model_dir),
+            "task_dir": str(task_dir),
+            "algo": best["algo"],
+            "batch_num": best["batch_num"],
+            "calib_examples": calib_size,
+            "dev_acc": best["dev_acc"],
+            "fp32_dev_acc": fp32_acc,
+        }
+        for name in (f"{MODEL_PREFIX}.pdmodel", f"{MODEL_PREFIX}.pdiparams"):
+            shutil.copy2(best_dir / name, tmp / name)
+        _finish_dir(tmp, model_dir, serving, provenance)
+        shutil.rmtree(work)
+        summary = {
+            "fp32_dev_acc": fp32_acc,
+            "int8_dev_acc": best["dev_acc"],
+            "best": {"algo": best["algo"], "batch_num": best["batch_num"]},
+            "candidates": candidates,
+            "int8_check": check,
+            "quantizable_op_type": op_types,
+            "calib_examples": calib_size,
+            "model_dir": str(out_dir),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        write_json(tmp / CANDIDATES_JSON, candidates)
+        (tmp / CANDIDATES_MD).write_text(
+            candidates_markdown(candidates, fp32_acc, best), encoding="utf-8"
+        )
+        write_json(tmp / SUMMARY_FILE, summary)
+    logger.info(
+        "best %s x %d: int8 dev acc %.4f (fp32 %.4f) -> %s",
+        best["algo"],
+        best["batch_num"],
+        best["dev_acc"],
+        fp32_acc,
+        out_dir,
+    )
+    return summary
+
+
+def select_best(candidates: list[dict[str, Any]], algo_order: list[str]) -> dict[str, Any]:
+    """Highest dev accuracy; ties go to the earlier algo in ``algo_order``, then fewer batches."""
+    if not candidates:
+        raise ValueError("no quantization candidates to choose from")
+    return min(
+        candidates, key=lambda c: (-c["dev_acc"], algo_order.index(c["algo"]), c["batch_num"])
+    )
+
+
+def _finish_dir(
+    target: Path, fp32_dir: Path, serving: ServingConfig, provenance: dict[str, Any]
+) -> None:
+    """serving.json (precision int8, same labels/max_seq_len), vocab and provenance."""
+    write_serving_config(
+        target,
+        ServingConfig(
+            max_seq_len=serving.max_seq_len,
+            labels=list(serving.labels),
+            task=serving.task,
+            precision="int8",
+            width=serving.width,
+            arch=dict(serving.arch),
+            input_names=list(serving.input_names),
+        ),
+    )
+    copy_tokenizer_files(fp32_dir, target)
+    if provenance:
+        parent = {}
+        if (fp32_dir / PROVENANCE_FILE).is_file():
+            parent = read_json_file(fp32_dir / PROVENANCE_FILE, ModelFormatError)
+        record = {
+            **{k: parent[k] for k in ("params", "flops_seq128", "arch") if k in parent},
+            "format": "paddle-static",
+            "precision": "int8",
+            "versions": package_versions(),
+            **provenance,
+        }
+        write_json(target / PROVENANCE_FILE, record)
+
+
+def candidates_markdown(
+    candidates: list[dict[str, Any]], fp32_acc: float, best: dict[str, Any]
+) -> str:
+    """A Markdown table of the candidates (best marked) for the report."""
+    lines = [
+        f"FP32 dev accuracy: {fp32_acc:.4f}",
+        "",
+        "| algo | calib batches | INT8 dev acc | diff vs FP32 | quant ops | best |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    for c in candidates:
+        mark = "yes" if (c["algo"], c["batch_num"]) == (best["algo"], best["batch_num"]) else ""
+        ops = sum(Counter(c["quant_ops"]).values())
+        lines.append(
+            f"| {c['algo']} | {c['batch_num']} | {c['dev_acc']:.4f} | "
+            f"{c['dev_acc'] - fp32_acc:+.4f} | {ops} | {mark} |"
+        )
+    return "\n".join(lines) + "\n"

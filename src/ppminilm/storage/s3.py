@@ -1,0 +1,370 @@
+"""The S3 side of :mod:`ppminilm.storage`: settings, URI parsing, retries, atomic publish.
+
+Use :mod:`ppminilm.storage`; this module holds its plumbing so that file stays readable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from ppminilm.io import atomic_write, is_remote
+from ppminilm.storage.errors import (
+    BucketNotFoundError,
+    ObjectNotFoundError,
+    StorageConfigError,
+    StorageError,
+    describe_endpoint,
+    translate_error,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: S3 bucket naming rules (3-63 chars, lowercase letters, digits, dots, hyphens).
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: Largest object a single server-side CopyObject may copy; larger ones use multipart compose.
+_MAX_SINGLE_COPY_BYTES = 5 * 1024**3
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """Split an object store URI into bucket and key.
+
+    Args:
+        uri: ``s3://bucket/key`` or ``minio://bucket/key``; the key may be empty.
+
+    Returns:
+        ``(bucket, key)``; ``key`` has no leading slash.
+
+    Raises:
+        ValueError: If ``uri`` is not such a URI or the bucket name is invalid.
+    """
+    if not isinstance(uri, str) or not is_remote(uri):
+        raise ValueError(f"not an object store URI: {uri!r} (expected s3://bucket/key)")
+    rest = uri.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+        raise ValueError(
+            f"invalid bucket {bucket!r} in URI {uri!r}: expected 3-63 lowercase letters, "
+            "digits, dots or hyphens"
+        )
+    if key.startswith("/") or "//" in key:
+        raise ValueError(f"invalid key in URI {uri!r}: empty path segment")
+    return bucket, key
+
+
+def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in _TRUE | _FALSE:
+        return raw in _TRUE
+    raise StorageConfigError(f"{name}={raw!r}: expected one of {sorted(_TRUE | _FALSE)}")
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StorageConfigError(f"{name}={raw!r}: expected a number") from None
+    if value < minimum:
+        raise StorageConfigError(f"{name}={raw!r}: expected a number >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the object store is and how to talk to it. Build it with :meth:`from_env`.
+
+    Attributes:
+        endpoint: ``host:port`` of the S3 / MinIO endpoint.
+        access_key: Access key id.
+        secret_key: Secret key (never shown by ``repr``).
+        secure: Use HTTPS.
+        region: Region sent with requests (saves a bucket-location lookup).
+        session_token: Optional STS session token (never shown by ``repr``).
+        max_attempts: Tries per request on transient errors (1 = no retry).
+        backoff_s: First retry delay in seconds; doubles each retry.
+        max_backoff_s: Ceiling of the retry delay in seconds.
+        timeout_s: Socket read timeout in seconds (connect timeout is at most 10 s).
+    """
+
+    endpoint: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    secure: bool = False
+    region: str = "us-east-1"
+    session_token: str | None = field(default=None, repr=False)
+    max_attempts: int = 5
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    timeout_s: float = 60.0
+
+    def __repr__(self) -> str:
+        key = self.access_key[:4] + "..." if self.access_key else ""
+        return (
+            f"S3Settings(endpoint={self.endpoint!r}, access_key={key!r}, secret_key='***', "
+            f"secure={self.secure}, region={self.region!r}, max_attempts={self.max_attempts}, "
+            f"backoff_s={self.backoff_s}, timeout_s={self.timeout_s})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def endpoint_url(self) -> str:
+        """The endpoint as a URL, for messages (no credentials)."""
+        return describe_endpoint(self.endpoint, self.secure)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Settings:
+        """Read the settings from environment variables.
+
+        ``PPMINILM_S3_ENDPOINT`` (``host:port`` or ``http(s)://host:port``; the scheme decides
+        HTTPS), ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optional ``AWS_SESSION_TOKEN``,
+        ``AWS_REGION`` (default us-east-1), ``PPMINILM_S3_SECURE`` (for a bare ``host:port``),
+        ``PPMINILM_S3_MAX_ATTEMPTS``, ``PPMINILM_S3_BACKOFF_S``, ``PPMINILM_S3_TIMEOUT_S``.
+
+        Args:
+            env: Mapping to read instead of ``os.environ``.
+
+        Returns:
+            The settings.
+
+        Raises:
+            StorageConfigError: If a variable is missing or malformed (the message names it).
+        """
+        env = os.environ if env is None else env
+        raw = env.get("PPMINILM_S3_ENDPOINT", "").strip()
+        if not raw:
+            raise StorageConfigError(
+                "PPMINILM_S3_ENDPOINT is not set: set it to the object store's host:port "
+                "(e.g. minio.ppminilm:9000 or https://s3.amazonaws.com)"
+            )
+        secure_flag = _env_bool(env, "PPMINILM_S3_SECURE")
+        if "://" in raw:
+            parts = urlsplit(raw)
+            if parts.scheme not in {"http", "https"} or not parts.netloc:
+                raise StorageConfigError(
+                    f"PPMINILM_S3_ENDPOINT={raw!r}: expected host:port or http(s)://host:port"
+                )
+            if parts.path.strip("/") or parts.query or "@" in parts.netloc:
+                raise StorageConfigError(
+                    "PPMINILM_S3_ENDPOINT must be scheme://host:port only "
+                    "(no path, query or credentials)"
+                )
+            endpoint, secure = parts.netloc, parts.scheme == "https"
+            if secure_flag is not None and secure_flag != secure:
+                raise StorageConfigError(
+                    f"PPMINILM_S3_SECURE contradicts the {parts.scheme}:// PPMINILM_S3_ENDPOINT"
+                )
+        else:
+            endpoint, secure = raw.rstrip("/"), bool(secure_flag)
+        missing = [n for n in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not env.get(n)]
+        if missing:
+            raise StorageConfigError(f"{' and '.join(missing)} not set: object store credentials")
+        return cls(
+            endpoint=endpoint,
+            access_key=env["AWS_ACCESS_KEY_ID"],
+            secret_key=env["AWS_SECRET_ACCESS_KEY"],
+            secure=secure,
+            region=env.get("AWS_REGION") or "us-east-1",
+            session_token=env.get("AWS_SESSION_TOKEN") or None,
+            max_attempts=int(_env_number(env, "PPMINILM_S3_MAX_ATTEMPTS", 5, 1)),
+            backoff_s=_env_number(env, "PPMINILM_S3_BACKOFF_S", 0.5, 0),
+            timeout_s=_env_number(env, "PPMINILM_S3_TIMEOUT_S", 60.0, 0.1),
+        )
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Return the hex sha256 of a local file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class S3Store:
+    """One configured minio client plus retrying, error-translating operations on URIs."""
+
+    def __init__(self, settings: S3Settings) -> None:
+        import certifi
+        import urllib3
+        from minio import Minio
+
+        self.settings = settings
+        # Our own pool: minio's default one retries 5xx itself (hiding them from our policy)
+        # and waits 5 minutes on connect.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=min(10.0, settings.timeout_s), read=settings.timeout_s),
+            retries=False,
+            maxsize=10,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        )
+        self.client = Minio(
+            settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            session_token=settings.session_token,
+            secure=settings.secure,
+            region=settings.region,
+            http_client=http,
+        )
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.settings!r})"
+
+    def call(self, what: str, uri: str, func: Callable[[], T], bucket: str | None = None) -> T:
+        """Run one client request with retries; translate its failure to a StorageError.
+
+        Args:
+            what: Operation name for log lines.
+            uri: URI involved, for messages.
+            func: The request.
+            bucket: When given, an object-not-found is checked against the bucket so a
+                missing bucket reports as :class:`BucketNotFoundError`.
+
+        Returns:
+            What ``func`` returns.
+        """
+        attempts = max(1, self.settings.max_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return func()
+            except (StorageError, ValueError, TypeError):
+                raise
+            except Exception as exc:
+                transient, error = translate_error(exc, self.settings.endpoint_url, uri)
+                if not transient or attempt == attempts:
+                    if (
+                        isinstance(error, ObjectNotFoundError)
+                        and bucket is not None
+                        and not self._bucket_exists(bucket, uri)
+                    ):
+                        raise BucketNotFoundError(bucket, uri) from exc
+                    raise error from exc
+                delay = min(
+                    self.settings.backoff_s * 2 ** (attempt - 1), self.settings.max_backoff_s
+                )
+                logger.warning(
+                    "%s %s: attempt %d/%d failed (%s); retrying in %.2f s",
+                    what,
+                    uri,
+                    attempt,
+                    attempts,
+                    error,
+                    delay,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _bucket_exists(self, bucket: str, uri: str) -> bool:
+        return self.call("bucket_exists", uri, lambda: self.client.bucket_exists(bucket))
+
+    def _publish(self, uri: str, size: int, put_tmp: Callable[[str, str], object]) -> None:
+        """Write via ``put_tmp(bucket, tmp_key)``, copy server-side to the key, drop the temp."""
+        from minio.commonconfig import ComposeSource, CopySource
+
+        bucket, key = parse_uri(uri)
+        if not key or key.endswith("/"):
+            raise ValueError(f"cannot write an object at {uri!r}: the key names a directory")
+        tmp_key = f"{key}.tmp-{uuid.uuid4().hex}"
+        try:
+            self.call("put", uri, lambda: put_tmp(bucket, tmp_key), bucket=bucket)
+            if size > _MAX_SINGLE_COPY_BYTES:
+                sources = [ComposeSource(bucket, tmp_key)]
+                self.call("compose", uri, lambda: self.client.compose_object(bucket, key, sources))
+            else:
+                source = CopySource(bucket, tmp_key)
+                self.call("copy", uri, lambda: self.client.copy_object(bucket, key, source))
+        finally:
+            try:
+                self.call("remove", uri, lambda: self.client.remove_object(bucket, tmp_key))
+            except StorageError as exc:  # the final key is fine; a stray temp is only clutter
+                logger.warning("could not remove temporary object %s/%s: %s", bucket, tmp_key, exc)
+        logger.debug("published %s (%d bytes)", uri, size)
+
+    def put_file(self, local: str, uri: str) -> None:
+        """Publish a local file at ``uri`` atomically."""
+        size = os.path.getsize(local)
+        self._publish(uri, size, lambda b, k: self.client.fput_object(b, k, local))
+
+    def put_bytes(self, data: bytes, uri: str) -> None:
+        """Publish bytes at ``uri`` atomically."""
+        self._publish(
+            uri, len(data), lambda b, k: self.client.put_object(b, k, io.BytesIO(data), len(data))
+        )
+
+    def get_file(self, uri: str, local: str) -> None:
+        """Download the object at ``uri`` to a local file, atomically."""
+        bucket, key = parse_uri(uri)
+
+        def fetch_into(tmp: str) -> None:
+            # Streamed by hand: fget_object leaves a '.part.minio' file behind on failure.
+            response = self.client.get_object(bucket, key)
+            try:
+                with open(tmp, "wb") as handle:
+                    for chunk in response.stream(1 << 20):
+                        handle.write(chunk)
+            finally:
+                response.close()
+                response.release_conn()
+
+        atomic_write(
+            local, lambda tmp: self.call("get", uri, lambda: fetch_into(tmp), bucket=bucket)
+        )
+
+    def get_bytes(self, uri: str) -> bytes:
+        """Return the content of the object at ``uri``."""
+        bucket, key = parse_uri(uri)
+
+        def fetch() -> bytes:
+            response = self.client.get_object(bucket, key)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return self.call("get", uri, fetch, bucket=bucket)
+
+    def object_exists(self, uri: str) -> bool:
+        """Tell whether an object exists at ``uri`` (a missing bucket raises)."""
+        bucket, key = parse_uri(uri)
+        try:
+            self.call("stat", uri, lambda: self.client.stat_object(bucket, key), bucket=bucket)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def list(self, prefix_uri: str) -> list[str]:
+        """Return the sorted URIs of all objects whose key starts with the URI's key."""
+        bucket, prefix = parse_uri(prefix_uri)
+        scheme = prefix_uri.split("://", 1)[0]
+
+        def names() -> list[str]:
+            objects = self.client.list_objects(bucket, prefix=prefix or None, recursive=True)
+            return [o.object_name for o in objects if o.object_name and not o.is_dir]
+
+        return sorted(f"{scheme}://{bucket}/{n}" for n in self.call("list", prefix_uri, names))
+
+    def remove(self, uri: str) -> None:
+        """Delete the object at ``uri`` if it exists."""
+        bucket, key = parse_uri(uri)
+        self.call("remove", uri, lambda: self.client.remove_object(bucket, key), bucket=bucket)
