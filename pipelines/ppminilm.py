@@ -27,6 +27,7 @@ from components.report import record_status, report
 from components.results import merge_results
 from components.select_best import select_best
 from components.teacher import pretrain_teacher
+from components.timing import time_rows
 from ppminilm.cluster.platform import (
     GPU_INFER_IMAGE,
     GPU_TRAIN_IMAGE,
@@ -40,8 +41,8 @@ from ppminilm.config import GridConfig
 from ppminilm.config.profiles import config_for
 
 PIPELINE_NAME = "ppminilm"
-#: Models benchmarked per task, in report order (name, which output feeds it).
-BENCH_ROWS = ("PP-MiniLM FP32", "pruned FP32", "pruned INT8")
+#: Models benchmarked per task, in report order: (row key, display name of its benchmark).
+BENCH_ROWS = (("fp32", "FP32"), ("pruned", "pruned FP32"), ("int8", "pruned INT8"))
 #: The pipeline's default grid is the local profile's (the UI can paste the seed grid).
 DEFAULT_LOCAL_GRID = config_for(GridConfig, "local").points()
 
@@ -89,22 +90,22 @@ def _task_recipe(gpu: bool) -> Any:
                 learning_rate=point.learning_rate,
                 profile=profile,
                 overrides=overrides,
-            ).set_display_name("finetune")
+            ).set_display_name("finetune grid point")
         best = select_best(
             models=dsl.Collected(ft.outputs["model"]), profile=profile, overrides=overrides
-        )
+        ).set_display_name("select best grid point")
         pr = prune(
             data=data, model=best.outputs["best"], task=task, profile=profile, overrides=overrides
-        )
+        ).set_display_name("prune (OFA width)")
         qt = quantize(
             data=data,
             model=pr.outputs["inference_model"],
             task=task,
             profile=profile,
             overrides=overrides,
-        )
+        ).set_display_name("quantize (PTQ INT8)")
         benches = []
-        for name, source in zip(
+        for (key, label), source in zip(
             BENCH_ROWS,
             (
                 best.outputs["inference_model"],
@@ -117,25 +118,38 @@ def _task_recipe(gpu: bool) -> Any:
                 data=data,
                 model=source,
                 task=task,
-                name=name,
+                name=key,
                 profile=profile,
                 device="gpu" if gpu else "cpu",
                 overrides=overrides,
             )
-            b.set_display_name(f"benchmark {name}")
+            b.set_display_name(f"benchmark {label}")
             benches.append(b)
+        timing = time_rows(
+            data=data,
+            fp32=best.outputs["inference_model"],
+            pruned=pr.outputs["inference_model"],
+            int8=qt.outputs["quantized"],
+            task=task,
+            profile=profile,
+            device="gpu" if gpu else "cpu",
+            overrides=overrides,
+        ).set_display_name("time all rows (speed-up)")
+        # The rows are timed after the benchmarks, alone: nothing else competes for the cores.
+        timing.after(*benches)
         if gpu:
             for t in (ft, pr):
                 _on_pool(t, V100_POOL, GPU_TRAIN_IMAGE)
-            for b in benches:
+            for b in (*benches, timing):
                 _on_pool(b, T4_POOL, GPU_INFER_IMAGE)
-        # One artifact per task for the report: the INT8 row, which records its lineage
-        # (grid, pruning and quantization summaries) and the other rows' results beside it.
+        # One artifact per task for the report: the benchmark rows (the INT8 row records the
+        # lineage: grid, pruning and quantization summaries) and the interleaved timing.
         merged = merge_results(
             fp32=benches[0].outputs["result"],
             pruned=benches[1].outputs["result"],
             int8=benches[2].outputs["result"],
-        )
+            timing=timing.outputs["timing"],
+        ).set_display_name("merge task results")
         return merged.outputs["merged"]
 
     return task_recipe
@@ -169,10 +183,10 @@ def _recipe(
         corpus_uri=corpus_uri,
         vocab_uri=vocab_uri,
         overrides=overrides,
-    )
+    ).set_display_name("build data")
     teacher = pretrain_teacher(
         data=data.outputs["data"], profile=profile, teacher_uri=teacher_uri, overrides=overrides
-    )
+    ).set_display_name("teacher")
     student = distill(
         data=data.outputs["data"],
         teacher=teacher.outputs["teacher"],
@@ -184,7 +198,7 @@ def _recipe(
         # Multi-node distillation (a PaddleJob) only makes sense on the GPU pools.
         nodes=distill_nodes if gpu else 1,
         gpus_per_node=gpus_per_node,
-    )
+    ).set_display_name("general distillation")
     for t in (data, teacher, student):
         t.set_caching_options(True)
     recipe = TASK_RECIPE_GPU if gpu else TASK_RECIPE_CPU
@@ -196,10 +210,13 @@ def _recipe(
             grid=grid,
             profile=profile,
             overrides=overrides,
-        )
+        ).set_display_name("task recipe")
     report(
-        results=dsl.Collected(per_task.output), student=student.outputs["student"], profile=profile
-    )
+        results=dsl.Collected(per_task.output),
+        student=student.outputs["student"],
+        teacher=teacher.outputs["teacher"],
+        profile=profile,
+    ).set_display_name("report")
     if gpu:
         _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
         _on_pool(student, V100_POOL, GPU_TRAIN_IMAGE)
@@ -247,7 +264,7 @@ def ppminilm_pipeline(
             Training Operator PaddleJob and needs an ``s3://`` ``checkpoint_uri``.
         gpus_per_node: GPUs per node of that PaddleJob.
     """
-    status = record_status()
+    status = record_status().set_display_name("record run status")
     with dsl.ExitHandler(status, name="recipe"):
         args: dict[str, Any] = dict(
             profile=profile,

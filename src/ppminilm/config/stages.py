@@ -369,6 +369,36 @@ class QuantConfig(StageConfig):
 
 
 @dataclasses.dataclass
+class TimingConfig(StageConfig):
+    """The timing protocol of the report's speed column (:mod:`ppminilm.inference.timing`).
+
+    Rows (the speed baseline and every compressed model) are timed in the same process,
+    interleaved; in each round a row repeats whole dev passes for at least ``min_time_s``.
+    """
+
+    stage: ClassVar[str] = "timing"
+
+    warmup_passes: int = 1
+    rounds: int = 5
+    min_time_s: float = 1.0
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        _check_positive(name, "rounds", self.rounds)
+        _check_positive(name, "warmup_passes", self.warmup_passes, allow_zero=True)
+        _check_positive(name, "min_time_s", self.min_time_s)
+
+    def describe(self) -> str:
+        """One sentence saying exactly what was timed."""
+        return (
+            f"each row: {self.warmup_passes} untimed warm-up dev pass(es), then {self.rounds} "
+            f"rounds with the rows interleaved (order rotating); in a round a row repeats whole "
+            f"dev passes for at least {self.min_time_s:g} s; time = median over rounds of "
+            "seconds per pass, spread = fastest to slowest round"
+        )
+
+
+@dataclasses.dataclass
 class InferConfig(StageConfig):
     """Paddle Inference benchmark: whole dev set, warm-up batches skipped, repeated runs."""
 
@@ -388,6 +418,11 @@ class InferConfig(StageConfig):
     #: CPU INT8: op types oneDNN runs in INT8 (``enable_mkldnn_int8(ops)``); empty = every op
     #: Paddle can. Default ``CPU_INT8_OPS`` (``fc``): attention matmuls stay FP32 (why: there).
     int8_op_types: Sequence[str] = CPU_INT8_OPS
+    #: The speed column's protocol (rows interleaved, autoranged).
+    timing: TimingConfig = dataclasses.field(default_factory=TimingConfig)
+    #: Architecture of the speed baseline row (1.00x): the seed's BERT-base; timed with
+    #: random weights (speed does not depend on them), its accuracy is not measured.
+    baseline: ModelArch = dataclasses.field(default_factory=lambda: bert_base_arch())
 
     def validate(self) -> None:
         name = type(self).__name__
