@@ -1,8 +1,8 @@
 """KFP component: multi-node distillation as a Training Operator PaddleJob.
 
-Used by the pipeline when ``distill_nodes > 1``. The component itself runs in the CPU image and
+Used by the pipeline when distill_nodes > 1. The component itself runs in the CPU image and
 only submits and watches the job; the training runs in the worker pods (GPU training image, V100
-pool). Data and the distilled model move through object storage (S3 URIs in ``distill_args``),
+pool). Data and the distilled model move through object storage (S3 URIs in distill_args),
 because the workers cannot see this step's local artifact paths.
 """
 
@@ -26,11 +26,11 @@ def paddlejob_distill(
     shm_size: str = "32Gi",
     timeout_s: int = 604800,
 ):
-    """Run ``ppminilm distill`` on several GPU nodes as a PaddleJob and wait for it.
+    """Run ppminilm distill on several GPU nodes as a PaddleJob and wait for it.
 
     Args:
         job_name: PaddleJob name (DNS-1123 label, at most 48 characters, unique per run).
-        distill_args: Arguments of ``ppminilm distill`` (object-store URIs and config).
+        distill_args: Arguments of ppminilm distill (object-store URIs and config).
         job_record: Output: JSON with the submitted PaddleJob and its final status.
         workers: Worker pods (nodes).
         gpus_per_worker: GPUs per worker; one Paddle rank per GPU.

@@ -17,9 +17,9 @@ def quantize(
     profile: str = "local",
     overrides: dict = {},  # noqa: B006
 ):
-    """Run ``quant_post_static`` over algorithms x calibration sizes and keep the best.
+    """Run quant_post_static over algorithms x calibration sizes and keep the best.
 
-    Calibrates on the task's ``calib`` split and selects on dev.
+    Calibrates on the task's calib split and selects on dev.
 
     Args:
         data: Output of build-data.
@@ -28,8 +28,8 @@ def quantize(
         candidates: Output: Markdown table of every candidate's dev accuracy.
         metrics: Best algorithm, calibration batches, dev accuracy, INT8 kernel check.
         task: Task name.
-        profile: ``local`` or ``cluster``.
-        overrides: Stage config overrides, ``{"quantize": {...}}``.
+        profile: local or cluster.
+        overrides: Stage config overrides, {"quantize": {...}}.
     """
     from ppminilm.runner import run_step
 

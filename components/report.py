@@ -21,7 +21,7 @@ def report(
     """Assemble the seed-style summary table, grid/quantization tables and plots.
 
     Args:
-        results: Benchmark results of every task and model (``dsl.Collected``).
+        results: Benchmark results of every task and model (dsl.Collected).
         student: The distilled student (its loss curve and provenance).
         teacher: The teacher (its pre-training quality, when it was trained here).
         markdown: Output: the report in Markdown, plots inlined (one file, for the Kubeflow UI).

@@ -21,7 +21,7 @@ def merge_results(
         pruned: Benchmark result of the pruned FP32 model.
         int8: Benchmark result of the pruned INT8 model.
         timing: The interleaved timing of the speed baseline and these models.
-        merged: Output: ``{"task": ..., "rows": [...]}`` for the report.
+        merged: Output: {"task": ..., "rows": [...]} for the report.
     """
     from ppminilm.runner import run_step
 

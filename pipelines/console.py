@@ -43,7 +43,7 @@ STAGES: tuple[tuple[tuple[str, ...], str], ...] = (
 #: Seconds each stage took on 2 cores with the local profile (clean-clone `make run`).
 REFERENCE_SECONDS = (9.0, 103.0, 63.0, 139.0, 6.0, 77.0, 19.0, 40.0, 6.0)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_TASK = re.compile(r"task '([^']+)'|task ([A-Za-z0-9_-]+)")
+_TASK = re.compile(r"task '([^']+)'|task ([A-Za-z0-9_-]+)", re.IGNORECASE)
 _QUIET_DIR = Path(__file__).resolve().parent / "_quiet"
 
 
@@ -64,8 +64,13 @@ class _LineFilter:
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
-            if not _NOISE_LINES.match(_ANSI.sub("", line)):
-                self._stream.write(line + "\n")
+            if _NOISE_LINES.match(_ANSI.sub("", line)):
+                continue
+            # KFP indents a task's lines with a separate write, which concurrent tasks (the
+            # grid points) interleave: indent task lines here, once.
+            if line.lstrip().startswith("[KFP Executor"):
+                line = "    " + line.lstrip()
+            self._stream.write(line + "\n")
         return len(text)
 
     def flush(self) -> None:
@@ -99,7 +104,15 @@ def quiet_kfp(verbose: bool) -> Iterator[None]:
 def _drop_outer_noise(record: logging.LogRecord) -> bool:
     message = _ANSI.sub("", record.getMessage())
     noisy = (
-        message.startswith(("Streamed logs", "Skipping conditional task", "Cleaned up workspace"))
+        message.startswith(
+            (
+                "Streamed logs",
+                "Skipping conditional task",
+                "Cleaned up workspace",
+                "Applying expression selector",
+                "After expression selector",
+            )
+        )
         or " outputs:" in message
         or " has no outputs" in message
     )
@@ -211,8 +224,22 @@ class StageClock:
             self.last_end[stage] = now
         return True
 
+    def remaining(self, now: float) -> float:
+        """Predicted seconds left: stages not started, and what running ones have left.
+
+        Stages can start out of order (a model's benchmark starts as soon as that model
+        exists), so every stage not yet seen counts, wherever it sits in the list.
+        """
+        left = 0.0
+        for i in range(len(STAGES)):
+            if i not in self.first_start:
+                left += self.predicted(i)
+            elif i not in self.last_end or self.last_end[i] < self.first_start[i]:
+                left += max(0.0, self.predicted(i) - (now - self.first_start[i]))
+        return left
+
     def _header(self, stage: int, now: float) -> None:
-        remaining = sum(self.predicted(i) for i in range(stage, len(STAGES)))
+        remaining = self.remaining(now)
         self.out.write(
             f"\n[stage {stage + 1}/{len(STAGES)}] {STAGES[stage][1]} | elapsed "
             f"{format_seconds(now - self.started)} | ETA {format_seconds(remaining)}\n"

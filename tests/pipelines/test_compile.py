@@ -168,3 +168,30 @@ def test_no_secret_values(fresh):
         r"-----BEGIN",
     ):
         assert not re.search(pattern, text), pattern  # ...never by value
+
+
+def _tasks(pipeline: dict) -> list[tuple[str, dict]]:
+    """Every task of every DAG (root and components' sub-DAGs) as ``(task key, spec)``."""
+    dags = [pipeline["root"]] + [c for c in pipeline["components"].values() if "dag" in c]
+    return [(key, spec) for dag in dags for key, spec in dag["dag"]["tasks"].items()]
+
+
+def test_every_task_has_a_display_name(ir):
+    """The UI shows taskInfo.name: no auto-suffixed names like ``build-data-2``."""
+    pipeline, _ = ir
+    tasks = _tasks(pipeline)
+    assert tasks
+    control = ("comp-condition", "comp-for-loop", "comp-exit-handler")
+    for key, spec in tasks:
+        if spec["componentRef"]["name"].startswith(control):
+            continue  # If/Else, ParallelFor and ExitHandler groups: named by the DSL
+        name = spec["taskInfo"]["name"]
+        assert name != key and not re.fullmatch(r"[a-z0-9-]+-\d+", name), (key, name)
+
+
+def test_descriptions_are_plain_text(fresh):
+    """KFP shows component and parameter descriptions verbatim: no RST markup."""
+    text = (fresh / "ppminilm.yaml").read_text(encoding="utf-8")
+    descriptions = re.findall(r"description: (.*)", text)
+    assert descriptions
+    assert not [d for d in descriptions if "``" in d or ":func:" in d]

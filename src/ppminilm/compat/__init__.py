@@ -11,6 +11,7 @@ paddle 3.x breaks paddleslim 2.6 OFA (refused early)    :mod:`ppminilm.compat.pa
 ``quant_post_static`` needs a static ``DataLoader``     :mod:`ppminilm.compat.paddleslim`
 PTQ ``avg`` crashes on 0-D tensors                      :mod:`ppminilm.compat.paddleslim`
 paddlenlp logs every tokenizer load at INFO, in colour   :mod:`ppminilm.compat.paddlenlp`
+PTQ logs each phase and draws 3 bars per candidate      :mod:`ppminilm.compat.paddleslim`
 =====================================================  ==============================
 
 Importing this package imports no paddle; :mod:`ppminilm.compat.versions` is paddle-free too.

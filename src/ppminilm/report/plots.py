@@ -53,37 +53,43 @@ def accuracy_vs_latency(
 ) -> Path:
     """Average accuracy (%) against seconds per dev pass; every point labelled with its name.
 
+    Labels sit in a column right of the fastest-to-slowest range, in the points' vertical
+    order and evenly spaced, each joined to its point by a thin line: no label hides a
+    point or another label, however close the points are.
+
     Args:
         points: ``(name, seconds per pass, accuracy %)`` per model.
         floor: Majority-class accuracy (%), drawn as a dashed line, or None.
         path: PNG to write.
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = plt.subplots(figsize=(7.6, 4.4))
     colors = plt.get_cmap("tab10")
     accs = [a for _, _, a in points] + ([floor] if floor is not None else [])
     lo, hi = acc_limits(accs)
-    # Labels go left or right of their point and step up or down from their neighbours
-    # (sorted by speed), so two close points never print on top of each other.
-    ordered = sorted(enumerate(points), key=lambda ip: ip[1][1])
-    for rank, (i, (name, x, y)) in enumerate(ordered):
+    xmax = max(x for _, x, _ in points)
+    label_x = xmax * 1.15
+    order = sorted(range(len(points)), key=lambda i: points[i][2])
+    slots = [lo + (hi - lo) * (k + 1) / (len(points) + 1) for k in range(len(points))]
+    for slot, i in zip(slots, order, strict=True):
+        name, x, y = points[i]
         ax.scatter([x], [y], s=70, color=colors(i % 10), zorder=3)
-        dy = (12, -16)[rank % 2]
         ax.annotate(
-            name,
-            (x, y),
-            textcoords="offset points",
-            xytext=(6, dy),
-            ha="left",
+            f"{name} ({y:.2f}%, {x:.3g} s)",
+            xy=(x, y),
+            xytext=(label_x, slot),
+            textcoords="data",
+            va="center",
             fontsize=7.5,
-            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6},
+            color=colors(i % 10),
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6, "relpos": (0, 0.5)},
         )
     if floor is not None:
         ax.axhline(floor, color="0.5", linestyle="--", linewidth=1)
         ax.text(0, floor, " majority class", va="bottom", fontsize=7, color="0.4")
-    xs = [x for _, x, _ in points]
-    ax.set_xlim(0, max(xs) * 1.6)
+    ax.set_xlim(0, xmax * 2.3)
     ax.set_ylim(lo, hi)
+    ax.set_xticks([t for t in ax.get_xticks() if 0 <= t <= xmax * 1.05])
     ax.set_xlabel("seconds per dev pass (lower is faster)")
     ax.set_ylabel("average dev accuracy (%)")
     ax.set_title("Accuracy vs latency")

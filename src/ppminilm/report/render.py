@@ -245,7 +245,9 @@ def _environment_lines(s: RunSummary) -> list[str]:
 def md_escape(text: str) -> str:
     """A user string made inert in Markdown: HTML entities, table pipes and emphasis."""
     escaped = html.escape(str(text), quote=False)
-    return re.sub(r"([\\|*_`\[\]])", r"\\\1", escaped)
+    # Underscores stay: GFM does not emphasise inside words (local_reviews), and escaping
+    # them would litter every task name.
+    return re.sub(r"([\\|*`\[\]])", r"\\\1", escaped)
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

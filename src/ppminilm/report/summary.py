@@ -82,7 +82,7 @@ def _model_rows(merged: Sequence[TaskResults], profile: str) -> list[ModelRow]:
                 accuracy={},
                 arch=arch,
                 speed=_speed(first, BASELINE),
-                note="speed baseline: random weights, accuracy not measured",
+                note="random weights, accuracy not measured",
             )
         )
     for i, bench in enumerate(first.rows):

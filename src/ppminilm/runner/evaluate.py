@@ -13,6 +13,7 @@ from typing import Any
 from ppminilm.config import InferConfig, ModelArch, resolve
 from ppminilm.contracts import (
     BenchmarkResult,
+    Confusion,
     ContractError,
     StageSummary,
     TaskResults,
@@ -86,7 +87,18 @@ def benchmark(
         "latency_p50_ms": result.latency_ms.p50,
         "latency_p95_ms": result.latency_ms.p95,
     }
-    return summarize("benchmark", row, profile=profile, cfg=cfg, confusion=result.confusion_matrix)
+    confusion = _named(result.confusion_matrix, result.task)
+    return summarize("benchmark", row, profile=profile, cfg=cfg, confusion=confusion)
+
+
+def _named(confusion: Confusion, task: str) -> Confusion:
+    """The confusion matrix with readable label names (the KFP UI shows them as given)."""
+    from ppminilm.data import TASK_SPECS
+
+    spec = TASK_SPECS.get(task)
+    if spec is None:
+        return confusion
+    return confusion.replace(labels=[spec.display(label) for label in confusion.labels])
 
 
 #: Key of the speed baseline row in a timing result.

@@ -26,7 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from ppminilm.compat.paddleslim import calibration_loader, program_op_types, ptq_zero_dim_fix
+from ppminilm.compat.paddleslim import (
+    calibration_loader,
+    program_op_types,
+    ptq_zero_dim_fix,
+    quiet_ptq,
+)
 from ppminilm.config import CPU_INT8_OPS, InferConfig, ModelArch, QuantConfig
 from ppminilm.contracts import (
     CANDIDATES_JSON,
@@ -46,6 +51,7 @@ from ppminilm.modeling.export import (
     write_serving_config,
 )
 from ppminilm.modeling.saved import ModelFormatError, copy_tokenizer_files, write_provenance
+from ppminilm.progress import progress_bars_wanted
 from ppminilm.training.loop import accuracy
 
 logger = logging.getLogger(__name__)
@@ -160,6 +166,7 @@ def _quantize_one(
             paddle.static.program_guard(main, startup),
             paddle.static.scope_guard(paddle.static.Scope()),
             ptq_zero_dim_fix(),
+            quiet_ptq(progress_bars_wanted()),
         ):
             loader = calibration_loader(calib, cfg.batch_size, INPUT_NAMES)
             quant_post_static(
