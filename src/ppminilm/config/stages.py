@@ -15,7 +15,7 @@ from ppminilm.config.base import (
     _check_fraction,
     _check_positive,
 )
-from ppminilm.config.tasks import DEFAULT_EPOCHS, normalize_task
+from ppminilm.config.tasks import default_epochs, normalize_task
 from ppminilm.errors import ConfigError
 
 #: Op types that run oneDNN INT8 kernels on CPU (``enable_mkldnn_int8(ops)``), shared by the
@@ -231,7 +231,8 @@ class FinetuneConfig(StageConfig):
     task: str = "tnews"
     batch_size: int = 32
     learning_rate: float = 5e-5
-    #: Epochs; 0 means the per-task default in ``DEFAULT_EPOCHS``.
+    #: Epochs; 0 means the task's recipe default (``DEFAULT_EPOCHS``; the resolution fills it
+    #: in from ``TASK_DEFAULTS`` when the task is named).
     num_epochs: int = 0
     #: Stop after this many steps if > 0 (overrides epochs).
     max_steps: int = 0
@@ -255,7 +256,7 @@ class FinetuneConfig(StageConfig):
     @property
     def epochs(self) -> int:
         """Epochs to train: explicit value or the task default."""
-        return self.num_epochs or DEFAULT_EPOCHS[self.task]
+        return self.num_epochs or default_epochs(self.task)
 
 
 @dataclasses.dataclass
