@@ -35,7 +35,9 @@ def test_recipe_defaults():
     assert GridConfig().points()[0] == {"batch_size": 16, "learning_rate": 3e-5}
     assert len(GridConfig().points()) == 9
     q = QuantConfig()
-    assert q.algos == ("mse", "avg", "abs_max", "hist") and q.batch_nums == (4, 8)
+    # quant_post.py: one calibration batch of 4 or of 8 examples.
+    assert q.algos == ("mse", "avg", "abs_max", "hist")
+    assert (q.batch_sizes, q.batch_nums) == ((4, 8), (1,))
     assert q.weight_quantize_type == "channel_wise_abs_max" and q.hist_percent == 0.9999
     assert FinetuneConfig(task="CLUEWSC2020").epochs == 50
     assert InferConfig().warmup_batches == 20
@@ -125,7 +127,9 @@ def test_per_task_recipe_values_reach_every_stage_that_encodes_text():
     assert (ft.task, ft.num_epochs, ft.epochs) == ("csl", 8, 8)
     assert resolve(FinetuneConfig, "cluster", task="cluewsc2020").num_epochs == 50
     # The per-task epochs are the fine-tuning stage's only: pruning keeps its own.
-    assert resolve(PruneConfig, "cluster", task="cluewsc2020").num_epochs == PruneConfig().num_epochs
+    assert (
+        resolve(PruneConfig, "cluster", task="cluewsc2020").num_epochs == PruneConfig().num_epochs
+    )
     # The local profile's own lengths win over the recipe's per-task values.
     assert resolve(FinetuneConfig, "local", task="csl").max_seq_len == 64
 

@@ -120,7 +120,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "eval_steps": 50,
             "logging_steps": 50,
         },
-        "quantize": {"max_seq_len": 64, "batch_size": 8},
+        # Today's local calibration: 4 or 8 batches of 8 train examples (the cluster profile
+        # calibrates as the seed: one batch of 4 or 8).
+        "quantize": {"max_seq_len": 64, "batch_sizes": [8], "batch_nums": [4, 8]},
         "infer": {
             "max_seq_len": 64,
             "warmup_batches": 5,
@@ -188,9 +190,7 @@ def split_overrides(overrides: Any, where: str = "overrides") -> dict[str, dict[
         if not isinstance(fields, Mapping):
             raise ConfigError(f"{where}[{stage!r}]: expected an object of {stage} fields")
         out[stage] = (
-            check_per_task(fields, f"{where}[{PER_TASK!r}]")
-            if stage == PER_TASK
-            else dict(fields)
+            check_per_task(fields, f"{where}[{PER_TASK!r}]") if stage == PER_TASK else dict(fields)
         )
     return out
 
@@ -268,9 +268,9 @@ def config_overrides(data: Any, stage: str, where: str) -> dict[str, dict[str, A
     """Interpret a ``--config`` document as stage-keyed overrides.
 
     The document holds either stage-keyed overrides (``{"finetune": {...}, "grid": {...}}``,
-    optionally with a ``per_task`` layer: the pipeline's ``overrides`` format) or the fields of ``stage`` alone
-    (``{"max_steps": 10}``). Either way it is partial: it merges over the chosen profile,
-    never over the defaults.
+    optionally with a ``per_task`` layer: the pipeline's ``overrides`` format) or the fields
+    of ``stage`` alone (``{"max_steps": 10}``). Either way it is partial: it merges over the
+    chosen profile, never over the defaults.
 
     Args:
         data: The parsed JSON.

@@ -175,8 +175,40 @@ def encode_labelled_split(
         )
     label_ids = {label: i for i, label in enumerate(serving.labels)}
     labels = np.asarray([label_ids[e["label"]] for e in examples], dtype=np.int64)
-    arrays = encode_examples(load_tokenizer(model_dir), examples, data.task, max_seq_len)
+    arrays = encode_examples(load_tokenizer(model_dir), examples, data.spec, max_seq_len)
     return data.task, arrays, labels
+
+
+def score_split(
+    task_dir: str | Path, model_dir: str | Path, cfg: InferConfig, split: str
+) -> tuple[float, int] | None:
+    """Accuracy of a model on a split (untimed), or None if the split is absent or unlabelled.
+
+    Used for a labelled test split: scored once, after every selection was made on dev.
+
+    Args:
+        task_dir: A task directory.
+        model_dir: An exported inference dir.
+        cfg: The benchmark's settings (precision, threads, sequence length).
+        split: The split (``test``).
+
+    Returns:
+        ``(accuracy, examples)`` or None.
+    """
+    from ppminilm.data import load_task_dir
+
+    data = load_task_dir(task_dir)
+    examples = data.split(split)
+    if not examples or not all("label" in e for e in examples):
+        return None
+    model_dir = Path(model_dir)
+    serving = read_serving_config(model_dir)
+    _, arrays, labels = encode_labelled_split(model_dir, serving, task_dir, split, cfg.max_seq_len)
+    predictor = Predictor(model_dir, cfg)
+    preds = predictor.logits(arrays, cfg.batch_size).argmax(-1)
+    accuracy = float((preds == labels).mean())
+    logger.info("%s on %s/%s: acc %.4f (untimed)", model_dir.name, data.task, split, accuracy)
+    return accuracy, len(labels)
 
 
 def collect_shape_ranges(
