@@ -148,7 +148,7 @@ def test_labels_json_beside_a_custom_task_must_agree(tmp_path: Path) -> None:
     (root / "labels.json").write_text(json.dumps(INTENTS))
     assert load_task_dir(root).labels == INTENTS
     (root / "labels.json").write_text(json.dumps(["sell", "buy", "other"]))
-    with pytest.raises(DataError, match="labels of task.json in its order"):
+    with pytest.raises(DataError, match=r"labels of task\.json in its order"):
         load_task_dir(root)
 
 

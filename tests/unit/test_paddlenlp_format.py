@@ -131,7 +131,7 @@ def _legacy(out: Path, family: str, config: dict[str, Any]) -> None:
 
 
 def test_legacy_model_config_json_with_init_args(tmp_path: Path) -> None:
-    out, reference = _saved(tmp_path, "ppminilm", False)
+    out, _ = _saved(tmp_path, "ppminilm", False)
     _legacy(out, "PPMiniLM", dict(SMALL, hidden_act="relu"))
     # The file is one paddlenlp itself still reads (the published ppminilm-6l-768h layout).
     from paddlenlp.transformers.ppminilm.modeling import PPMiniLMModel
