@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 PRUNE_WIDTH = 0.75
 #: PTQ for the seed-shape speed row: one algorithm, 4 calibration batches (scales do not change
 #: the kernels timed; abs_max needs no search, which keeps the 6L-768H calibration short).
-SEED_PTQ = {"algos": ["abs_max"], "batch_nums": [4], "batch_size": 4}
+SEED_PTQ = {"algos": ["abs_max"], "batch_nums": [4], "batch_sizes": [4]}
+#: Train examples the seed PTQ's task keeps: enough for its calibration sample.
+SEED_PTQ_TRAIN_EXAMPLES = 16
 #: PTQ for the trained model (accuracy matters here: the MSE scale search).
 TRAINED_PTQ = {"algos": ["mse"], "batch_nums": [4]}
 #: Fine-tuning learning rate: the best local grid point (profiles.py measurements).
@@ -105,7 +107,7 @@ def export_seed_models(
 def quantize_seed_model(
     out_dir: Path, fp32_dir: Path, data: TaskData, seq_len: int
 ) -> dict[str, Any]:
-    """PTQ of the seed-shape pruned model (calib split; a short dev slice for the candidate).
+    """PTQ of the seed-shape pruned model (a train sample; a short dev slice for the candidate).
 
     Returns:
         :func:`ppminilm.stages.quantize.run_quantize`'s summary.
@@ -116,9 +118,8 @@ def quantize_seed_model(
         out_dir / "seed_ptq_task",
         data.task,
         {
-            "train": data.train[:1],
+            "train": data.train[:SEED_PTQ_TRAIN_EXAMPLES],
             "dev": data.dev[:SEED_PTQ_DEV_EXAMPLES],
-            "calib": data.calib,
             "test": data.test[:1],
         },
         labels=list(data.labels),
@@ -207,7 +208,14 @@ def train_local_models(
     pr_cfg = config_for(
         PruneConfig,
         "local",
-        {"width_mult_list": [PRUNE_WIDTH], "num_epochs": prune_epochs, "max_steps": prune_steps},
+        {
+            "width_mult_list": [PRUNE_WIDTH],
+            "num_epochs": prune_epochs,
+            "max_steps": prune_steps,
+            # The fine-tuning parameters, as the pipeline takes them from the selected point.
+            "batch_size": ft_cfg.batch_size,
+            "learning_rate": ft_cfg.learning_rate,
+        },
     )
     pr = run_prune(task_dir, ft["model_dir"], out_dir / "prune", pr_cfg)
     q_cfg = config_for(QuantConfig, "local", TRAINED_PTQ)
