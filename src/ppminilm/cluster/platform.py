@@ -7,12 +7,16 @@ Tests under tests/images and tests/manifests check that Dockerfiles and manifest
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ppminilm import __version__
 
-#: Registry prefix for the project's images (override at build time with IMAGE_REGISTRY).
-IMAGE_REGISTRY = "ghcr.io/ppminilm-kfp"
+#: Default registry prefix of the project's images.
+DEFAULT_IMAGE_REGISTRY = "ghcr.io/ppminilm-kfp"
+#: Registry prefix in use: ``$IMAGE_REGISTRY`` when set (``make images push IMAGE_REGISTRY=...``
+#: and ``make compile IMAGE_REGISTRY=...`` then agree), else the default.
+IMAGE_REGISTRY = os.environ.get("IMAGE_REGISTRY", "").rstrip("/") or DEFAULT_IMAGE_REGISTRY
 
 #: CPU image: paddlepaddle (CPU) + paddlenlp + paddleslim + this package. Runs every stage.
 CPU_IMAGE = f"{IMAGE_REGISTRY}/ppminilm-cpu:{__version__}"
