@@ -47,13 +47,13 @@ test-fast: install  ## tests without the slow (training / whole-pipeline) ones
 	$(VENV)/bin/pytest -q -m "not slow" tests
 
 lint: install  ## ruff (lint + format check) and mypy on src/
-	$(VENV)/bin/ruff check src components pipelines tests benchmarks
-	$(VENV)/bin/ruff format --check src components pipelines tests benchmarks
+	$(VENV)/bin/ruff check src components pipelines tests benchmarks images
+	$(VENV)/bin/ruff format --check src components pipelines tests benchmarks images
 	$(VENV)/bin/mypy
 
 format: install  ## apply ruff formatting and safe fixes
-	$(VENV)/bin/ruff check --fix src components pipelines tests benchmarks
-	$(VENV)/bin/ruff format src components pipelines tests benchmarks
+	$(VENV)/bin/ruff check --fix src components pipelines tests benchmarks images
+	$(VENV)/bin/ruff format src components pipelines tests benchmarks images
 
 compile: install  ## compile components and the pipeline to IR YAML
 	$(PY) -m pipelines.compile

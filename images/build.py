@@ -158,9 +158,12 @@ def _link_tree(src: Path, dst: Path) -> None:
             shutil.copy2(item, dst / item.name)
 
 
-def make_context(spec: ImageSpec, house: Path) -> Path:
-    """Assemble ``build/images/<name>``: wheelhouse, project wheel + hash, sbom.py, Dockerfile."""
-    ctx = BUILD_ROOT / spec.name
+def make_context(spec: ImageSpec, house: Path, build_root: Path = BUILD_ROOT) -> Path:
+    """Assemble ``build/images/<name>``: wheelhouse, project wheel + hash, sbom.py, Dockerfile.
+
+    Nothing else of the repository enters the context (no .env, no runs, no .git).
+    """
+    ctx = build_root / spec.name
     shutil.rmtree(ctx, ignore_errors=True)
     _link_tree(house / "wheels", ctx / "wheels")
     shutil.copy2(house / wheelhouse.REQUIREMENTS, ctx / "wheels" / wheelhouse.REQUIREMENTS)

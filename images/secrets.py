@@ -4,6 +4,10 @@ A file deleted in a later layer still ships in the earlier one, so the flattened
 (``docker export``) is not enough: each layer tar is read, names checked against credential file
 patterns and small files' contents against secret patterns (private keys, cloud access keys).
 The image history (the commands and ``ENV``/``ARG`` values of each layer) is checked too.
+
+Python packages are installed only from the hash-pinned lock, so their files are known content:
+under ``site-packages`` only file *names* are checked (libraries such as pycryptodome and
+google-auth carry PEM test keys and key-parsing code that a content scan would flag).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ SECRET_HISTORY = re.compile(
 )
 #: Only files this small are read for secret content (keys and config files are small).
 MAX_SCANNED_BYTES = 1 << 20
-#: Paths whose content is public key material, skipped by the content scan.
-_PUBLIC = re.compile(r"(^|/)(etc/ssl|usr/share/ca-certificates|site-packages/certifi)/")
+#: Paths whose content is not scanned: public CA certificates, and the files of hash-pinned
+#: Python packages (names are still checked).
+_PUBLIC = re.compile(r"(^|/)(etc/ssl|usr/share/ca-certificates|[^/]+/(site|dist)-packages)/")
 
 
 def scan_layer(layer: IO[bytes], label: str) -> list[str]:

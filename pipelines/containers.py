@@ -1,4 +1,4 @@
-"""Run the local pipeline in the real images: ``make run RUNNER=docker`` (``kfp.local.DockerRunner``).
+"""Run the local pipeline in the real images: ``make run RUNNER=docker`` (DockerRunner).
 
 Every step runs in the CPU image as the image's non-root user (uid 10001) with the pipeline root
 bind-mounted at the same path, so artifacts land on the host. What that needs, and what this
@@ -38,9 +38,7 @@ def step_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The host variables every container step gets."""
     environ = dict(os.environ if environ is None else environ)
     return {
-        k: v
-        for k, v in sorted(environ.items())
-        if k in PASSED_ENV or k.startswith(PASSED_PREFIXES)
+        k: v for k, v in sorted(environ.items()) if k in PASSED_ENV or k.startswith(PASSED_PREFIXES)
     }
 
 
@@ -61,7 +59,9 @@ def check_image(client: Any, image: str, expected_digest: str) -> str:
     try:
         found = client.images.get(image)
     except docker.errors.ImageNotFound:
-        raise ContainerRunError(f"image {image} is not built here: run `make images` first") from None
+        raise ContainerRunError(
+            f"image {image} is not built here: run `make images` first"
+        ) from None
     digest = (found.labels or {}).get("io.ppminilm.source-digest", "")
     if digest != expected_digest:
         raise ContainerRunError(

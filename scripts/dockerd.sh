@@ -9,10 +9,12 @@
 #   host    print the DOCKER_HOST to use: $DOCKER_HOST if set, else the default engine if it
 #           answers, else this script's socket if it answers; prints nothing when none does
 #   ensure  'host' answers, or install docker.io (apt-get, root only) and 'start'
+#           (PPMINILM_DOCKERD_AUTOSTART=0: fail instead)
 # Environment:
 #   PPMINILM_DOCKERD_ROOT  state directory (default /var/lib/ppminilm-docker): data root, log
 #   PPMINILM_DOCKERD_RUN   runtime directory (default /run/ppminilm-docker): socket, pidfile,
 #                          exec root (keep it short: socket paths are limited to 108 bytes)
+#   DOCKER                 docker-compatible CLI (default: docker)
 #   PPMINILM_DOCKERD_STORAGE storage driver (default overlay2; vfs is the slow fallback: every
 #                          container start copies the whole image)
 # The engine has no bridge network and touches no iptables rules: builds and containers use the
@@ -28,11 +30,12 @@ timeout_s="${PPMINILM_DOCKERD_TIMEOUT:-60}"
 socket="unix://${run}/docker.sock"
 pidfile="${run}/dockerd.pid"
 log="${state}/dockerd.log"
+docker="${DOCKER:-docker}"
 
 say() { echo "dockerd.sh: $*" >&2; }
 
 answers() {  # answers HOST: the engine at HOST replies to 'docker version'
-    DOCKER_HOST="$1" timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+    DOCKER_HOST="$1" timeout 10 "${docker}" version --format '{{.Server.Version}}' >/dev/null 2>&1
 }
 
 engine_host() {
@@ -118,6 +121,11 @@ ensure() {
     host="$(engine_host)"
     if [[ -n "${host}" ]] && answers "${host}"; then
         return 0
+    fi
+    if [[ "${PPMINILM_DOCKERD_AUTOSTART:-1}" == "0" ]]; then
+        say "no Docker engine answers (${host:-no DOCKER_HOST, no default socket}); start one" \
+            "(scripts/dockerd.sh start) or set DOCKER_HOST"
+        exit "${EXIT_NO_ENGINE}"
     fi
     if ! command -v dockerd >/dev/null 2>&1; then
         if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then

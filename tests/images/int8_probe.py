@@ -32,8 +32,9 @@ def main(work: Path) -> dict:
     corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")
     build_vocab([corpus], work / "vocab", min_freq=1)
     paddle.seed(7)
+    vocab_size = len(load_tokenizer(work / "vocab"))
     arch = ModelArch(num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64,
-                     vocab_size=len(load_tokenizer(work / "vocab")), max_position=64, dropout=0.0)  # fmt: skip
+                     vocab_size=vocab_size, max_position=64, dropout=0.0)  # fmt: skip
     labels = ["0", "1"]
     fp32 = work / "fp32"
     export_static(build_model(arch, "classifier", num_classes=2),

@@ -49,7 +49,9 @@ def write_so(path: Path, soname: str = "", needed: tuple[str, ...] = (),
     ident = b"\x7fELF" + bytes([elf_class, 1, 1, 0]) + b"\0" * 8
     ehdr = ident + struct.pack("<HHIQQQIHHHHHH", 3, 62, 1, 0, 64, 0, 0, 64, 56, 2, 64, 0, 0)
     load = struct.pack("<IIQQQQQQ", 1, 5, 0, 0, 0, total, total, 0x1000)
-    dynamic = struct.pack("<IIQQQQQQ", 2, 6, dyn_off, dyn_off, dyn_off, len(dyn_bytes), len(dyn_bytes), 8)
+    dynamic = struct.pack(
+        "<IIQQQQQQ", 2, 6, dyn_off, dyn_off, dyn_off, len(dyn_bytes), len(dyn_bytes), 8
+    )
     body = ehdr + load + dynamic + bytes(strtab)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body + b"\0" * (dyn_off - len(body)) + dyn_bytes)
@@ -70,7 +72,9 @@ def _base_root(root: Path) -> Path:
     )
     write_so(paddle / "base/libpaddle.so", "libpaddle.so", ("libphi.so", "libz.so.1", "libc.so.6"),
              ("$ORIGIN/../libs/",))  # fmt: skip
-    write_so(paddle / "libs/libphi.so", "libphi.so", ("libiomp5.so", "libstdc++.so.6"), ("$ORIGIN",))
+    write_so(
+        paddle / "libs/libphi.so", "libphi.so", ("libiomp5.so", "libstdc++.so.6"), ("$ORIGIN",)
+    )
     write_so(paddle / "libs/libiomp5.so", "libiomp5.so", ("libc.so.6",))
     # Loaded by paddle after libiomp5 (no RUNPATH of its own): counts as resolved.
     write_so(paddle / "libs/libmklml_intel.so", "libmklml_intel.so", ("libiomp5.so",))
@@ -97,7 +101,9 @@ def train_root(tmp_path: Path) -> Path:
     root = _base_root(tmp_path / "root")
     for package, libs in WHEEL_LIBS.items():
         for lib in libs:
-            needed = ("libcublasLt.so.11", "libc.so.6") if lib == "libcublas.so.11" else ("libc.so.6",)
+            needed = (
+                ("libcublasLt.so.11", "libc.so.6") if lib == "libcublas.so.11" else ("libc.so.6",)
+            )
             write_so(root / SITE / "nvidia" / package / "lib" / lib, lib, needed, ("$ORIGIN",))
     return root
 
@@ -113,9 +119,15 @@ def infer_root(tmp_path: Path) -> Path:
         soname = lib.split(".so.")[0] + ".so." + lib.split(".so.")[1].split(".")[0]
         write_so(cuda / lib, soname, ("libc.so.6",))
         (cuda / soname).symlink_to(lib)
-    (root / "etc/ld.so.conf.d/000_cuda.conf").write_text("/usr/local/cuda-11.8/targets/x86_64-linux/lib\n")
+    (root / "etc/ld.so.conf.d/000_cuda.conf").write_text(
+        "/usr/local/cuda-11.8/targets/x86_64-linux/lib\n"
+    )
     multi = root / MULTIARCH
-    for name, full in (("libcudnn", "8.6.0"), ("libnvinfer", "8.5.3"), ("libnvinfer_plugin", "8.5.3")):
+    for name, full in (
+        ("libcudnn", "8.6.0"),
+        ("libnvinfer", "8.5.3"),
+        ("libnvinfer_plugin", "8.5.3"),
+    ):
         major = full.split(".")[0]
         write_so(multi / f"{name}.so.{full}", f"{name}.so.{major}", ("libc.so.6",))
         (multi / f"{name}.so.{major}").symlink_to(f"{name}.so.{full}")
@@ -156,7 +168,10 @@ def test_gpu_train_without_links_fails_naming_each_missing_library(train_root: P
 
 def test_make_links_makes_gpu_train_pass(train_root: Path, capsys) -> None:
     created = doctor.make_links("gpu-train", train_root)
-    assert any(line.startswith(f"/{MULTIARCH}/libcudnn.so -> /{SITE}/nvidia/cudnn/lib/") for line in created)
+    assert any(
+        line.startswith(f"/{MULTIARCH}/libcudnn.so -> /{SITE}/nvidia/cudnn/lib/")
+        for line in created
+    )
     # absolute link targets inside the image, re-rooted when checked from outside
     assert os.readlink(train_root / MULTIARCH / "libcublas.so").startswith("/opt/venv/")
     conf = (train_root / "etc/ld.so.conf.d/ppminilm-links.conf").read_text()
@@ -214,13 +229,15 @@ def test_cudnn_major_must_match_paddles_build(train_root: Path) -> None:
     lib = train_root / SITE / "nvidia/cudnn/lib"
     os.rename(lib / "libcudnn.so.8", lib / "libcudnn.so.7")
     doctor.make_links("gpu-train", train_root)
-    detail = next(c.detail for c in doctor.check("gpu-train", train_root).checks if c.name == "libcudnn.so")
+    detail = next(
+        c.detail for c in doctor.check("gpu-train", train_root).checks if c.name == "libcudnn.so"
+    )
     assert "version 7 but paddle was built with cudnn 8.6.0" in detail
 
 
 def test_required_library_without_any_file_cannot_be_linked(train_root: Path) -> None:
     shutil.rmtree(train_root / SITE / "nvidia/nccl")
-    with pytest.raises(FileNotFoundError, match="libnccl.so"):
+    with pytest.raises(FileNotFoundError, match=r"libnccl\.so"):
         doctor.make_links("gpu-train", train_root)
 
 

@@ -1,0 +1,81 @@
+"""The tiny pipeline in the real CPU image (``--runner docker``), against the subprocess run.
+
+Each step runs in ``ppminilm-cpu`` through ``kfp.local.DockerRunner`` as the image's non-root
+user. ``DockerRunner`` removes containers itself and reports SUCCESS when a container vanished
+before it was awaited, so the test checks the outputs of every step, not only the status. Needs
+a Docker engine and the CPU image built from this working tree (``make images``): skipped
+without them, a failure under CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from images.spec import IMAGE_UID, image_specs, source_digest
+from tests.pipelines.tiny import report_rows, run_tiny_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = ("PP-MiniLM FP32", "pruned FP32", "pruned INT8")
+#: Report columns that must be identical between the runners (speed-up is a timing).
+SAME_COLUMNS = {1: "#Params", 2: "#FLOPs", 4: "accuracy", 5: "Avg"}
+
+
+def _docker_env() -> dict[str, str]:
+    host = subprocess.run(
+        ["bash", str(REPO / "scripts" / "dockerd.sh"), "host"], capture_output=True, text=True
+    ).stdout.strip()
+    problem = ""
+    if not host:
+        problem = "no Docker engine answers (scripts/dockerd.sh start)"
+    else:
+        spec = image_specs()["cpu"]
+        env = {**os.environ, "DOCKER_HOST": host}
+        proc = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{json .Config.Labels}}", spec.tag],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        labels = json.loads(proc.stdout) if proc.returncode == 0 else None
+        if labels is None:
+            problem = f"{spec.tag} is not built (make images)"
+        elif (labels or {}).get("io.ppminilm.source-digest") != source_digest(spec):
+            problem = f"{spec.tag} is stale (make images)"
+        else:
+            return env
+    if os.environ.get("CI"):
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+@pytest.mark.slow
+def test_pipeline_in_containers_matches_the_subprocess_run(tiny_subprocess_run, tmp_path) -> None:
+    env = _docker_env()
+    run = run_tiny_pipeline(tmp_path / "docker", runner="docker", env=env)
+    assert run.last["runner"] == "docker"
+    root = tmp_path / "docker" / "pipeline_root"
+    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    # Every step that ran wrote its executor output, as the image user, group-writable.
+    outputs = sorted(run_dir.glob("**/executor_output.json"))
+    executed = run.proc.stdout.count("Executing task") + run.proc.stderr.count("Executing task")
+    assert outputs and len(outputs) >= executed // 2, (len(outputs), executed)
+    for path in outputs:
+        stat = path.stat()
+        assert stat.st_uid == IMAGE_UID, path
+        assert stat.st_gid == os.getgid(), path
+    assert stat.st_mode & 0o020, "steps write group-writable files (umask 0002)"
+    status = json.loads(next(run_dir.glob("record-status/record")).read_text())
+    assert status["state"] == "SUCCEEDED"
+    html = Path(run.last["report_html"]).read_text(encoding="utf-8")
+    assert "data:image/png;base64," in html
+    # The same numbers as the venv: params, FLOPs and accuracies of every row.
+    ours = report_rows(run.report, ROWS)
+    theirs = report_rows(tiny_subprocess_run.report, ROWS)
+    for row in ROWS:
+        for col, name in SAME_COLUMNS.items():
+            assert ours[row][col] == theirs[row][col], (row, name, ours[row], theirs[row])
+    # Both benchmark rows ran INT8 kernels in the container too.
+    assert "pruned INT8" in run.report
