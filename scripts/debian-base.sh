@@ -6,7 +6,7 @@
 #   PACKAGE  extra Debian packages to include (the runtime needs python3.11 and its venv module)
 # Environment:
 #   DEBIAN_SUITE    default bookworm (its python3 is 3.11)
-#   DEBIAN_MIRROR   default http://deb.debian.org/debian
+#   DEBIAN_MIRROR   archive to bootstrap from (default: debootstrap's own default mirror)
 #   PPMINILM_CACHE  cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/ppminilm): the root
 #                   file system tarball is kept there, keyed by suite, packages and this script,
 #                   so a later run on the same machine imports it instead of bootstrapping again
@@ -17,7 +17,7 @@ set -euo pipefail
 
 readonly EXIT_NO_DEBOOTSTRAP=4
 suite="${DEBIAN_SUITE:-bookworm}"
-mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+mirror="${DEBIAN_MIRROR:-}"
 cache="${PPMINILM_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/ppminilm}/debian-base"
 docker="${DOCKER:-docker}"
 
@@ -59,7 +59,8 @@ if [[ ! -s "${tarball}" ]]; then
     trap 'rm -rf "${rootfs}"' EXIT
     say "debootstrap --variant=minbase ${suite} with ${include} (a few minutes)"
     started=${SECONDS}
-    debootstrap --variant=minbase --include="${include}" "${suite}" "${rootfs}" "${mirror}" \
+    # shellcheck disable=SC2086  # no mirror argument: debootstrap's default
+    debootstrap --variant=minbase --include="${include}" "${suite}" "${rootfs}" ${mirror} \
         >"${cache}/debootstrap.log" 2>&1 || {
         cp "${rootfs}/debootstrap/debootstrap.log" "${cache}/debootstrap-inner.log" 2>/dev/null || true
         say "debootstrap failed; see ${cache}/debootstrap.log and debootstrap-inner.log:"
@@ -74,8 +75,6 @@ if [[ ! -s "${tarball}" ]]; then
         "${rootfs}"/usr/share/man/* "${rootfs}"/usr/share/info/* \
         "${rootfs}"/usr/share/locale/*
     find "${rootfs}/usr/share/doc" -mindepth 2 ! -name copyright ! -type d -delete
-    # The archive a later apt-get (official-base path only) would use.
-    echo "deb ${mirror} ${suite} main" >"${rootfs}/etc/apt/sources.list"
     tar -C "${rootfs}" --numeric-owner -cf "${tarball}.part" .
     mv "${tarball}.part" "${tarball}"
     say "root file system built in $((SECONDS - started)) s: ${tarball}" \
