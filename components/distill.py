@@ -39,21 +39,20 @@ def distill(
             ``checkpoint_uri`` through which the workers get their inputs).
         gpus_per_node: GPUs per node of the PaddleJob.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.distill(
-            data.path,
-            teacher.path,
-            student.path,
-            profile=profile,
-            enabled=enabled,
-            student_uri=student_uri,
-            checkpoint_uri=checkpoint_uri,
-            nodes=nodes,
-            gpus_per_node=gpus_per_node,
-            overrides=overrides,
-        ),
+    run_step(
+        "distill",
         artifact=student,
         metrics=metrics,
+        data=data.path,
+        teacher=teacher.path,
+        out=student.path,
+        profile=profile,
+        overrides=overrides,
+        enabled=enabled,
+        student_uri=student_uri,
+        checkpoint_uri=checkpoint_uri,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
     )

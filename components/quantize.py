@@ -31,18 +31,17 @@ def quantize(
         profile: ``local`` or ``cluster``.
         overrides: Stage config overrides, ``{"quantize": {...}}``.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.quantize(
-            data.path,
-            model.path,
-            quantized.path,
-            candidates.path,
-            task=task,
-            profile=profile,
-            overrides=overrides,
-        ),
+    run_step(
+        "quantize",
         artifact=quantized,
         metrics=metrics,
+        data=data.path,
+        model=model.path,
+        out=quantized.path,
+        candidates_md=candidates.path,
+        task=task,
+        profile=profile,
+        overrides=overrides,
     )

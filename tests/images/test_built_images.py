@@ -23,6 +23,9 @@ from images.spec import IMAGE_UID, image_specs, source_digest
 from ppminilm import __version__
 from ppminilm.errors import EXIT_DEVICE
 
+#: Every test here starts containers (not in make test-fast).
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 SPECS = image_specs()
 
@@ -156,7 +159,7 @@ def test_no_credentials_in_any_layer_or_the_history(engine, cpu_image: str) -> N
     assert secrets.scan_image(cpu_image, env=engine) == []
 
 
-def test_secret_scanner_finds_planted_secrets() -> None:
+def test_secret_scanner_finds_planted_secrets() -> None:  # no engine needed
     # The scanner on a layer that has what must never ship: it must report each.
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:

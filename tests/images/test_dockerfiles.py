@@ -274,6 +274,7 @@ def test_source_digest_follows_the_package_sources(tmp_path: Path, monkeypatch) 
 # ----------------------------------------------------------------------------- build context
 
 
+@pytest.mark.integration
 def test_context_holds_only_wheels_project_and_dockerfile(tmp_path: Path) -> None:
     house = tmp_path / "house"
     (house / "wheels").mkdir(parents=True)
@@ -332,6 +333,7 @@ def _run_images_sh(fake: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.integration
 def test_images_script_without_engine_exits_3_and_builds_nothing(tmp_path: Path) -> None:
     fake = _fake_docker(tmp_path, version_rc=1)
     proc = _run_images_sh(fake)
@@ -340,6 +342,7 @@ def test_images_script_without_engine_exits_3_and_builds_nothing(tmp_path: Path)
     assert "build" not in (tmp_path / "docker.log").read_text()
 
 
+@pytest.mark.integration
 def test_images_script_rejects_unknown_image(tmp_path: Path) -> None:
     fake = _fake_docker(tmp_path, version_rc=0)
     proc = _run_images_sh(fake, "no-such-image")
@@ -347,6 +350,7 @@ def test_images_script_rejects_unknown_image(tmp_path: Path) -> None:
     assert "unknown image(s) ['no-such-image']" in proc.stderr
 
 
+@pytest.mark.integration
 def test_dockerd_script_usage_and_status(tmp_path: Path) -> None:
     script = str(REPO / "scripts" / "dockerd.sh")
     env = {**os.environ, "PPMINILM_DOCKERD_RUN": str(tmp_path / "run")}

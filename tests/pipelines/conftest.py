@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pipelines.tiny import PipelineRun, run_tiny_pipeline
+from tests.pipelines.tiny_run import PipelineRun, run_tiny_pipeline
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 
 from images.spec import IMAGE_UID, image_specs, source_digest
-from tests.pipelines.tiny import report_rows, run_tiny_pipeline
+from tests.pipelines.tiny_run import report_rows, run_tiny_pipeline
+
+#: Runs the pipeline twice, in containers and in subprocesses (not in make test-fast).
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = ("PP-MiniLM FP32", "pruned FP32", "pruned INT8")
@@ -63,7 +66,6 @@ def _weights(out: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
 def test_pipeline_in_containers_matches_the_subprocess_run(tiny_subprocess_run, tmp_path) -> None:
     env = _docker_env()
     run = run_tiny_pipeline(tmp_path / "docker", runner="docker", env=env)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
 ROWS = ("PP-MiniLM FP32", "pruned FP32", "pruned INT8")
 
 
-@pytest.mark.slow
 def test_pipeline_runs_end_to_end(tiny_subprocess_run):
     tmp_path = tiny_subprocess_run.out
     last = tiny_subprocess_run.last

@@ -274,6 +274,7 @@ def test_cpu_paddle_in_a_gpu_profile_and_unknown_profile(train_root: Path) -> No
         doctor.check("tpu", train_root)
 
 
+@pytest.mark.integration
 def test_this_venvs_cpu_paddle_resolves_live() -> None:
     # The real loader and the real paddle wheel of this environment (dlopen on /).
     report = doctor.check("cpu")
