@@ -71,7 +71,26 @@ def check_image(client: Any, image: str, expected_digest: str) -> str:
     return str(found.id)
 
 
-def docker_runner(image: str, expected_digest: str) -> tuple[Any, str]:
+#: Label on every step container of one run, so an interrupted run can stop its containers.
+RUN_LABEL = "io.ppminilm.run"
+
+
+def stop_run_containers(run_id: str) -> int:
+    """Stop the step containers of run ``run_id`` that are still running (an interrupted run:
+    ``DockerRunner`` leaves them behind). Returns how many were stopped."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        containers = client.containers.list(filters={"label": f"{RUN_LABEL}={run_id}"})
+        for container in containers:
+            container.stop(timeout=10)
+        return len(containers)
+    finally:
+        client.close()
+
+
+def docker_runner(image: str, expected_digest: str, run_id: str) -> tuple[Any, str]:
     """A ``kfp.local.DockerRunner`` for ``image`` and the image id (for the cache key).
 
     Raises:
@@ -96,5 +115,6 @@ def docker_runner(image: str, expected_digest: str) -> tuple[Any, str]:
         network_mode="host",
         user=f"{IMAGE_UID}:{os.getgid()}",
         environment=step_environment(),
+        labels={RUN_LABEL: run_id},
     )
     return runner, image_id

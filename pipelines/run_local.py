@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -71,17 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     # Caching: a re-run reuses every step whose inputs are unchanged (cache under --out).
     runner: local.SubprocessRunner | local.DockerRunner = local.SubprocessRunner(use_venv=False)
     cache_root = out / "cache"
+    run_id = ""
     if args.runner == "docker":
         from images.spec import image_specs, source_digest
         from pipelines.containers import ContainerRunError, docker_runner, prepare_pipeline_root
 
         spec = image_specs()["cpu"]
+        run_id = f"{os.getpid()}-{int(time.time())}"
         try:
-            runner, image_id = docker_runner(spec.tag, source_digest(spec))
+            runner, image_id = docker_runner(spec.tag, source_digest(spec), run_id)
         except ContainerRunError as exc:
             logger.error("%s", exc)
             return 3
         prepare_pipeline_root(root)
+        # SIGTERM (CI timeout, kill) unwinds like Ctrl-C, so the step containers get stopped.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         # Per image: steps cached by the venv or by another image are not reused.
         cache_root = out / f"cache-docker-{image_id.split(':')[-1][:12]}"
         logger.info("running every step in %s (%s)", spec.tag, image_id[:19])
@@ -103,7 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid:
         params["grid"] = json.loads(args.grid)
     started = time.time()
-    ppminilm_pipeline(**params)
+    try:
+        ppminilm_pipeline(**params)
+    except BaseException:
+        if run_id:  # an interrupted or failed container run: stop the steps it left running
+            from pipelines.containers import stop_run_containers
+
+            stopped = stop_run_containers(run_id)
+            if stopped:
+                logger.error("stopped %d step container(s) of the interrupted run", stopped)
+        raise
     elapsed = time.time() - started
     report = find_report(root, started)
     if report is None:
