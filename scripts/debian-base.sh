@@ -8,7 +8,7 @@
 #   DEBIAN_SUITE    default bookworm (its python3 is 3.11)
 #   DEBIAN_MIRROR   archive to bootstrap from (default: debootstrap's own default mirror)
 #   PPMINILM_CACHE  cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/ppminilm): the root
-#                   file system tarball is kept there, keyed by suite, packages and this script,
+#                   file system tarball is kept there, keyed by suite, mirror, packages and RECIPE,
 #                   so a later run on the same machine imports it instead of bootstrapping again
 #   DOCKER          docker-compatible CLI (default: docker)
 # Needs root (debootstrap) unless the tarball is cached. Exit codes: 0 ok, 2 usage, 4 no
@@ -28,12 +28,9 @@ say() { echo "debian-base.sh: $*" >&2; }
 packages=(python3.11 python3.11-venv python3-distutils ca-certificates "$@")
 mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
 include="$(IFS=,; echo "${packages[*]}")"
-key="$(
-    {
-        echo "${suite} ${mirror} ${include}"
-        cat "${BASH_SOURCE[0]}"
-    } | sha256sum | cut -c1-16
-)"
+# Bump when the steps below change what the root file system holds.
+readonly RECIPE=1
+key="$(echo "${RECIPE} ${suite} ${mirror:-default} ${include}" | sha256sum | cut -c1-16)"
 tag="ppminilm-base/debian:${suite}-${key}"
 
 if "${docker}" image inspect "${tag}" >/dev/null 2>&1; then
