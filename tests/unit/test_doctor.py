@@ -166,6 +166,16 @@ def test_gpu_train_without_links_fails_naming_each_missing_library(train_root: P
     assert any(c.name == "paddle" and c.ok for c in report.checks)
 
 
+def test_make_links_cli_only_links(train_root: Path, capsys) -> None:
+    # The image build runs `doctor --make-links`, then ldconfig, then the check: linking alone
+    # must not fail on what only ldconfig can make resolvable.
+    rc = main(["doctor", "--profile", "gpu-train", "--root", str(train_root), "--make-links"])
+    assert rc == 0
+    assert (train_root / MULTIARCH / "libnccl.so").is_symlink()
+    assert capsys.readouterr().out == ""
+    assert main(["doctor", "--profile", "gpu-train", "--root", str(train_root)]) == 0
+
+
 def test_make_links_makes_gpu_train_pass(train_root: Path, capsys) -> None:
     created = doctor.make_links("gpu-train", train_root)
     assert any(

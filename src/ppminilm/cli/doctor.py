@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--make-links",
         action="store_true",
-        help="first create the missing unversioned links (image build, as root)",
+        help="only create the missing unversioned links and their ld.so.conf (image build, as"
+        " root); then run ldconfig and the check",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=_doctor)
@@ -51,8 +52,11 @@ def _doctor(args: argparse.Namespace) -> int:
     from ppminilm.cluster import doctor
 
     if args.make_links:
+        # No check here: dlopen of what the links need goes through ld.so.cache, which only
+        # ldconfig (run next by the image build) brings up to date.
         for line in doctor.make_links(args.profile, args.root):
             logger.info("linked %s", line)
+        return 0
     ld_path = None if args.ld_library_path is None else args.ld_library_path.split(":")
     report = doctor.check(
         args.profile, args.root, ld_library_path=ld_path, dlopen=False if args.no_dlopen else None
