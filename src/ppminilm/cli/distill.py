@@ -188,5 +188,6 @@ def _distill(args: argparse.Namespace) -> int:
         if remote_out and (out / "model_config.json").is_file():  # rank 0 saved the student
             storage.upload_dir(out, args.out)
             summary["model_dir"] = args.out
-    _emit(summary, args.summary)
+    # issue 14: under Paddle's launcher every rank returns a summary; rank 0's is the record.
+    _emit(summary, args.summary if summary.get("rank", 0) == 0 else None)
     return 0
