@@ -42,9 +42,9 @@ def paddlejob_distill(
         timeout_s: Seconds to wait for the job to succeed before deleting it and failing.
     """
     # Defaults (image, namespace) are resolved in the core: KFP ships this source alone.
-    from ppminilm.cluster import paddlejob
+    from ppminilm.cluster import jobs
 
-    paddlejob.run_distill_job(
+    jobs.run_distill_job(
         job_record.path,
         job_name=job_name,
         distill_args=distill_args,

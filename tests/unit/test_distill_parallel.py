@@ -58,10 +58,10 @@ def _parallel_cfg(**changes):
     )
 
 
-def _reference_first_step(tiny: dict, cfg) -> tuple[float, float, dict[str, np.ndarray]]:
+def _reference_first_step(data: dict, cfg) -> tuple[float, float, dict[str, np.ndarray]]:
     """One process: loss on each half of the global batch, averaged; one AdamW update."""
-    tokenizer = load_tokenizer(tiny["teacher"])
-    teacher = load_teacher(tiny["teacher"])
+    tokenizer = load_tokenizer(data["teacher"])
+    teacher = load_teacher(data["teacher"])
     set_seed(cfg.seed)  # run_distill seeds after loading the teacher, then builds the student
     student = build_model(cfg.student.replace(vocab_size=vocab_size(tokenizer)), "encoder")
     student.train()
@@ -73,7 +73,7 @@ def _reference_first_step(tiny: dict, cfg) -> tuple[float, float, dict[str, np.n
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
     )
-    block = CorpusStream(tiny["corpus"], cfg.seed).next_sentences(RANKS * cfg.batch_size)
+    block = CorpusStream(data["corpus"], cfg.seed).next_sentences(RANKS * cfg.batch_size)
     t_cap = QKVCapture(teacher, cfg.teacher_layer, stop_early=True)
     s_cap = QKVCapture(student, cfg.student_layer, stop_early=True)
     losses = []
@@ -101,7 +101,7 @@ def _reference_first_step(tiny: dict, cfg) -> tuple[float, float, dict[str, np.n
 
 
 @pytest.mark.slow
-def test_two_rank_gloo_run_matches_half_batch_reference(tiny, tmp_path: Path) -> None:
+def test_two_rank_gloo_run_matches_half_batch_reference(tiny, tmp_path: Path) -> None:  # noqa: F811
     cfg = _parallel_cfg(max_steps=1)
     out = tmp_path / "student"
     summary = run_distill_processes(
@@ -140,7 +140,7 @@ def test_two_rank_gloo_run_matches_half_batch_reference(tiny, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_resume_on_another_rank_count_is_refused(tiny, tmp_path: Path) -> None:
+def test_resume_on_another_rank_count_is_refused(tiny, tmp_path: Path) -> None:  # noqa: F811
     cfg = _parallel_cfg(max_steps=2, save_steps=1)
     ckpt = str(tmp_path / "ckpt")
     run_distill_processes(

@@ -256,12 +256,15 @@ def distill(
     overrides: Mapping[str, Any] | None = None,
     nodes: int = 1,
     gpus_per_node: int = 8,
+    run_id: str = "",
 ) -> dict[str, Any]:
     """General distillation into the student, or import a pretrained student.
 
     With ``nodes > 1`` the training runs as a Training Operator PaddleJob on the V100 pool;
     this step stages the corpus, vocab, teacher and overrides under ``checkpoint_uri``, waits
-    for the job and downloads the student it published there.
+    for the job and downloads the student it published there. With one node and
+    ``gpus_per_node > 1`` it runs one data-parallel rank per GPU here (Paddle's launcher).
+    ``run_id`` (the KFP run id) names the PaddleJob, so a retried step adopts its job.
 
     Returns:
         Summary with ``metrics`` (final loss, steps, seconds) and ``metadata``.
@@ -283,6 +286,20 @@ def distill(
             overrides=_overrides(overrides, "distill"),
             nodes=nodes,
             gpus_per_node=gpus_per_node,
+            run_id=run_id,
+        )
+    elif gpus_per_node > 1:
+        # issue 14: one node, one data-parallel rank per GPU (Paddle's launcher, NCCL).
+        from ppminilm.stages.distill.launch import run_distill_processes
+
+        summary = run_distill_processes(
+            Path(data_dir) / CORPUS_DIR,
+            teacher_dir,
+            out,
+            cfg,
+            nproc=gpus_per_node,
+            checkpoint_dir=checkpoint_uri or None,
+            vocab_dir=Path(data_dir) / VOCAB_DIR,
         )
     else:
         from ppminilm.stages.distill.train import run_distill
@@ -327,11 +344,10 @@ def _distill_on_paddlejob(
     overrides: Mapping[str, Any],
     nodes: int,
     gpus_per_node: int,
+    run_id: str = "",
 ) -> dict[str, Any]:
-    import hashlib
-
     from ppminilm import storage
-    from ppminilm.cluster import paddlejob
+    from ppminilm.cluster import jobs
 
     if not checkpoint_uri or not storage.is_remote(checkpoint_uri):
         raise ValueError(
@@ -343,16 +359,25 @@ def _distill_on_paddlejob(
     storage.upload_dir(Path(data_dir) / VOCAB_DIR, f"{base}/inputs/{VOCAB_DIR}")
     storage.upload_dir(teacher_dir, f"{base}/inputs/teacher")
     storage.write_json(f"{base}/inputs/distill_overrides.json", dict(overrides))
-    job_name = "ppminilm-distill-" + hashlib.sha1(base.encode()).hexdigest()[:10]
-    record = paddlejob.run_distill_job(
+    # issue 14: the run id in the name (a retry adopts, a rerun gets its own job), the pod's
+    # namespace and owner, deadline/TTL, deletion on SIGTERM: ppminilm.cluster.jobs.
+    job_name = jobs.job_name(run_id, base)
+    record = jobs.run_distill_job(
         out / "paddlejob.json",
         job_name=job_name,
         distill_args=paddlejob_distill_args(base, profile),
         workers=nodes,
         gpus_per_worker=gpus_per_node,
+        run_id=run_id,
+        checkpoint_uri=f"{base}/checkpoints",
     )
     storage.download_dir(f"{base}/student", out)
-    return {"paddlejob": job_name, "nodes": nodes, "job_status": record.get("status", {})}
+    return {
+        "paddlejob": job_name,
+        "paddlejob_action": record.get("action"),
+        "nodes": nodes,
+        "job_status": record.get("status", {}),
+    }
 
 
 # --------------------------------------------------------------------------- stage 2

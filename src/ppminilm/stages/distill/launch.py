@@ -324,12 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rest = list(args.distill_args)
     if rest[:1] == ["--"]:
         rest = rest[1:]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     with tempfile.TemporaryDirectory(prefix="ppminilm-launch-") as tmp:
         log_dir = args.log_dir or str(Path(tmp) / "logs")
-        command = launcher_command(
-            args.nproc_per_node, rest, log_dir=log_dir, nnodes=args.nnodes
-        )
+        command = launcher_command(args.nproc_per_node, rest, log_dir=log_dir, nnodes=args.nnodes)
         code, _ = run_launcher(command, log_dir=log_dir)
     return code
 
