@@ -561,13 +561,17 @@ def quantize(
     task: str,
     profile: str = "local",
     overrides: Mapping[str, Any] | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Post-training quantization search; the best INT8 model goes to ``out_dir``."""
+    """Post-training quantization search; the best INT8 model goes to ``out_dir``.
+
+    ``device`` is where candidates are scored: ``cpu`` (oneDNN) or ``gpu`` (TensorRT INT8).
+    """
     from ppminilm.config import normalize_task
     from ppminilm.stages.quantize import CANDIDATES_MD, run_quantize
 
     task = normalize_task(task)
-    cfg = config_for(QuantConfig, profile, _overrides(overrides, "quantize"))
+    cfg = config_for(QuantConfig, profile, {**_overrides(overrides, "quantize"), "device": device})
     summary = dict(run_quantize(Path(data_dir) / TASKS_DIR / task, model_dir, out_dir, cfg))
     shutil.copyfile(Path(out_dir) / CANDIDATES_MD, candidates_md)
     _annotate_provenance(out_dir, {**_lineage(model_dir), "quantize": _strip(summary)})
