@@ -393,6 +393,47 @@ def run_quantize(
     return summary
 
 
+def quantize_arrays(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    calib: dict[str, np.ndarray],
+    cfg: QuantConfig,
+) -> Path:
+    """One PTQ model (``cfg.algos[0]`` x ``cfg.batch_nums[0]``) from encoded calibration arrays.
+
+    For speed rows and device checks whose inputs are ids, not a task directory (no search,
+    no dev scoring): same ``quant_post_static`` settings and output layout as
+    :func:`run_quantize`.
+
+    Args:
+        model_dir: FP32 static inference dir.
+        out_dir: Output inference dir (``serving.json`` precision ``int8``), all or nothing.
+        calib: ``input_ids`` and ``token_type_ids``, int64 ``[n, seq]``.
+        cfg: PTQ settings.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        ValueError: If the program has none of ``cfg.quantizable_op_type``.
+    """
+    model_dir = Path(model_dir)
+    serving = read_serving_config(model_dir)
+    present = program_op_types(model_dir / f"{MODEL_PREFIX}.pdmodel")
+    op_types = [t for t in cfg.quantizable_op_type if t in present]
+    if not op_types:
+        raise ValueError(f"{model_dir}: program has none of {list(cfg.quantizable_op_type)}")
+    algo, batch_num = cfg.algos[0], cfg.batch_nums[0]
+    with staged_dir(out_dir, replace=True, kind="quantize") as tmp:
+        _quantize_one(model_dir, tmp / "model", calib, algo, batch_num, cfg, op_types)
+        for name in (f"{MODEL_PREFIX}.pdmodel", f"{MODEL_PREFIX}.pdiparams"):
+            shutil.move(str(tmp / "model" / name), tmp / name)
+        shutil.rmtree(tmp / "model")
+        provenance = {"stage": "quantize", "config": cfg.to_dict(), "parent": str(model_dir)}
+        _finish_dir(tmp, model_dir, serving, {**provenance, "algo": algo, "batch_num": batch_num})
+    return Path(out_dir)
+
+
 def select_best(candidates: list[dict[str, Any]], algo_order: list[str]) -> dict[str, Any]:
     """Highest dev accuracy; ties go to the earlier algo in ``algo_order``, then fewer batches."""
     if not candidates:

@@ -369,8 +369,8 @@ def run_distill(
             step_log.update(step, loss_value, lr=optimizer.get_lr())
             if log_now:
                 parts = dict(zip(names, means[1:], strict=True))
-                point = {"step": step, "loss": sum(window) / len(window), **parts}
-                point["grad_norm"] = grad_norm
+                point: dict[str, Any] = {"step": step, "loss": sum(window) / len(window), **parts}
+                point["grad_norm"] = grad_norm  # before clipping; None: AMP overflow step
                 curve.append(point)
                 window = []
             if _any_rank(guard.requested, world):
