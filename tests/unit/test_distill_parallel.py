@@ -49,13 +49,13 @@ PER_RANK_BATCH = 6
 
 
 def _parallel_cfg(**changes):
-    return _cfg(
-        student={**STUDENT, "dropout": 0.0},
-        batch_size=PER_RANK_BATCH,
-        warmup_steps=0,  # the first step then runs at the peak rate (warm-up starts at lr 0)
-        logging_steps=1,
-        **changes,
-    )
+    base = {
+        "student": {**STUDENT, "dropout": 0.0},
+        "batch_size": PER_RANK_BATCH,
+        "warmup_steps": 0,  # the first step then runs at the peak rate (warm-up starts at 0)
+        "logging_steps": 1,
+    }
+    return _cfg(**{**base, **changes})
 
 
 def _reference_first_step(data: dict, cfg) -> tuple[float, float, dict[str, np.ndarray]]:
@@ -187,3 +187,59 @@ def test_launcher_command_wraps_the_cli() -> None:
 )
 def test_exit_codes_tell_preemption_from_failure(returncode, terminated, expected) -> None:
     assert exit_code_for(returncode, terminated) == expected
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_every_rank_and_the_run_resumes(tiny, tmp_path: Path) -> None:  # noqa: F811
+    """SIGTERM to the step reaches the ranks (not Paddle's launcher): checkpoint, exit 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ppminilm.training.checkpoint import PREEMPTED_EXIT_CODE
+
+    steps = 80
+    cfg = _parallel_cfg(max_steps=steps, save_steps=2, logging_steps=50)
+    ckpt = tmp_path / "ckpt"
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps(cfg.to_dict()))
+    script = (
+        "import json, sys\n"
+        "from ppminilm.config import DistillConfig\n"
+        "from ppminilm.stages.distill.launch import run_distill_processes\n"
+        f"cfg = DistillConfig.from_dict(json.load(open({str(cfg_file)!r})))\n"
+        f"run_distill_processes({str(tiny['corpus'])!r}, {str(tiny['teacher'])!r}, "
+        f"{str(tmp_path / 'student')!r}, cfg, nproc=2, device='cpu', "
+        f"checkpoint_dir={str(ckpt)!r}, env={{'OMP_NUM_THREADS': '1'}})\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 180
+    while latest_step(ckpt) is None and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=180)
+    assert child.returncode == PREEMPTED_EXIT_CODE, err[-3000:]
+    killed_at = latest_step(ckpt)
+    assert killed_at is not None and 0 < killed_at < steps
+    state = json.loads((ckpt / f"step-{killed_at:08d}" / "trainer_state.json").read_text())
+    assert state["world_size"] == RANKS
+
+    resumed = run_distill_processes(
+        tiny["corpus"],
+        tiny["teacher"],
+        tmp_path / "student",
+        cfg,
+        nproc=RANKS,
+        device="cpu",
+        checkpoint_dir=str(ckpt),
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert resumed["resumed_from_step"] == killed_at and resumed["steps"] == steps
