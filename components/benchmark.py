@@ -36,20 +36,19 @@ def benchmark(
         device: ``cpu`` or ``gpu``.
         overrides: Stage config overrides, ``{"infer": {...}}``.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.benchmark(
-            data.path,
-            model.path,
-            result.path,
-            task=task,
-            name=name,
-            profile=profile,
-            device=device,
-            overrides=overrides,
-        ),
+    run_step(
+        "benchmark",
         artifact=result,
         metrics=metrics,
         confusion=confusion,
+        data=data.path,
+        model=model.path,
+        out=result.path,
+        task=task,
+        name=name,
+        device=device,
+        profile=profile,
+        overrides=overrides,
     )

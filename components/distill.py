@@ -43,22 +43,21 @@ def distill(
         run_id: KFP run id (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``); names the PaddleJob so a
             retried step adopts it.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.distill(
-            data.path,
-            teacher.path,
-            student.path,
-            profile=profile,
-            enabled=enabled,
-            student_uri=student_uri,
-            checkpoint_uri=checkpoint_uri,
-            nodes=nodes,
-            gpus_per_node=gpus_per_node,
-            run_id=run_id,
-            overrides=overrides,
-        ),
+    run_step(
+        "distill",
         artifact=student,
         metrics=metrics,
+        data=data.path,
+        teacher=teacher.path,
+        out=student.path,
+        profile=profile,
+        overrides=overrides,
+        enabled=enabled,
+        student_uri=student_uri,
+        checkpoint_uri=checkpoint_uri,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        run_id=run_id,
     )

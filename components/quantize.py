@@ -34,19 +34,18 @@ def quantize(
         device: Where candidates are scored, as they will be served: ``cpu`` (oneDNN INT8)
             or ``gpu`` (TensorRT INT8, the T4 pool).
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.quantize(
-            data.path,
-            model.path,
-            quantized.path,
-            candidates.path,
-            task=task,
-            profile=profile,
-            overrides=overrides,
-            device=device,
-        ),
+    run_step(
+        "quantize",
         artifact=quantized,
         metrics=metrics,
+        data=data.path,
+        model=model.path,
+        out=quantized.path,
+        candidates_md=candidates.path,
+        task=task,
+        profile=profile,
+        overrides=overrides,
+        device=device,
     )

@@ -272,7 +272,7 @@ def _run(cmd: list[str]) -> dict:
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout)["result"]
 
 
 def test_sigterm_checkpoints_and_resume_matches_uninterrupted_run(tiny, tmp_path: Path) -> None:

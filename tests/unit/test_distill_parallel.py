@@ -243,3 +243,24 @@ def test_sigterm_checkpoints_every_rank_and_the_run_resumes(tiny, tmp_path: Path
         env={"OMP_NUM_THREADS": "1"},
     )
     assert resumed["resumed_from_step"] == killed_at and resumed["steps"] == steps
+
+
+def test_the_step_asks_for_gpus_and_never_launches_from_inside_a_rank(
+    tiny,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ppminilm.errors import DeviceUnavailableError
+    from ppminilm.runner import distill
+
+    if paddle.device.is_compiled_with_cuda():
+        pytest.skip("this paddle has CUDA")
+    cfg = _parallel_cfg(max_steps=1).to_dict()
+    kwargs = {"corpus": tiny["corpus"], "overrides": {"distill": cfg}, "gpus_per_node": 8}
+    with pytest.raises(DeviceUnavailableError, match=r"gpus_per_node=8.*CPU-only build"):
+        distill(tiny["teacher"], tmp_path / "s", **kwargs)
+    # A rank of a launcher run (PADDLE_TRAINERS_NUM set) trains instead of launching again.
+    monkeypatch.setenv("PADDLE_TRAINERS_NUM", "2")
+    from ppminilm.runner import prepare
+
+    assert prepare._in_launched_rank()

@@ -40,7 +40,7 @@ def tiny_trained(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         local_data_dir / "tasks" / "local_reviews", "scratch",
         tmp_path_factory.mktemp("exp") / "model", cfg,
         tokenizer_dir=local_data_dir / "vocab", arch=TINY_ARCH,
-    )  # fmt: skip
+    ).to_dict()  # fmt: skip
 
 
 def test_static_model_matches_dynamic(
@@ -88,7 +88,7 @@ def test_cli_export(tiny_trained: dict[str, Any], tmp_path: Path,
                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     out = tmp_path / "infer"
     assert main(["export", "--model-dir", tiny_trained["model_dir"], "--out", str(out)]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)["result"]
     assert printed["max_seq_len"] == 64  # the local profile's fine-tuning max_seq_len
     assert read_serving_config(out).max_seq_len == 64
     assert main(["export", "--model-dir", str(tmp_path / "nope"), "--out", str(out)]) == EXIT_USAGE

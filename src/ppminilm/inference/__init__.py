@@ -7,7 +7,7 @@
 
 from ppminilm._lazy import lazy_exports
 
-__all__ = ["Predictor", "detect_int8_kernels", "predict", "run_benchmark", "run_infer"]
+__all__ = ["Predictor", "detect_int8_kernels", "predict", "run_benchmark"]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -16,6 +16,5 @@ __getattr__, __dir__ = lazy_exports(
         "detect_int8_kernels": "benchmark",
         "predict": "benchmark",
         "run_benchmark": "benchmark",
-        "run_infer": "benchmark",
     },
 )

@@ -4,7 +4,7 @@
 first) and lives in :mod:`ppminilm.inference.predictor` with the config building.
 :func:`detect_int8_kernels`
 proves whether an INT8 model really runs INT8 oneDNN kernels, :func:`run_benchmark` times the
-whole split end to end, :func:`run_infer` is the stage entry that also writes the result.
+whole split end to end (the runner's ``benchmark`` step writes its result).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from ppminilm.compat.paddle import paddle
 from ppminilm.config import InferConfig
+from ppminilm.contracts import SERVING_FILE, BenchmarkResult
 from ppminilm.inference.predictor import (
     OPTIMIZED_PROGRAM,
     DeviceUnavailableError,
@@ -30,7 +31,6 @@ from ppminilm.inference.predictor import (
     program_is_quantized,
     require_device,
 )
-from ppminilm.io import atomic_write_json
 from ppminilm.modeling.export import ServingConfig, read_serving_config
 
 __all__ = [
@@ -41,13 +41,9 @@ __all__ = [
     "detect_int8_kernels",
     "predict",
     "run_benchmark",
-    "run_infer",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Result file written by :func:`run_infer`.
-BENCHMARK_FILE = "benchmark.json"
 
 
 def detect_int8_kernels(model_dir: str | Path, cfg: InferConfig) -> dict[str, Any]:
@@ -166,16 +162,7 @@ def _encode_split(
     from ppminilm.data.tokenizer import encode_examples, load_tokenizer
 
     data = load_task_dir(task_dir)
-    if serving.task and serving.task != data.task:
-        raise ValueError(
-            f"{model_dir}/serving.json is for task {serving.task!r} but "
-            f"{task_dir} holds task {data.task!r}"
-        )
-    if sorted(data.labels) != sorted(serving.labels):
-        raise ValueError(
-            f"labels differ: {task_dir}/labels.json has {data.labels} but "
-            f"{model_dir}/serving.json 'labels' has {serving.labels}"
-        )
+    data.check_model(serving.task, serving.labels, f"{model_dir}/{SERVING_FILE}", same_order=False)
     examples = data.split(split)
     if not examples:
         raise ValueError(f"{task_dir}/{split}.json is empty; nothing to benchmark")
@@ -221,12 +208,13 @@ def _percentile_ms(values: Sequence[float], q: float) -> float:
 
 
 def run_benchmark(
-    model_dir: str | Path,
     task_dir: str | Path,
+    model_dir: str | Path,
     cfg: InferConfig,
+    *,
     split: str = "dev",
     work_dir: str | Path | None = None,
-) -> dict[str, Any]:
+) -> BenchmarkResult:
     """Time a whole split end to end and score it.
 
     Tokenizes once up front; each of ``cfg.repeats`` passes runs ``cfg.warmup_batches`` warm-up
@@ -236,21 +224,18 @@ def run_benchmark(
     counted once.
 
     Args:
-        model_dir: An exported inference dir (FP32 or quantized).
         task_dir: A task directory (see :mod:`ppminilm.data`).
+        model_dir: An exported inference dir (FP32 or quantized).
         cfg: Device, precision, batch size, threads, warm-up and repeats.
         split: Labelled split to run (``dev`` is the reported one).
         work_dir: Where the TensorRT shape-range file goes when ``cfg.shape_range_file`` is
             relative (default: a temporary directory).
 
     Returns:
-        ``model_dir``, ``task``, ``split``, ``examples``, ``batches``, ``device``, ``cpu``,
-        ``precision``, ``threads``, ``batch_size``, ``max_seq_len``, ``use_mkldnn``,
-        ``use_trt``, ``warmup_batches``, ``repeats``, ``timed_batches`` (per pass),
-        ``timed_examples`` (per pass), ``latency_ms`` (``p50``/``p95``/``mean`` per batch over
-        all passes), ``total_s`` (median timed seconds per pass), ``total_s_per_pass``,
-        ``throughput`` (examples/s), ``accuracy``, ``confusion_matrix`` (``labels`` and
-        ``matrix``: rows true, columns predicted), ``int8_check``, ``paddle_version``.
+        The :class:`~ppminilm.contracts.BenchmarkResult`: sizes, settings, per-batch latency
+        (``p50``/``p95``/``mean`` over all passes), ``total_s`` (median timed seconds per
+        pass), throughput (examples/s), accuracy, the confusion matrix (rows true, columns
+        predicted), the INT8-kernel evidence and the config used.
 
     Raises:
         ModelFormatError: On a broken inference dir.
@@ -287,38 +272,41 @@ def run_benchmark(
     k = len(serving.labels)
     matrix = np.zeros((k, k), dtype=np.int64)
     np.add.at(matrix, (labels, preds), 1)
-    result = {
-        "model_dir": str(model_dir),
-        "task": task,
-        "split": split,
-        "examples": len(labels),
-        "batches": len(batches),
-        "device": cfg.device,
-        "cpu": _cpu_name(),
-        "precision": cfg.precision,
-        "threads": cfg.num_threads,
-        "batch_size": cfg.batch_size,
-        "max_seq_len": cfg.max_seq_len,
-        "use_mkldnn": cfg.use_mkldnn,
-        "use_trt": cfg.use_trt,
-        "warmup_batches": cfg.warmup_batches,
-        "repeats": cfg.repeats,
-        **timing,
-        "accuracy": float((preds == labels).mean()),
-        "confusion_matrix": {"labels": list(serving.labels), "matrix": matrix.tolist()},
-        "int8_check": int8_check,
-        "paddle_version": paddle.__version__,
-    }
+    result = BenchmarkResult.from_dict(
+        {
+            "model_dir": str(model_dir),
+            "task": task,
+            "split": split,
+            "examples": len(labels),
+            "batches": len(batches),
+            "device": cfg.device,
+            "cpu": _cpu_name(),
+            "precision": cfg.precision,
+            "threads": cfg.num_threads,
+            "batch_size": cfg.batch_size,
+            "max_seq_len": cfg.max_seq_len,
+            "use_mkldnn": cfg.use_mkldnn,
+            "use_trt": cfg.use_trt,
+            "warmup_batches": cfg.warmup_batches,
+            "repeats": cfg.repeats,
+            **timing,
+            "accuracy": float((preds == labels).mean()),
+            "confusion_matrix": {"labels": list(serving.labels), "matrix": matrix.tolist()},
+            "int8_check": int8_check,
+            "paddle_version": paddle.__version__,
+            "config": cfg.to_dict(),
+        }
+    )
     logger.info(
         "%s on %s/%s: %.2f s/pass (median of %d), p50 %.2f ms, %.1f ex/s, acc %.4f",
         model_dir.name,
         task,
         split,
-        result["total_s"],
+        result.total_s,
         cfg.repeats,
-        result["latency_ms"]["p50"],
-        result["throughput"],
-        result["accuracy"],
+        result.latency_ms.p50,
+        result.throughput,
+        result.accuracy,
     )
     return result
 
@@ -363,34 +351,3 @@ def _timed_passes(
         "throughput": timed_examples / total if total > 0 else 0.0,
         "first_pass_preds": [first_preds[i] for i in range(n)],
     }
-
-
-def run_infer(
-    model_dir: str | Path,
-    task_dir: str | Path,
-    out_dir: str | Path,
-    cfg: InferConfig,
-    split: str = "dev",
-) -> dict[str, Any]:
-    """Stage entry: benchmark one inference model and write ``benchmark.json``.
-
-    Args:
-        model_dir: An exported inference dir.
-        task_dir: The task directory.
-        out_dir: Output directory (created); gets ``benchmark.json`` (the returned dict) and,
-            on GPU + TensorRT, the shape-range file.
-        cfg: Inference settings.
-        split: Labelled split to run.
-
-    Returns:
-        :func:`run_benchmark`'s dict plus ``benchmark_file`` and the ``config`` used.
-    """
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run_benchmark(model_dir, task_dir, cfg, split=split, work_dir=out)
-    result["config"] = cfg.to_dict()
-    path = out / BENCHMARK_FILE
-    atomic_write_json(path, result)
-    result["benchmark_file"] = str(path)
-    return result

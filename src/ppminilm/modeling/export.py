@@ -18,6 +18,7 @@ from typing import Any
 
 from ppminilm.compat.paddle import paddle
 from ppminilm.config import PRECISIONS, ModelArch
+from ppminilm.contracts import MODEL_PREFIX, SERVING_FILE
 from ppminilm.io import read_json_file, staged_dir, write_json
 from ppminilm.modeling.saved import (
     ModelFormatError,
@@ -28,8 +29,6 @@ from ppminilm.modeling.saved import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_PREFIX = "inference"
-SERVING_FILE = "serving.json"
 INPUT_NAMES = ("input_ids", "token_type_ids")
 
 

@@ -31,10 +31,17 @@ from typing import Any
 import numpy as np
 
 from ppminilm.compat.paddleslim import calibration_loader, program_op_types, ptq_zero_dim_fix
-from ppminilm.compat.versions import package_versions
-from ppminilm.config import CPU_INT8_OPS, InferConfig, QuantConfig
+from ppminilm.config import CPU_INT8_OPS, InferConfig, ModelArch, QuantConfig
+from ppminilm.contracts import (
+    CANDIDATES_JSON,
+    CANDIDATES_MD,
+    QUANT_SUMMARY_FILE,
+    SERVING_FILE,
+    Lineage,
+    Provenance,
+)
 from ppminilm.data import load_task_dir
-from ppminilm.io import read_json_file, staged_dir, write_json
+from ppminilm.io import staged_dir, write_json
 from ppminilm.modeling.export import (
     INPUT_NAMES,
     MODEL_PREFIX,
@@ -42,18 +49,11 @@ from ppminilm.modeling.export import (
     read_serving_config,
     write_serving_config,
 )
-from ppminilm.modeling.saved import (
-    PROVENANCE_FILE,
-    ModelFormatError,
-    copy_tokenizer_files,
-)
+from ppminilm.modeling.saved import ModelFormatError, copy_tokenizer_files, write_provenance
 from ppminilm.training.loop import accuracy
 
 logger = logging.getLogger(__name__)
 
-CANDIDATES_JSON = "candidates.json"
-CANDIDATES_MD = "candidates.md"
-SUMMARY_FILE = "quantize_summary.json"
 #: Examples per predictor run when evaluating on dev.
 EVAL_BATCH_SIZE = 32
 #: Op types whose presence means the program carries quantized weights/activations.
@@ -281,11 +281,7 @@ def run_quantize(
             "quantization needs an fp32 inference model"
         )
     task_data = load_task_dir(task_dir)
-    if list(serving.labels) != list(task_data.labels):
-        raise ValueError(
-            f"{model_dir}/serving.json labels {serving.labels} differ from the "
-            f"task directory's labels.json {task_data.labels}"
-        )
+    task_data.check_model(serving.task, serving.labels, f"{model_dir}/{SERVING_FILE}")
     if cfg.max_seq_len > serving.max_seq_len:
         raise ValueError(
             f"QuantConfig.max_seq_len={cfg.max_seq_len} exceeds the model's "
@@ -381,7 +377,7 @@ def run_quantize(
         (tmp / CANDIDATES_MD).write_text(
             candidates_markdown(candidates, fp32_acc, best), encoding="utf-8"
         )
-        write_json(tmp / SUMMARY_FILE, summary)
+        write_json(tmp / QUANT_SUMMARY_FILE, summary)
     logger.info(
         "best %s x %d: int8 dev acc %.4f (fp32 %.4f) -> %s",
         best["algo"],
@@ -461,17 +457,12 @@ def _finish_dir(
     )
     copy_tokenizer_files(fp32_dir, target)
     if provenance:
-        parent = {}
-        if (fp32_dir / PROVENANCE_FILE).is_file():
-            parent = read_json_file(fp32_dir / PROVENANCE_FILE, ModelFormatError)
-        record = {
-            **{k: parent[k] for k in ("params", "flops_seq128", "arch") if k in parent},
-            "format": "paddle-static",
-            "precision": "int8",
-            "versions": package_versions(),
-            **provenance,
-        }
-        write_json(target / PROVENANCE_FILE, record)
+        if not serving.arch:
+            raise ModelFormatError(f"{fp32_dir}/{SERVING_FILE}: no 'arch' (needed for provenance)")
+        parent = Provenance.read(fp32_dir)
+        lineage = parent.lineage if parent is not None else Lineage()
+        fields = {"format": "paddle-static", "precision": "int8", "lineage": lineage}
+        write_provenance(target, ModelArch.from_dict(serving.arch), {**fields, **provenance})
 
 
 def candidates_markdown(

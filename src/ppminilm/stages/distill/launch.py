@@ -259,7 +259,8 @@ def run_distill_processes(
         env: Extra environment for the ranks (e.g. ``OMP_NUM_THREADS``).
 
     Returns:
-        Rank 0's summary (``world_size`` == ``nproc``, ``global_batch_size``, ...).
+        Rank 0's result of ``run_distill`` (``world_size`` == ``nproc``,
+        ``global_batch_size``, ...).
 
     Raises:
         DeviceUnavailableError: Too few GPUs (:func:`check_devices`).
@@ -303,8 +304,11 @@ def run_distill_processes(
             )
         if not summary_file.is_file():
             raise LaunchError(f"rank 0 finished without writing its summary ({_log_tail(logs)})")
-        summary: dict[str, Any] = json.loads(summary_file.read_text(encoding="utf-8"))
-        return summary
+        from ppminilm.contracts import StageSummary
+        from ppminilm.io import read_json_file
+
+        summary = StageSummary.from_dict(read_json_file(summary_file), where=str(summary_file))
+        return dict(summary.result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

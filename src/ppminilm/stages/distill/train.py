@@ -32,6 +32,7 @@ from typing import Any
 
 from ppminilm.compat.paddle import paddle, set_seed
 from ppminilm.config import DistillConfig
+from ppminilm.contracts import LOSS_CURVE_FILE
 from ppminilm.data.corpus import CorpusStream, corpus_fingerprint, encode_sentences
 from ppminilm.data.tokenizer import load_tokenizer, vocab_size
 from ppminilm.errors import ConfigError
@@ -52,7 +53,6 @@ from ppminilm.training.loop import StepLogger, make_optimizer
 
 logger = logging.getLogger(__name__)
 
-LOSS_CURVE_FILE = "loss_curve.json"
 #: Initial loss scale of the AMP GradScaler (Paddle's default is 2**15).
 AMP_INIT_LOSS_SCALING = 2.0**15
 
