@@ -35,10 +35,10 @@ run: install  ## run the whole pipeline locally through kfp.local (local profile
 test: install  ## the full test suite (what CI runs)
 	$(VENV)/bin/pytest -q tests
 
-test-fast: install  ## tests without the slow (training / whole-pipeline) ones
-	$(VENV)/bin/pytest -q -m "not slow" tests
+test-fast: install  ## the fast tier: no training, no subprocess interpreters (under a minute)
+	$(VENV)/bin/pytest -q -m "not integration" tests
 
-lint: install  ## ruff (lint + format check) and mypy on src/
+lint: install  ## ruff (lint + format check) and mypy on src/, components/, pipelines/
 	$(VENV)/bin/ruff check src components pipelines tests benchmarks
 	$(VENV)/bin/ruff format --check src components pipelines tests benchmarks
 	$(VENV)/bin/mypy

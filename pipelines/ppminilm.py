@@ -289,7 +289,7 @@ def ppminilm_pipeline(
     """
     status = record_status()
     with dsl.ExitHandler(status, name="recipe"):
-        args = dict(
+        args: dict[str, Any] = dict(
             profile=profile,
             tasks=tasks,
             grid=grid,

@@ -245,6 +245,7 @@ def tiny_bench(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     }
 
 
+@pytest.mark.integration
 def test_paddle_rows_fp32_and_int8_with_kernel_check(tiny_bench: dict) -> None:
     from benchmarks.models import quantize_seed_model
     from benchmarks.rows import paddle_accuracy, paddle_row
@@ -265,6 +266,7 @@ def test_paddle_rows_fp32_and_int8_with_kernel_check(tiny_bench: dict) -> None:
     assert acc["examples"] == len(tiny_bench["labels"]) and 0.0 <= acc["accuracy"] <= 1.0
 
 
+@pytest.mark.integration
 def test_onnx_export_matches_paddle_and_dynamic_int8_runs_int8(tiny_bench: dict) -> None:
     from benchmarks.onnx_bench import OrtRunner, export_onnx, ort_profile, quantize_onnx_dynamic
     from benchmarks.rows import ort_row
@@ -290,6 +292,7 @@ def test_onnx_export_matches_paddle_and_dynamic_int8_runs_int8(tiny_bench: dict)
     assert row["timing"]["throughput"] > 0
 
 
+@pytest.mark.integration
 def test_onednn_profile_child_counts_int8_primitives(tiny_bench: dict, tmp_path: Path) -> None:
     batch_file = tmp_path / "batch.npz"
     np.savez(batch_file, **tiny_bench["batches"][0])
@@ -298,6 +301,7 @@ def test_onednn_profile_child_counts_int8_primitives(tiny_bench: dict, tmp_path:
     assert any(k.startswith("inner_product f32") for k in prof["primitives"])
 
 
+@pytest.mark.integration
 def test_time_model_runs_warmup_then_repeats(tiny_bench: dict) -> None:
     seen: list[int] = []
 
@@ -311,6 +315,7 @@ def test_time_model_runs_warmup_then_repeats(tiny_bench: dict) -> None:
     assert len(result["pass_s"]) == TINY_PLAN.repeats
 
 
+@pytest.mark.integration
 def test_time_models_interleaves_rows_round_by_round(tiny_bench: dict) -> None:
     calls: list[str] = []
 

@@ -32,6 +32,9 @@ from ppminilm.training.checkpoint import (
 )
 from ppminilm.training.loop import make_optimizer
 
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
 #: Weights of an uninterrupted run vs a killed-and-resumed one (CPU kernels are deterministic;
 #: this allows for nothing but float noise).
 RESUME_WEIGHT_TOL = 1e-5

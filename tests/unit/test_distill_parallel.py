@@ -100,7 +100,7 @@ def _reference_first_step(data: dict, cfg) -> tuple[float, float, dict[str, np.n
     return float(mean.item()), norm, {n: p.numpy() for n, p in student.named_parameters()}
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_two_rank_gloo_run_matches_half_batch_reference(tiny, tmp_path: Path) -> None:  # noqa: F811
     cfg = _parallel_cfg(max_steps=1)
     out = tmp_path / "student"
@@ -139,7 +139,7 @@ def test_two_rank_gloo_run_matches_half_batch_reference(tiny, tmp_path: Path) ->
     assert moved > 0
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_resume_on_another_rank_count_is_refused(tiny, tmp_path: Path) -> None:  # noqa: F811
     cfg = _parallel_cfg(max_steps=2, save_steps=1)
     ckpt = str(tmp_path / "ckpt")
@@ -189,7 +189,7 @@ def test_exit_codes_tell_preemption_from_failure(returncode, terminated, expecte
     assert exit_code_for(returncode, terminated) == expected
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_sigterm_checkpoints_every_rank_and_the_run_resumes(tiny, tmp_path: Path) -> None:  # noqa: F811
     """SIGTERM to the step reaches the ranks (not Paddle's launcher): checkpoint, exit 143."""
     import os

@@ -18,6 +18,9 @@ from ppminilm.modeling.saved import load_model
 from ppminilm.runner import distill, paddlejob_distill_args
 from tests.unit.test_distill import _cfg, tiny  # noqa: F401 -- fixture reused
 
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
 
 def test_worker_command_reads_and_writes_object_storage(tiny, s3_env, capsys):  # noqa: F811
     bucket = f"t-{uuid.uuid4().hex[:16]}"

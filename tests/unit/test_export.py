@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ppminilm.cli import EXIT_USAGE, main
-from ppminilm.config import FinetuneConfig, InferConfig, ModelArch
+from ppminilm.config import FinetuneConfig, InferConfig
 from ppminilm.data import load_task_dir
 from ppminilm.data.tokenizer import load_tokenizer
 from ppminilm.inference.predictor import Predictor
@@ -20,10 +20,13 @@ from ppminilm.modeling.saved import ModelFormatError, ModelInfo, load_model, sav
 from ppminilm.stages.export import run_export
 from ppminilm.stages.finetune import encode_split, run_finetune
 from ppminilm.training.loop import predict_logits
+from tests.tiny import TINY_ARCH as TINY
 
-TINY_ARCH = ModelArch(
-    num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64, max_position=64, dropout=0.1
-)
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
+#: Dropout on: the export must run in eval mode for static == dynamic.
+TINY_ARCH = TINY.replace(dropout=0.1)
 SEQ = 32
 #: Static and dynamic logits of the same weights may differ by float rounding only.
 LOGIT_ATOL = 1e-4

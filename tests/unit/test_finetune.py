@@ -12,7 +12,7 @@ import pytest
 
 from ppminilm.cli import EXIT_USAGE, main
 from ppminilm.compat.paddle import paddle
-from ppminilm.config import FinetuneConfig, ModelArch
+from ppminilm.config import FinetuneConfig
 from ppminilm.data import DataError
 from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.saved import (
@@ -24,11 +24,12 @@ from ppminilm.modeling.saved import (
 )
 from ppminilm.stages.finetune import encode_split, parse_init, run_finetune
 from ppminilm.training.loop import accuracy, predict_logits
+from tests.tiny import TINY_ARCH
+
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
 
 #: 2 layers, 32 wide: trains in seconds on 2 CPU cores.
-TINY_ARCH = ModelArch(
-    num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64, max_position=64, dropout=0.0
-)
 TINY_SEQ = 32
 #: The mean training loss of the last logging window must be below this share of the first.
 LOSS_DROP_RATIO = 0.9

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.gpu_check import EXIT_NO_GPU, exit_status, parse_nvidia_smi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +51,7 @@ def _run(tmp_path: Path, env: dict[str, str]) -> tuple[int, dict, str]:
     return proc.returncode, json.loads(out.read_text()), proc.stdout
 
 
+@pytest.mark.integration  # runs the script (child interpreters)
 def test_on_this_cpu_machine_the_gpu_sections_are_skipped_with_the_reason(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
     code, report, stdout = _run(tmp_path, env)
@@ -67,6 +70,7 @@ def test_on_this_cpu_machine_the_gpu_sections_are_skipped_with_the_reason(tmp_pa
     assert "could not: run_check: ran on CPU only (no usable GPU)" in stdout
 
 
+@pytest.mark.integration
 def test_a_gpu_machine_without_paddle_is_reported_plainly(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ppminilm.cli import EXIT_USAGE, main
-from ppminilm.config import FinetuneConfig, GridConfig, ModelArch
+from ppminilm.config import FinetuneConfig, GridConfig
 from ppminilm.contracts import GRID_JSON, GRID_MD, FinetuneResult, GridPoint
 from ppminilm.errors import UserError
 from ppminilm.stages.grid import (
@@ -19,10 +19,7 @@ from ppminilm.stages.grid import (
     select_best,
     write_grid_table,
 )
-
-TINY_ARCH = ModelArch(
-    num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32, max_position=32, dropout=0.0
-)
+from tests.tiny import TINY_ARCH
 
 
 def result(bs: int, lr: float, acc: float, task: str = "tnews", **extra: Any) -> FinetuneResult:
@@ -114,6 +111,7 @@ def test_cli_select_best(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["select-best", str(a), str(c)]) == EXIT_USAGE
 
 
+@pytest.mark.integration
 def test_run_grid_small(local_data_dir: Path, tmp_path: Path) -> None:
     cfg = FinetuneConfig(
         task="local_reviews", max_steps=2, max_seq_len=16, eval_steps=1, logging_steps=1

@@ -31,6 +31,10 @@ from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.export import INPUT_NAMES, SERVING_FILE, export_static
 from ppminilm.modeling.saved import ModelFormatError, ModelInfo
 
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
+
 MAX_SEQ_LEN = 24
 #: Static predictor vs dynamic model on the same inputs (FP32, oneDNN may reorder sums).
 LOGITS_ATOL = 1e-4

@@ -181,6 +181,7 @@ def test_timeout_deletes_the_job(api, monkeypatch) -> None:
     assert (NS, name) not in state.jobs and "DELETE" in state.methods(name)
 
 
+@pytest.mark.integration  # a child interpreter
 def test_sigterm_deletes_the_job_and_exits_143(api, tmp_path) -> None:
     state, host, _ = api
     state.succeed_after_reads = None

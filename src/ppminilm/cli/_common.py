@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ppminilm.config import PROFILES, read_config_file
+from ppminilm.config import PROFILES, config_overrides, read_config_file
 from ppminilm.contracts import StageSummary
-from ppminilm.io import atomic_write_json
+from ppminilm.io import atomic_write_json, is_remote
 from ppminilm.runner import emit
 
 
@@ -52,8 +52,18 @@ def add_config_flags(parser: argparse.ArgumentParser, stage: str, summary: bool 
 
 
 def overrides_of(args: argparse.Namespace, stage: str) -> dict[str, Any]:
-    """The stage-keyed overrides named by ``--config`` (empty without it)."""
-    return read_config_file(args.config, stage) if args.config else {}
+    """The stage-keyed overrides named by ``--config`` (empty without it).
+
+    The one ``--config`` loader: a local file, or an object-store URI (PaddleJob workers get
+    their config from object storage).
+    """
+    if not args.config:
+        return {}
+    if is_remote(args.config):
+        from ppminilm import storage
+
+        return config_overrides(storage.read_json(args.config), stage, args.config)
+    return read_config_file(args.config, stage)
 
 
 def finish(summary: StageSummary, args: argparse.Namespace) -> int:

