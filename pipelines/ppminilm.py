@@ -8,9 +8,11 @@
     exit handler: record-status
 
 ``use_gpu`` picks one of two identical sub-graphs: the GPU one runs teacher/distillation/
-fine-tuning/pruning on the V100 pool (GPU training image) and benchmarks on the T4 pool
-(TensorRT image); the CPU one runs everything on the CPU image. Branching the whole recipe
-avoids ``dsl.OneOf`` over artifacts, which KFP's local runner does not resolve.
+fine-tuning/pruning on the V100 pool (GPU training image) and quantization scoring and
+benchmarks on the T4 pool (TensorRT image); the CPU one runs everything on the CPU image.
+Branching the whole recipe avoids ``dsl.OneOf`` over artifacts, which KFP's local runner does
+not resolve; the one ``OneOf`` (single-node vs PaddleJob distillation) lives inside the GPU
+branch, which only runs on a cluster.
 """
 
 from typing import Any
@@ -27,6 +29,7 @@ from components.report import record_status, report
 from components.results import merge_results
 from components.select_best import select_best
 from components.teacher import pretrain_teacher
+from ppminilm.cluster.jobs import POD_FIELD_PATHS
 from ppminilm.cluster.platform import (
     GPU_INFER_IMAGE,
     GPU_TRAIN_IMAGE,
@@ -46,7 +49,7 @@ BENCH_ROWS = ("PP-MiniLM FP32", "pruned FP32", "pruned INT8")
 DEFAULT_LOCAL_GRID = config_for(GridConfig, "local").points()
 
 
-def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: int = 1) -> None:
+def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: Any = 1) -> None:
     """Place a task on a GPU node pool with the matching image and /dev/shm."""
     task.set_container_image(image)
     task.set_accelerator_type(pool.gpu_resource)
@@ -102,6 +105,8 @@ def _task_recipe(gpu: bool) -> Any:
             task=task,
             profile=profile,
             overrides=overrides,
+            # issue 14: INT8 candidates are scored where they will serve (TensorRT on T4).
+            device="gpu" if gpu else "cpu",
         )
         benches = []
         for name, source in zip(
@@ -127,7 +132,7 @@ def _task_recipe(gpu: bool) -> Any:
         if gpu:
             for t in (ft, pr):
                 _on_pool(t, V100_POOL, GPU_TRAIN_IMAGE)
-            for b in benches:
+            for b in (qt, *benches):
                 _on_pool(b, T4_POOL, GPU_INFER_IMAGE)
         # One artifact per task for the report: the INT8 row, which records its lineage
         # (grid, pruning and quantization summaries) and the other rows' results beside it.
@@ -173,7 +178,7 @@ def _recipe(
     teacher = pretrain_teacher(
         data=data.outputs["data"], profile=profile, teacher_uri=teacher_uri, overrides=overrides
     )
-    student = distill(
+    distill_inputs = dict(
         data=data.outputs["data"],
         teacher=teacher.outputs["teacher"],
         profile=profile,
@@ -181,30 +186,64 @@ def _recipe(
         student_uri=student_uri,
         checkpoint_uri=checkpoint_uri,
         overrides=overrides,
-        # Multi-node distillation (a PaddleJob) only makes sense on the GPU pools.
-        nodes=distill_nodes if gpu else 1,
-        gpus_per_node=gpus_per_node,
     )
-    for t in (data, teacher, student):
+    for t in (data, teacher):
         t.set_caching_options(True)
+    if gpu:
+        student = _distill_on_gpus(distill_inputs, distill_nodes, gpus_per_node)
+    else:
+        cpu_distill = distill(**distill_inputs, nodes=1, gpus_per_node=1)
+        cpu_distill.set_caching_options(True)
+        student = cpu_distill.outputs["student"]
     recipe = TASK_RECIPE_GPU if gpu else TASK_RECIPE_CPU
     with dsl.ParallelFor(tasks, name="tasks") as task:
         per_task = recipe(
             data=data.outputs["data"],
-            student=student.outputs["student"],
+            student=student,
             task=task,
             grid=grid,
             profile=profile,
             overrides=overrides,
         )
-    report(
-        results=dsl.Collected(per_task.output), student=student.outputs["student"], profile=profile
-    )
+    report(results=dsl.Collected(per_task.output), student=student, profile=profile)
     if gpu:
         _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
-        _on_pool(student, V100_POOL, GPU_TRAIN_IMAGE)
-        for t in (data, teacher, student):
+        for t in (data, teacher):
             _with_s3(t)
+
+
+#: Attempts of the PaddleJob-waiting step: a retry adopts the job of the same run.
+PADDLEJOB_STEP_RETRIES = 2
+
+
+def _distill_on_gpus(inputs: dict, nodes: Any, gpus_per_node: Any) -> Any:
+    """issue 14: distillation in the GPU branch, on one node or as a PaddleJob.
+
+    One node: the step itself holds ``gpus_per_node`` V100s and runs one rank per GPU.
+    Several nodes: the step only launches and waits for the PaddleJob (whose workers hold the
+    GPUs), so it runs on a CPU node in the CPU image (which has ``kubeflow-training``), knows
+    its pod (downward API: owner and namespace of the job) and is retried, adopting the job.
+
+    Returns:
+        The student artifact of whichever branch ran (``dsl.OneOf``).
+    """
+    with dsl.If(nodes > 1, name="distill-on-paddlejob"):
+        waiting = distill(
+            **inputs,
+            nodes=nodes,
+            gpus_per_node=gpus_per_node,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        ).set_display_name("distill (PaddleJob)")
+        for env_name, field_path in POD_FIELD_PATHS.items():
+            kubernetes.use_field_path_as_env(waiting, env_name=env_name, field_path=field_path)
+        waiting.set_retry(num_retries=PADDLEJOB_STEP_RETRIES)
+    with dsl.Else(name="distill-on-one-node"):
+        one_node = distill(**inputs, nodes=1, gpus_per_node=gpus_per_node)
+        _on_pool(one_node, V100_POOL, GPU_TRAIN_IMAGE, gpus=gpus_per_node)
+    for t in (waiting, one_node):
+        t.set_caching_options(True)
+        _with_s3(t)
+    return dsl.OneOf(waiting.outputs["student"], one_node.outputs["student"])
 
 
 @dsl.pipeline(
@@ -245,7 +284,8 @@ def ppminilm_pipeline(
         overrides: Per-stage config overrides, e.g. ``{"distill": {"max_steps": 1000}}``.
         distill_nodes: GPU nodes for distillation (``use_gpu`` only); more than 1 launches a
             Training Operator PaddleJob and needs an ``s3://`` ``checkpoint_uri``.
-        gpus_per_node: GPUs per node of that PaddleJob.
+        gpus_per_node: GPUs per node for distillation (``use_gpu`` only): one data-parallel
+            rank per GPU, ``batch_size`` per GPU (the seed: 8 x 128).
     """
     status = record_status()
     with dsl.ExitHandler(status, name="recipe"):

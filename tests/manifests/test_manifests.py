@@ -30,7 +30,7 @@ ENV_FILE = "base/s3-credentials.env"
 K8S_SCHEMA_VERSION = "1.30"
 YAMLLINT_CONFIG = MANIFESTS / ".yamllint.yaml"
 #: Required verbs on paddlejobs.kubeflow.org for the pipeline-runner service account.
-PADDLEJOB_VERBS = {"create", "get", "list", "watch", "delete"}
+PADDLEJOB_VERBS = {"create", "get", "list", "watch", "patch", "delete"}
 
 #: Mapping keys whose literal value would be a credential (compared lower-case, letters/digits).
 _SECRET_KEYS = re.compile(

@@ -22,6 +22,10 @@ from ppminilm.cluster.platform import (
 REGENERATE = "stale compiled YAML: run `make compile` and commit the result"
 #: Stages that train and must land on the V100 pool in the GPU branch.
 V100_STAGES = {"pretrain-teacher", "distill", "finetune", "prune"}
+#: Stages that run (or score models) where they will serve: the T4 pool in the GPU branch.
+T4_STAGES = {"benchmark", "quantize"}
+#: The accelerator count of the single-node distill step: the gpus_per_node parameter.
+GPUS_PER_NODE = "{{$.inputs.parameters['pipelinechannel--gpus_per_node']}}"
 
 
 @pytest.fixture(scope="module")
@@ -110,18 +114,19 @@ def test_gpu_placement(ir):
         if spec["container"].get("resources", {}).get("accelerator")
     ]
     assert gpu_execs, "no task asks for a GPU"
-    for stage in V100_STAGES | {"benchmark"}:
+    for stage in V100_STAGES | T4_STAGES:
         placed = [e for e in by_stage[stage] if e in gpu_execs]
         assert placed, f"{stage} has no GPU variant"
         assert any(e not in gpu_execs for e in by_stage[stage]), f"{stage} has no CPU variant"
         pool, image = (
-            (T4_POOL, GPU_INFER_IMAGE) if stage == "benchmark" else (V100_POOL, GPU_TRAIN_IMAGE)
+            (T4_POOL, GPU_INFER_IMAGE) if stage in T4_STAGES else (V100_POOL, GPU_TRAIN_IMAGE)
         )
         for e in placed:
             container = executors[e]["container"]
             assert container["image"] == image, e
             assert container["resources"]["accelerator"]["resourceType"] == pool.gpu_resource
-            assert int(container["resources"]["accelerator"]["resourceCount"]) >= 1
+            count = container["resources"]["accelerator"]["resourceCount"]
+            assert count == GPUS_PER_NODE if stage == "distill" else int(count) >= 1, (e, count)
             assert k8s[e]["nodeSelector"]["labels"] == pool.node_selector, e
             assert k8s[e]["tolerations"] == [
                 {
@@ -168,3 +173,56 @@ def test_no_secret_values(fresh):
         r"-----BEGIN",
     ):
         assert not re.search(pattern, text), pattern  # ...never by value
+
+
+def _task_and_executor(pipeline: dict, component: str, task: str) -> tuple[dict, str]:
+    spec = pipeline["components"][component]["dag"]["tasks"][task]
+    return spec, _executor_of(pipeline, spec["componentRef"]["name"])
+
+
+def _branch_of_condition(pipeline: dict, condition: str) -> str:
+    """Name of the condition component triggered by exactly ``condition``."""
+    for comp in pipeline["components"].values():
+        for task in comp.get("dag", {}).get("tasks", {}).values():
+            if task.get("triggerPolicy", {}).get("condition") == condition:
+                return task["componentRef"]["name"]
+    raise AssertionError(f"no condition {condition!r}")
+
+
+def test_distillation_requests_gpus_per_node_gpus_or_waits_on_a_cpu_node(ir):
+    """issue 14: one node holds gpus_per_node V100s; a PaddleJob's waiting step holds none."""
+    pipeline, k8s = ir
+    executors = pipeline["deploymentSpec"]["executors"]
+    nodes = "int(inputs.parameter_values['pipelinechannel--distill_nodes'])"
+    one_node = _branch_of_condition(pipeline, f"!({nodes} > 1)")
+    many = _branch_of_condition(pipeline, f"{nodes} > 1")
+    task, e = _task_and_executor(pipeline, one_node, "distill-2")
+    container = executors[e]["container"]
+    assert container["resources"]["accelerator"]["resourceCount"] == GPUS_PER_NODE
+    assert container["image"] == GPU_TRAIN_IMAGE
+    assert k8s[e]["nodeSelector"]["labels"] == V100_POOL.node_selector
+    params = task["inputs"]["parameters"]
+    assert params["nodes"]["runtimeValue"]["constant"] == 1
+    assert params["gpus_per_node"]["componentInputParameter"] == "pipelinechannel--gpus_per_node"
+
+    from ppminilm.cluster.jobs import POD_FIELD_PATHS
+
+    task, e = _task_and_executor(pipeline, many, "distill")
+    container = executors[e]["container"]
+    assert container["image"] == CPU_IMAGE and "accelerator" not in container.get("resources", {})
+    assert "nodeSelector" not in k8s[e] and "tolerations" not in k8s[e]
+    env = {f["name"]: f["fieldPath"] for f in k8s[e]["fieldPathAsEnv"]}
+    assert env == POD_FIELD_PATHS
+    assert task["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"] == (
+        "{{$.pipeline_job_uuid}}"
+    )
+    assert task["retryPolicy"]["maxRetryCount"] >= 1
+    assert k8s[e]["secretAsEnv"][0]["secretName"] == S3_SECRET_NAME
+
+
+def test_gpu_branch_scores_int8_candidates_on_the_t4_pool(ir):
+    pipeline, _ = ir
+    gpu = pipeline["components"]["comp-task-recipe-gpu"]["dag"]["tasks"]["quantize"]
+    cpu = pipeline["components"]["comp-task-recipe-cpu"]["dag"]["tasks"]["quantize"]
+    assert gpu["inputs"]["parameters"]["device"]["runtimeValue"]["constant"] == "gpu"
+    assert cpu["inputs"]["parameters"]["device"]["runtimeValue"]["constant"] == "cpu"
