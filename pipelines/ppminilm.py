@@ -5,12 +5,19 @@
                                                │  Collected -> select-best -> prune -> quantize│
                                                │  benchmark FP32 / pruned / INT8               │
                                                └── Collected results -> report ────────────────┘
-    exit handler: record-status
 
 ``use_gpu`` picks one of two identical sub-graphs: the GPU one runs teacher/distillation/
 fine-tuning/pruning on the V100 pool (GPU training image) and benchmarks on the T4 pool
 (TensorRT image); the CPU one runs everything on the CPU image. Branching the whole recipe
 avoids ``dsl.OneOf`` over artifacts, which KFP's local runner does not resolve.
+
+Every task gets its Kubernetes settings from :func:`pipelines.kube.configure` (resources,
+/dev/shm, deadline, retries, non-root user, storage env) and both loops are bounded by
+compile-time constants (``platform.TASK_LOOP_PARALLELISM`` / ``GRID_LOOP_PARALLELISM``).
+
+No ``dsl.ExitHandler``: a ``ParallelFor`` inside one fails at run time on the KFP backends we
+support (kubeflow/pipelines#12390, open; #13321 on 2.16), so the run's final state comes from
+KFP itself (``make submit --wait`` prints it); ``record-status`` stays a reusable component.
 """
 
 from typing import Any
@@ -23,16 +30,17 @@ from components.distill import distill
 from components.finetune import finetune
 from components.prune import prune
 from components.quantize import quantize
-from components.report import record_status, report
+from components.report import report
 from components.results import merge_results
 from components.select_best import select_best
 from components.teacher import pretrain_teacher
+from pipelines.kube import configure
 from ppminilm.cluster.platform import (
     GPU_INFER_IMAGE,
     GPU_TRAIN_IMAGE,
-    S3_SECRET_KEYS,
-    S3_SECRET_NAME,
+    GRID_LOOP_PARALLELISM,
     T4_POOL,
+    TASK_LOOP_PARALLELISM,
     V100_POOL,
     NodePool,
 )
@@ -47,7 +55,7 @@ DEFAULT_LOCAL_GRID = config_for(GridConfig, "local").points()
 
 
 def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: int = 1) -> None:
-    """Place a task on a GPU node pool with the matching image and /dev/shm."""
+    """Place a task on a GPU node pool with the matching image (/dev/shm: ``configure``)."""
     task.set_container_image(image)
     task.set_accelerator_type(pool.gpu_resource)
     task.set_accelerator_limit(gpus)
@@ -55,16 +63,6 @@ def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: int = 1) 
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     kubernetes.add_toleration(
         task, key=pool.taint_key, operator="Equal", value=pool.taint_value, effect=pool.taint_effect
-    )
-    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
-
-
-def _with_s3(task: dsl.PipelineTask) -> None:
-    """Give a task the object-store credentials (for direct corpus/checkpoint access)."""
-    kubernetes.use_secret_as_env(
-        task,
-        secret_name=S3_SECRET_NAME,
-        secret_key_to_env={v: k for k, v in S3_SECRET_KEYS.items()},
     )
 
 
@@ -80,7 +78,8 @@ def _task_recipe(gpu: bool) -> Any:
         profile: str,
         overrides: dict,
     ) -> dsl.Artifact:
-        with dsl.ParallelFor(grid, name="grid") as point:
+        branch = "gpu" if gpu else "cpu"
+        with dsl.ParallelFor(grid, name="grid", parallelism=GRID_LOOP_PARALLELISM[branch]) as point:
             ft = finetune(
                 data=data,
                 init_model=student,
@@ -136,6 +135,8 @@ def _task_recipe(gpu: bool) -> Any:
             pruned=benches[1].outputs["result"],
             int8=benches[2].outputs["result"],
         )
+        for t in (ft, best, pr, qt, *benches, merged):
+            configure(t, gpu=gpu)
         return merged.outputs["merged"]
 
     return task_recipe
@@ -188,7 +189,8 @@ def _recipe(
     for t in (data, teacher, student):
         t.set_caching_options(True)
     recipe = TASK_RECIPE_GPU if gpu else TASK_RECIPE_CPU
-    with dsl.ParallelFor(tasks, name="tasks") as task:
+    branch = "gpu" if gpu else "cpu"
+    with dsl.ParallelFor(tasks, name="tasks", parallelism=TASK_LOOP_PARALLELISM[branch]) as task:
         per_task = recipe(
             data=data.outputs["data"],
             student=student.outputs["student"],
@@ -197,14 +199,14 @@ def _recipe(
             profile=profile,
             overrides=overrides,
         )
-    report(
+    summary = report(
         results=dsl.Collected(per_task.output), student=student.outputs["student"], profile=profile
     )
     if gpu:
         _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
         _on_pool(student, V100_POOL, GPU_TRAIN_IMAGE)
-        for t in (data, teacher, student):
-            _with_s3(t)
+    for t in (data, teacher, student, summary):
+        configure(t, gpu=gpu)
 
 
 @dsl.pipeline(
@@ -247,24 +249,22 @@ def ppminilm_pipeline(
             Training Operator PaddleJob and needs an ``s3://`` ``checkpoint_uri``.
         gpus_per_node: GPUs per node of that PaddleJob.
     """
-    status = record_status()
-    with dsl.ExitHandler(status, name="recipe"):
-        args: dict[str, Any] = dict(
-            profile=profile,
-            tasks=tasks,
-            grid=grid,
-            do_distill=do_distill,
-            teacher_uri=teacher_uri,
-            student_uri=student_uri,
-            corpus_uri=corpus_uri,
-            vocab_uri=vocab_uri,
-            data_source=data_source,
-            checkpoint_uri=checkpoint_uri,
-            overrides=overrides,
-            distill_nodes=distill_nodes,
-            gpus_per_node=gpus_per_node,
-        )
-        with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
-            _recipe(gpu=True, **args)
-        with dsl.Else(name="cpu-only"):
-            _recipe(gpu=False, **args)
+    args: dict[str, Any] = dict(
+        profile=profile,
+        tasks=tasks,
+        grid=grid,
+        do_distill=do_distill,
+        teacher_uri=teacher_uri,
+        student_uri=student_uri,
+        corpus_uri=corpus_uri,
+        vocab_uri=vocab_uri,
+        data_source=data_source,
+        checkpoint_uri=checkpoint_uri,
+        overrides=overrides,
+        distill_nodes=distill_nodes,
+        gpus_per_node=gpus_per_node,
+    )
+    with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
+        _recipe(gpu=True, **args)
+    with dsl.Else(name="cpu-only"):
+        _recipe(gpu=False, **args)
