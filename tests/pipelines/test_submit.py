@@ -136,7 +136,7 @@ def test_wait_exits_by_the_final_state(states, code, word, capsys):
     with FakeKfpServer() as server:
         server.run_states = states
         assert _submit(server, "--wait") == code
-    assert f"r1" in capsys.readouterr().out or True
+    assert f"{word}" in capsys.readouterr().out
     (run,) = server.runs.values()
     assert run["state"] == word and run["polls"] >= 2
 
