@@ -105,9 +105,7 @@ def revision(package: Path) -> str:
 
 
 def _equals(key: str, value: str) -> str:
-    return json.dumps(
-        {"predicates": [{"operation": "EQUALS", "key": key, "stringValue": value}]}
-    )
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "stringValue": value}]})
 
 
 def healthz(host: str, token: str | None) -> dict[str, Any]:

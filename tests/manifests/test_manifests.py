@@ -40,8 +40,10 @@ RUN_PERMISSIONS = [
     ("", "secrets", platform.S3_SECRET_NAME, "get"),
     ("argoproj.io", "workflowtaskresults", None, "create"),
     ("argoproj.io", "workflowtaskresults", None, "patch"),
-    *[("kubeflow.org", "paddlejobs", None, v)
-      for v in ("create", "get", "list", "watch", "patch", "delete")],  # fmt: skip
+    *[
+        ("kubeflow.org", "paddlejobs", None, v)
+        for v in ("create", "get", "list", "watch", "patch", "delete")
+    ],
     ("", "pods", None, "get"),
     ("", "pods/log", None, "get"),
 ]
@@ -308,7 +310,9 @@ def test_namespace_story_agrees_by_construction(built: dict) -> None:
     for overlay in OVERLAYS:
         storage = find(built[overlay], "ConfigMap", platform.STORAGE_CONFIGMAP)["data"]
         assert set(storage) == set(platform.STORAGE_CONFIG_KEYS)
-        assert storage["AWS_ENDPOINT_URL"] == f"http://{platform.MINIO_SERVICE}:{platform.MINIO_PORT}"
+        assert (
+            storage["AWS_ENDPOINT_URL"] == f"http://{platform.MINIO_SERVICE}:{platform.MINIO_PORT}"
+        )
         job = find(built[overlay], "Job", "ppminilm-bucket-init")
         env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["S3_BUCKET"]["value"] == platform.S3_BUCKET
@@ -362,7 +366,9 @@ def rbac_problems(objs: list[dict[str, Any]], overlay: str) -> list[str]:
     problems = [f"no RoleBinding for {subject}"] if not bindings else []
     for group, resource, name, verb in RUN_PERMISSIONS:
         if not allowed(rules, group, resource, name, verb):
-            problems.append(f"{subject['name']} may not {verb} {group or 'core'}/{resource} {name or ''}")
+            problems.append(
+                f"{subject['name']} may not {verb} {group or 'core'}/{resource} {name or ''}"
+            )
     if any(o["kind"].startswith("Cluster") for o in objs):
         problems.append("namespace-scoped RBAC only")
     return problems
@@ -388,11 +394,13 @@ def test_minio_reachable_from_namespace_and_kfp_ui(built: dict, overlay: str) ->
     (api_rule,) = api
     assert {"podSelector": {}} in api_rule["from"]
     ui = [p for p in api_rule["from"] if "namespaceSelector" in p]
-    assert ui == [{
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": platform.KFP_NAMESPACE}},
-        "podSelector": {"matchExpressions": [{"key": "app", "operator": "In",
-                                              "values": ["ml-pipeline-ui", "ml-pipeline-ui-artifact"]}]},
-    }], "the KFP UI (artifact previews) reaches the S3 API"  # fmt: skip
+    ui_pods = ["ml-pipeline-ui", "ml-pipeline-ui-artifact"]
+    kfp_ns = {"matchLabels": {"kubernetes.io/metadata.name": platform.KFP_NAMESPACE}}
+    expected = {
+        "namespaceSelector": kfp_ns,
+        "podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ui_pods}]},
+    }
+    assert ui == [expected], "the KFP UI (artifact previews) reaches the S3 API"
     for rule in policy["ingress"]:
         for peer in rule["from"]:
             assert peer != {"namespaceSelector": {}}, "no other namespace"

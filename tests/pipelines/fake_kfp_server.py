@@ -47,7 +47,9 @@ def model_problems(value: Any, type_name: str, where: str) -> list[str]:
     if match := _LIST.match(type_name):
         if not isinstance(value, list):
             return [f"{where}: expected a list"]
-        return [p for i, v in enumerate(value) for p in model_problems(v, match[1], f"{where}[{i}]")]
+        return [
+            p for i, v in enumerate(value) for p in model_problems(v, match[1], f"{where}[{i}]")
+        ]
     if match := _DICT.match(type_name):
         if not isinstance(value, dict):
             return [f"{where}: expected an object"]
@@ -70,7 +72,9 @@ def model_problems(value: Any, type_name: str, where: str) -> list[str]:
         if key not in by_json:
             problems.append(f"{where}.{key}: not a field of {type_name}")
         else:
-            problems.extend(model_problems(item, model.openapi_types[by_json[key]], f"{where}.{key}"))
+            problems.extend(
+                model_problems(item, model.openapi_types[by_json[key]], f"{where}.{key}")
+            )
     return problems
 
 
@@ -175,10 +179,16 @@ class FakeKfpServer:
         path, method, query, body = req["path"], req["method"], req["query"], req["body"]
         ns = query.get("namespace", [None])[0]
         if path == f"{API}/healthz" and method == "GET":
-            return 200, {"commit_sha": "fake", "tag_name": self.version, "multi_user": self.multi_user}
+            return 200, {
+                "commit_sha": "fake",
+                "tag_name": self.version,
+                "multi_user": self.multi_user,
+            }
         if path == f"{API}/pipelines" and method == "GET":
             name = _exact_filter(query)
-            found = [p for p in self.pipelines.values() if name is None or p["display_name"] == name]
+            found = [
+                p for p in self.pipelines.values() if name is None or p["display_name"] == name
+            ]
             return 200, {"pipelines": found, "total_size": len(found)}
         if path == f"{API}/pipelines/upload" and method == "POST":
             return self._upload(query, req["files"], pipeline_id=None, ns=ns)
@@ -198,7 +208,9 @@ class FakeKfpServer:
             if problem := self._namespace_problem(ns, "list experiments"):
                 return self._bad(problem)
             name = _exact_filter(query)
-            found = [e for e in self.experiments.values() if name is None or e["display_name"] == name]
+            found = [
+                e for e in self.experiments.values() if name is None or e["display_name"] == name
+            ]
             return 200, {"experiments": found, "total_size": len(found)}
         if path == f"{API}/experiments" and method == "POST":
             problems = model_problems(body, "V2beta1Experiment", "experiment")
@@ -302,9 +314,7 @@ class FakeKfpServer:
 
 
 def _multipart(ctype: str, raw: bytes) -> dict[str, bytes]:
-    message = email.parser.BytesParser().parsebytes(
-        f"Content-Type: {ctype}\r\n\r\n".encode() + raw
-    )
+    message = email.parser.BytesParser().parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + raw)
     files = {}
     for part in message.get_payload():
         name = part.get_param("name", header="content-disposition")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
+
 import pytest
 import yaml
 
@@ -215,5 +216,3 @@ def test_cluster_package_defaults_are_the_seed_recipe():
     assert params["use_gpu"]["defaultValue"] is True
     assert params["profile"]["defaultValue"] == "cluster"
     assert params["data_source"]["defaultValue"] == "clue"
-
-

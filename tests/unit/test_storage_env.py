@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -34,7 +35,11 @@ def test_credential_chain_order(tmp_path: Path):
     base = {"AWS_ENDPOINT_URL": "http://h:1", "HOME": str(tmp_path)}
     token = tmp_path / "token"
     token.write_text("eyJ.fake.jwt")
-    irsa = {**base, "AWS_WEB_IDENTITY_TOKEN_FILE": str(token), "AWS_ROLE_ARN": "arn:aws:iam::1:role/r"}
+    irsa = {
+        **base,
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+        "AWS_ROLE_ARN": "arn:aws:iam::1:role/r",
+    }
     assert S3Settings.from_env({**irsa, **KEYS}).credential_source == "static"
     web = S3Settings.from_env(irsa)
     assert web.credential_source == "web-identity" and web.access_key == ""
@@ -72,8 +77,8 @@ def test_shared_credentials_file_reaches_the_store(s3_server, tmp_path: Path):
 class _FakeSts(BaseHTTPRequestHandler):
     """AssumeRoleWithWebIdentity as STS (and MinIO's STS) answers it; records the query."""
 
-    seen: list[dict] = []
-    keys: tuple[str, str] = ("", "")
+    seen: ClassVar[list[dict]] = []
+    keys: ClassVar[tuple[str, str]] = ("", "")
 
     def log_message(self, *args):
         pass
