@@ -34,10 +34,12 @@ def paddlejob_distill(
         job_record: Output: JSON with the submitted PaddleJob and its final status.
         workers: Worker pods (nodes).
         gpus_per_worker: GPUs per worker; one Paddle rank per GPU.
-        image: Worker image; empty means the project's GPU training image.
+        image: Worker image; empty means ``PPMINILM_WORKER_IMAGE`` if set, else the
+            project's GPU training image.
         namespace: Namespace of the job; empty means this step's own (it must be, for the
-            job's ownerReference to this pod: set PPMINILM_POD_NAME/_UID/_NAMESPACE from the
-            downward API with ``kfp.kubernetes.use_field_path_as_env``, see
+            job's ownerReference to this pod: set PPMINILM_POD_NAME/_UID/_NAMESPACE, and
+            _SERVICE_ACCOUNT for the workers' service account, from the downward API with
+            ``kfp.kubernetes.use_field_path_as_env``, see
             ``ppminilm.cluster.jobs.POD_FIELD_PATHS``).
         cpu: CPU request and limit per worker.
         memory: Memory request and limit per worker.

@@ -5,7 +5,6 @@
                                                │  Collected -> select-best -> prune -> quantize│
                                                │  benchmark FP32 / pruned / INT8               │
                                                └── Collected results -> report ────────────────┘
-    exit handler: record-status
 
 ``use_gpu`` picks one of two identical sub-graphs: the GPU one runs teacher/distillation/
 fine-tuning/pruning on the V100 pool (GPU training image) and quantization scoring and
@@ -13,6 +12,14 @@ benchmarks on the T4 pool (TensorRT image); the CPU one runs everything on the C
 Branching the whole recipe avoids ``dsl.OneOf`` over artifacts, which KFP's local runner does
 not resolve; the one ``OneOf`` (single-node vs PaddleJob distillation) lives inside the GPU
 branch, which only runs on a cluster.
+
+Every task gets its Kubernetes settings from :func:`pipelines.kube.configure` (resources,
+/dev/shm, deadline, retries, non-root user, storage env) and both loops are bounded by
+compile-time constants (``platform.TASK_LOOP_PARALLELISM`` / ``GRID_LOOP_PARALLELISM``).
+
+No ``dsl.ExitHandler``: a ``ParallelFor`` inside one fails at run time on the KFP backends we
+support (kubeflow/pipelines#12390, open; #13321 on 2.16), so the run's final state comes from
+KFP itself (``make submit --wait`` prints it); ``record-status`` stays a reusable component.
 """
 
 from typing import Any
@@ -25,17 +32,18 @@ from components.distill import distill
 from components.finetune import finetune
 from components.prune import prune
 from components.quantize import quantize
-from components.report import record_status, report
+from components.report import report
 from components.results import merge_results
 from components.select_best import select_best
 from components.teacher import pretrain_teacher
-from ppminilm.cluster.jobs import POD_FIELD_PATHS
+from pipelines.kube import configure
+from ppminilm.cluster.jobs import POD_FIELD_PATHS, WORKER_IMAGE_ENV
 from ppminilm.cluster.platform import (
     GPU_INFER_IMAGE,
     GPU_TRAIN_IMAGE,
-    S3_SECRET_KEYS,
-    S3_SECRET_NAME,
+    GRID_LOOP_PARALLELISM,
     T4_POOL,
+    TASK_LOOP_PARALLELISM,
     V100_POOL,
     NodePool,
 )
@@ -50,7 +58,10 @@ DEFAULT_LOCAL_GRID = config_for(GridConfig, "local").points()
 
 
 def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: Any = 1) -> None:
-    """Place a task on a GPU node pool with the matching image and /dev/shm."""
+    """Place a task on a GPU node pool with the matching image (/dev/shm: ``configure``).
+
+    ``gpus`` may be a pipeline parameter (the single-node distillation's ``gpus_per_node``).
+    """
     task.set_container_image(image)
     task.set_accelerator_type(pool.gpu_resource)
     task.set_accelerator_limit(gpus)
@@ -58,16 +69,6 @@ def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: Any = 1) 
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     kubernetes.add_toleration(
         task, key=pool.taint_key, operator="Equal", value=pool.taint_value, effect=pool.taint_effect
-    )
-    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
-
-
-def _with_s3(task: dsl.PipelineTask) -> None:
-    """Give a task the object-store credentials (for direct corpus/checkpoint access)."""
-    kubernetes.use_secret_as_env(
-        task,
-        secret_name=S3_SECRET_NAME,
-        secret_key_to_env={v: k for k, v in S3_SECRET_KEYS.items()},
     )
 
 
@@ -83,7 +84,8 @@ def _task_recipe(gpu: bool) -> Any:
         profile: str,
         overrides: dict,
     ) -> dsl.Artifact:
-        with dsl.ParallelFor(grid, name="grid") as point:
+        branch = "gpu" if gpu else "cpu"
+        with dsl.ParallelFor(grid, name="grid", parallelism=GRID_LOOP_PARALLELISM[branch]) as point:
             ft = finetune(
                 data=data,
                 init_model=student,
@@ -141,6 +143,8 @@ def _task_recipe(gpu: bool) -> Any:
             pruned=benches[1].outputs["result"],
             int8=benches[2].outputs["result"],
         )
+        for t in (ft, best, pr, qt, *benches, merged):
+            configure(t, gpu=gpu)
         return merged.outputs["merged"]
 
     return task_recipe
@@ -192,11 +196,12 @@ def _recipe(
     if gpu:
         student = _distill_on_gpus(distill_inputs, distill_nodes, gpus_per_node)
     else:
-        cpu_distill = distill(**distill_inputs, nodes=1, gpus_per_node=1)
+        cpu_distill = configure(distill(**distill_inputs, nodes=1, gpus_per_node=1), gpu=False)
         cpu_distill.set_caching_options(True)
         student = cpu_distill.outputs["student"]
     recipe = TASK_RECIPE_GPU if gpu else TASK_RECIPE_CPU
-    with dsl.ParallelFor(tasks, name="tasks") as task:
+    branch = "gpu" if gpu else "cpu"
+    with dsl.ParallelFor(tasks, name="tasks", parallelism=TASK_LOOP_PARALLELISM[branch]) as task:
         per_task = recipe(
             data=data.outputs["data"],
             student=student,
@@ -205,15 +210,11 @@ def _recipe(
             profile=profile,
             overrides=overrides,
         )
-    report(results=dsl.Collected(per_task.output), student=student, profile=profile)
+    summary = report(results=dsl.Collected(per_task.output), student=student, profile=profile)
     if gpu:
         _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
-        for t in (data, teacher):
-            _with_s3(t)
-
-
-#: Attempts of the PaddleJob-waiting step: a retry adopts the job of the same run.
-PADDLEJOB_STEP_RETRIES = 2
+    for t in (data, teacher, summary):
+        configure(t, gpu=gpu)
 
 
 def _distill_on_gpus(inputs: dict, nodes: Any, gpus_per_node: Any) -> Any:
@@ -222,7 +223,10 @@ def _distill_on_gpus(inputs: dict, nodes: Any, gpus_per_node: Any) -> Any:
     One node: the step itself holds ``gpus_per_node`` V100s and runs one rank per GPU.
     Several nodes: the step only launches and waits for the PaddleJob (whose workers hold the
     GPUs), so it runs on a CPU node in the CPU image (which has ``kubeflow-training``), knows
-    its pod (downward API: owner and namespace of the job) and is retried, adopting the job.
+    its pod (downward API: owner, namespace and service account of the job), tells the job
+    the GPU training image this package was compiled with, and is retried, adopting the job
+    (its sizes, deadline and retries: the ``paddlejob-distill`` row of
+    ``platform.TASK_RESOURCES``). Both get the storage env (``configure``).
 
     Returns:
         The student artifact of whichever branch ran (``dsl.OneOf``).
@@ -236,13 +240,15 @@ def _distill_on_gpus(inputs: dict, nodes: Any, gpus_per_node: Any) -> Any:
         ).set_display_name("distill (PaddleJob)")
         for env_name, field_path in POD_FIELD_PATHS.items():
             kubernetes.use_field_path_as_env(waiting, env_name=env_name, field_path=field_path)
-        waiting.set_retry(num_retries=PADDLEJOB_STEP_RETRIES)
+        # pipelines.compile retargets this value together with the executor images.
+        waiting.set_env_variable(WORKER_IMAGE_ENV, GPU_TRAIN_IMAGE)
+        configure(waiting, gpu=True, resources="paddlejob-distill")
     with dsl.Else(name="distill-on-one-node"):
         one_node = distill(**inputs, nodes=1, gpus_per_node=gpus_per_node)
         _on_pool(one_node, V100_POOL, GPU_TRAIN_IMAGE, gpus=gpus_per_node)
+        configure(one_node, gpu=True)
     for t in (waiting, one_node):
         t.set_caching_options(True)
-        _with_s3(t)
     return dsl.OneOf(waiting.outputs["student"], one_node.outputs["student"])
 
 
@@ -287,24 +293,22 @@ def ppminilm_pipeline(
         gpus_per_node: GPUs per node for distillation (``use_gpu`` only): one data-parallel
             rank per GPU, ``batch_size`` per GPU (the seed: 8 x 128).
     """
-    status = record_status()
-    with dsl.ExitHandler(status, name="recipe"):
-        args: dict[str, Any] = dict(
-            profile=profile,
-            tasks=tasks,
-            grid=grid,
-            do_distill=do_distill,
-            teacher_uri=teacher_uri,
-            student_uri=student_uri,
-            corpus_uri=corpus_uri,
-            vocab_uri=vocab_uri,
-            data_source=data_source,
-            checkpoint_uri=checkpoint_uri,
-            overrides=overrides,
-            distill_nodes=distill_nodes,
-            gpus_per_node=gpus_per_node,
-        )
-        with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
-            _recipe(gpu=True, **args)
-        with dsl.Else(name="cpu-only"):
-            _recipe(gpu=False, **args)
+    args: dict[str, Any] = dict(
+        profile=profile,
+        tasks=tasks,
+        grid=grid,
+        do_distill=do_distill,
+        teacher_uri=teacher_uri,
+        student_uri=student_uri,
+        corpus_uri=corpus_uri,
+        vocab_uri=vocab_uri,
+        data_source=data_source,
+        checkpoint_uri=checkpoint_uri,
+        overrides=overrides,
+        distill_nodes=distill_nodes,
+        gpus_per_node=gpus_per_node,
+    )
+    with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
+        _recipe(gpu=True, **args)
+    with dsl.Else(name="cpu-only"):
+        _recipe(gpu=False, **args)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.compile import COMPONENTS_DIR, PIPELINE_YAML, compile_all
+from pipelines.compile import CLUSTER_YAML, COMPONENTS_DIR, PIPELINE_YAML, compile_all
 from ppminilm.cluster.platform import (
     CPU_IMAGE,
     GPU_INFER_IMAGE,
@@ -45,9 +45,10 @@ def ir(fresh):
     return pipeline, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
-def test_golden_pipeline(fresh):
-    assert PIPELINE_YAML.is_file(), REGENERATE
-    assert _docs(fresh / "ppminilm.yaml") == _docs(PIPELINE_YAML), REGENERATE
+@pytest.mark.parametrize("golden", [PIPELINE_YAML, CLUSTER_YAML], ids=lambda p: p.name)
+def test_golden_pipeline(fresh, golden):
+    assert golden.is_file(), REGENERATE
+    assert _docs(fresh / golden.name) == _docs(golden), REGENERATE
 
 
 def test_golden_components(fresh):
@@ -136,20 +137,20 @@ def test_gpu_placement(ir):
                     "effect": pool.taint_effect,
                 }
             ], e
-            assert {"medium": "Memory", "mountPath": "/dev/shm", "volumeName": "dshm"} in k8s[e][
-                "emptyDirMounts"
-            ]
+            (shm,) = k8s[e]["emptyDirMounts"]
+            assert {k: shm[k] for k in ("medium", "mountPath", "volumeName")} == {
+                "medium": "Memory", "mountPath": "/dev/shm", "volumeName": "dshm"
+            } and shm["sizeLimit"], e  # fmt: skip
     for e, spec in executors.items():
         if e not in gpu_execs:
             assert spec["container"]["image"] == CPU_IMAGE, e
             assert "nodeSelector" not in k8s.get(e, {}), e
 
 
-def test_exit_handler_records_status(ir):
+def test_no_exit_handler_around_the_loops(ir):
+    """kubeflow/pipelines#12390: a ParallelFor inside an ExitHandler fails at run time."""
     pipeline, _ = ir
-    tasks = pipeline["root"]["dag"]["tasks"]
-    assert tasks["record-status"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
-    assert tasks["record-status"]["dependentTasks"] == ["exit-handler-1"]
+    assert not [n for n in pipeline["components"] if n.startswith("comp-exit-handler")]
 
 
 def test_ui_parameters_have_defaults(ir):
@@ -218,6 +219,20 @@ def test_distillation_requests_gpus_per_node_gpus_or_waits_on_a_cpu_node(ir):
     )
     assert task["retryPolicy"]["maxRetryCount"] >= 1
     assert k8s[e]["secretAsEnv"][0]["secretName"] == S3_SECRET_NAME
+    # issue 13: the waiting step is sized as a CPU step that outlives its PaddleJob, and tells
+    # the job which GPU training image this package was compiled with.
+    from ppminilm.cluster.jobs import WAIT_MARGIN_S, WORKER_IMAGE_ENV
+    from ppminilm.cluster.paddlejob import PaddleJobSpec
+    from ppminilm.cluster.platform import quantity, task_resources
+
+    row = task_resources("paddlejob-distill", gpu=True)
+    res = container["resources"]
+    assert quantity(res["resourceCpuLimit"]) == quantity(row.cpu_limit)
+    assert quantity(res["resourceMemoryLimit"]) == quantity(row.memory_limit)
+    assert int(k8s[e]["activeDeadlineSeconds"]) == row.timeout_s
+    assert row.timeout_s > PaddleJobSpec.active_deadline_s + WAIT_MARGIN_S
+    assert task["retryPolicy"]["maxRetryCount"] == row.retries
+    assert {v["name"]: v["value"] for v in container["env"]} == {WORKER_IMAGE_ENV: GPU_TRAIN_IMAGE}
 
 
 def test_gpu_branch_scores_int8_candidates_on_the_t4_pool(ir):

@@ -24,7 +24,7 @@ pytest.importorskip("kubeflow.training", reason="needs kubeflow-training")
 from kubeflow.training import TrainingClient
 from kubernetes import client as k8s
 
-from ppminilm.cluster import jobs
+from ppminilm.cluster import jobs, platform
 from ppminilm.cluster.paddlejob import PaddleJobError, PaddleJobSpec, build_paddlejob
 from ppminilm.errors import EXIT_PREEMPTED, ConfigError
 from tests.unit.fake_kube_api import fake_kube_api, write_kubeconfig
@@ -96,6 +96,38 @@ def test_launch_creates_a_checked_job_in_the_pods_namespace(api, tmp_path, monke
     assert json.loads((tmp_path / "record.json").read_text())["status"]["conditions"][-1][
         "type"
     ] == ("Succeeded")
+
+
+def test_workers_take_the_pods_service_account_and_the_compiled_image(
+    api, tmp_path, monkeypatch
+) -> None:
+    """issue 13: the run's service account (standalone pipeline-runner, multi-user
+    default-editor) and the image ``make compile IMAGE_REGISTRY=...`` wrote, not defaults."""
+    state, _, client = api
+    _pod(monkeypatch, POD_A)
+    image = "registry.example.com/ml/ppminilm-gpu-train:rc1@sha256:" + "b" * 64
+    monkeypatch.setenv(jobs.POD_SERVICE_ACCOUNT_ENV, "default-editor")
+    monkeypatch.setenv(jobs.WORKER_IMAGE_ENV, image)
+    _run(client, tmp_path)
+    pod = state.jobs[(NS, jobs.job_name(RUN_ID, BASE))]["spec"]["paddleReplicaSpecs"]["Worker"][
+        "template"
+    ]["spec"]
+    assert pod["serviceAccountName"] == "default-editor"
+    assert pod["containers"][0]["image"] == image
+    assert jobs.POD_FIELD_PATHS[jobs.POD_SERVICE_ACCOUNT_ENV] == "spec.serviceAccountName"
+
+
+def test_without_pod_account_or_image_env_the_defaults_apply(api, tmp_path, monkeypatch) -> None:
+    state, _, client = api
+    _pod(monkeypatch, POD_A)
+    monkeypatch.delenv(jobs.POD_SERVICE_ACCOUNT_ENV, raising=False)
+    monkeypatch.delenv(jobs.WORKER_IMAGE_ENV, raising=False)
+    _run(client, tmp_path, image="")
+    pod = state.jobs[(NS, jobs.job_name(RUN_ID, BASE))]["spec"]["paddleReplicaSpecs"]["Worker"][
+        "template"
+    ]["spec"]
+    assert pod["serviceAccountName"] == PaddleJobSpec.service_account
+    assert pod["containers"][0]["image"] == platform.GPU_TRAIN_IMAGE
 
 
 def test_a_retried_step_adopts_the_job_and_becomes_its_owner(api, tmp_path, monkeypatch) -> None:
@@ -188,7 +220,7 @@ def test_sigterm_deletes_the_job_and_exits_143(api, tmp_path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", host, NS)
     script = textwrap.dedent(
         f"""
-        from ppminilm.cluster import jobs
+        from ppminilm.cluster import jobs, platform
         jobs.run_distill_job(
             {str(tmp_path / "record.json")!r}, job_name={jobs.job_name(RUN_ID, BASE)!r},
             distill_args={ARGS!r}, workers=2, gpus_per_worker=8, run_id={RUN_ID!r},

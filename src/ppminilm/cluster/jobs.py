@@ -54,17 +54,27 @@ logger = logging.getLogger(__name__)
 POD_NAME_ENV = "PPMINILM_POD_NAME"
 POD_UID_ENV = "PPMINILM_POD_UID"
 POD_NAMESPACE_ENV = "PPMINILM_POD_NAMESPACE"
+#: The launching pod's service account: the job's workers run under the same one (the
+#: run's ``pipeline-runner`` / ``default-editor``, or whatever the run was given), so the
+#: RBAC and cloud identity (IRSA, workload identity) bound to it reach the workers too.
+POD_SERVICE_ACCOUNT_ENV = "PPMINILM_POD_SERVICE_ACCOUNT"
 #: Downward-API field paths for the variables above.
 POD_FIELD_PATHS = {
     POD_NAME_ENV: "metadata.name",
     POD_UID_ENV: "metadata.uid",
     POD_NAMESPACE_ENV: "metadata.namespace",
+    POD_SERVICE_ACCOUNT_ENV: "spec.serviceAccountName",
 }
+#: The workers' image as the pipeline was compiled (``pipelines.compile`` retargets it with
+#: the executor images: IMAGE_REGISTRY / IMAGE_TAG / IMAGE_DIGESTS); unset: the default.
+WORKER_IMAGE_ENV = "PPMINILM_WORKER_IMAGE"
 #: Where every pod finds its namespace when the downward API variable is not set.
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 JOB_NAME_PREFIX = "ppminilm-distill"
 #: Seconds to wait for a deleted job to disappear before re-creating its name.
 DELETE_WAIT_S = 120
+#: Seconds the step waits beyond the job's own deadline, so the operator's verdict is read.
+WAIT_MARGIN_S = 300
 #: Conditions after which a job does nothing more.
 FINISHED = ("Succeeded", "Failed")
 
@@ -84,15 +94,22 @@ class PodIdentity:
     name: str
     uid: str
     namespace: str
+    service_account: str = ""
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> PodIdentity | None:
-        """The pod from ``PPMINILM_POD_NAME``/``_UID``/``_NAMESPACE``, or None outside a pod."""
+        """The pod from ``PPMINILM_POD_NAME``/``_UID``/``_NAMESPACE``/``_SERVICE_ACCOUNT``,
+        or None outside a pod (the service account may be empty: older packages)."""
         env = os.environ if env is None else env
         name, uid = env.get(POD_NAME_ENV, ""), env.get(POD_UID_ENV, "")
         if not name or not uid:
             return None
-        return cls(name=name, uid=uid, namespace=current_namespace(env))
+        return cls(
+            name=name,
+            uid=uid,
+            namespace=current_namespace(env),
+            service_account=env.get(POD_SERVICE_ACCOUNT_ENV, ""),
+        )
 
     def owner_reference(self) -> dict[str, Any]:
         """ownerReference to this pod."""
@@ -433,8 +450,11 @@ def run_distill_job(
 ) -> dict[str, Any]:
     """Step entry: build the job, launch or adopt it, wait, and save its record.
 
-    Empty ``image`` means the project's GPU training image; empty ``namespace`` the launching
-    pod's own (:func:`current_namespace`). The launching pod (downward API) owns the job.
+    Empty ``image`` means the image the pipeline was compiled with (``PPMINILM_WORKER_IMAGE``),
+    else the project's GPU training image; empty ``namespace`` the launching pod's own
+    (:func:`current_namespace`). The launching pod (downward API) owns the job, and its
+    workers run under the pod's service account (``PPMINILM_POD_SERVICE_ACCOUNT``; without
+    it, ``PaddleJobSpec``'s default).
 
     Args:
         record_path: Where the job record JSON goes.
@@ -465,17 +485,21 @@ def run_distill_job(
         labels[RUN_ID_LABEL] = _label_value(run_id)
     if checkpoint_uri:
         labels[CHECKPOINT_LABEL] = checkpoint_key(checkpoint_uri)
+    # The workers run under the launching pod's (the run's) service account; outside a pod,
+    # or from a package without that downward-API variable, under the spec's default.
+    account = owner.service_account if owner and owner.service_account else ""
     spec = PaddleJobSpec(
         name=job_name,
         distill_args=tuple(distill_args),
         workers=workers,
         gpus_per_worker=gpus_per_worker,
-        image=image or platform.GPU_TRAIN_IMAGE,
+        image=image or os.environ.get(WORKER_IMAGE_ENV) or platform.GPU_TRAIN_IMAGE,
         cpu=cpu,
         memory=memory,
         shm_size=shm_size,
         active_deadline_s=int(timeout_s),
         labels=labels,
+        service_account=account or PaddleJobSpec.service_account,
     )
     if owner is None:
         logger.warning(
@@ -501,6 +525,6 @@ def run_distill_job(
         spec.node_pool,
     )
     # The step outlives the job's own deadline by a little, so the operator's verdict is read.
-    record = runner.run(manifest, owner, timeout_s=timeout_s + 300)
+    record = runner.run(manifest, owner, timeout_s=timeout_s + WAIT_MARGIN_S)
     save_job_record(record, record_path)
     return dict(record)

@@ -44,6 +44,7 @@ from ppminilm.cluster.platform import (
     NODE_POOLS,
     S3_SECRET_KEYS,
     S3_SECRET_NAME,
+    STORAGE_CONFIGMAP,
     V100_POOL,
     NodePool,
 )
@@ -58,9 +59,6 @@ CONTAINER_NAME = "paddle"
 #: Port the operator advertises in PADDLE_MASTER; it finds it by this port name.
 MASTER_PORT_NAME = "master"
 MASTER_PORT = 37777
-#: ConfigMap (created by manifests/) with the object-store settings (PPMINILM_S3_ENDPOINT,
-#: AWS_REGION) that ppminilm.storage reads from the environment.
-STORAGE_CONFIGMAP = "ppminilm-storage"
 #: Where Paddle's launcher writes one log file per rank (writable by the image's non-root user).
 LAUNCH_LOG_DIR = "/tmp/paddle-launch-logs"
 #: ``python -m`` entry of every worker (see :mod:`ppminilm.stages.distill.launch`).
@@ -356,7 +354,8 @@ def build_paddlejob(
         "imagePullPolicy": "IfNotPresent",
         "command": launch_command(spec),
         "env": env,
-        # PPMINILM_S3_ENDPOINT and AWS_REGION: one place per overlay (MinIO or an external S3).
+        # The storage ConfigMap (AWS_ENDPOINT_URL, AWS_REGION), whole: one place per overlay
+        # (MinIO or an external S3), the same one the pipeline's storage stages load.
         "envFrom": [{"configMapRef": {"name": STORAGE_CONFIGMAP, "optional": False}}],
         "ports": [{"name": MASTER_PORT_NAME, "containerPort": MASTER_PORT, "protocol": "TCP"}],
         "resources": {
