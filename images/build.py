@@ -79,6 +79,16 @@ def image_size_mb(ref: str) -> float:
     return int(docker("image", "inspect", "-f", "{{.Size}}", ref).stdout.strip()) / 1e6
 
 
+def push_target(name: str) -> str:
+    """Where ``--push`` sends an image: ``$IMAGE_REGISTRY``/``$IMAGE_TAG`` applied to its tag,
+    as ``make compile`` applies them to the pipeline (``platform.image_refs``)."""
+    from ppminilm.cluster import platform
+
+    return platform.image_refs(
+        os.environ.get("IMAGE_REGISTRY", ""), os.environ.get("IMAGE_TAG", "")
+    )[name]
+
+
 def git_revision() -> str:
     """HEAD's commit, with ``-dirty`` when the tree has uncommitted changes."""
     try:
@@ -298,8 +308,11 @@ def main(argv: list[str] | None = None) -> int:
             start = container_start_seconds(result.tag)
             result.detail += f"; container start {start:.2f} s"
             if args.push:
-                logger.info("pushing %s", result.tag)
-                docker("push", result.tag, capture=False)
+                target = push_target(name)
+                if target != result.tag:
+                    docker("tag", result.tag, target)
+                logger.info("pushing %s", target)
+                docker("push", target, capture=False)
     print("\nimage        status       size      build   tag / notes")
     for r in results:
         size = f"{r.size_mb:,.0f} MB" if r.size_mb else "-"

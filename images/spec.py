@@ -30,7 +30,7 @@ TENSORRT_VERSION = "8.5.3"
 TENSORRT_DEB_VERSION = f"{TENSORRT_VERSION}-1+cuda11.8"
 
 #: uid of the image's user (group 0, so an arbitrary uid with gid 0 works as on OpenShift).
-IMAGE_UID = 10001
+IMAGE_UID = platform.IMAGE_UID
 #: Where the unversioned library links live in the GPU images.
 LINK_DIR = "/usr/local/lib/ppminilm-links"
 

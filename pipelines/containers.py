@@ -20,10 +20,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ppminilm.cluster import platform
+
 logger = logging.getLogger("ppminilm.run_local")
 
-#: uid of the images' user (images/spec.py IMAGE_UID).
-IMAGE_UID = 10001
+#: uid of the images' user.
+IMAGE_UID = platform.IMAGE_UID
 #: Host variables passed into every step when set (threads, BLAS kernels, paddle flags).
 PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
               "OPENBLAS_L2_SIZE", "CPU_NUM", "PYTHONHASHSEED")  # fmt: skip
