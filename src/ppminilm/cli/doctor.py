@@ -15,8 +15,11 @@ logger = logging.getLogger("ppminilm.doctor")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``doctor``."""
+    from ppminilm.cli._common import HelpFormatter
+
     parser = subparsers.add_parser(
         "doctor",
+        formatter_class=HelpFormatter,
         help="check that the libraries paddle dlopens resolve (image check, no GPU needed)",
         description=(
             "Resolve each library paddle dlopens by its unversioned name (libcudnn.so, "
@@ -27,15 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--profile",
         default=os.environ.get("PPMINILM_IMAGE", "cpu"),
-        help="cpu, gpu-train or gpu-infer (default: $PPMINILM_IMAGE, set in each image, else cpu)",
+        help="cpu, gpu-train or gpu-infer; the default is $PPMINILM_IMAGE (set in each image)",
     )
-    parser.add_argument(
-        "--root", type=Path, default=Path("/"), help="root file system to check (default: /)"
-    )
+    parser.add_argument("--root", type=Path, default=Path("/"), help="root file system to check")
     parser.add_argument(
         "--ld-library-path",
         default=None,
-        help="LD_LIBRARY_PATH the checked process has (default: this one's on /, none otherwise)",
+        help="LD_LIBRARY_PATH the checked process has (unset: this one's on /, none otherwise)",
     )
     parser.add_argument("--no-dlopen", action="store_true", help="resolve only, never dlopen")
     parser.add_argument(
