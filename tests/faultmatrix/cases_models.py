@@ -105,14 +105,30 @@ def export_checkpoint_without_head(fx: Fixtures, root: Path) -> Call:
         {k: v for k, v in state.items() if not k.startswith("classifier")},
         str(model / "model_state.pdparams"),
     )
-    argv = ["export", "--model-dir", str(model), "--out", str(root / "infer"), "--max-seq-len", "16"]
+    argv = [
+        "export",
+        "--model-dir",
+        str(model),
+        "--out",
+        str(root / "infer"),
+        "--max-seq-len",
+        "16",
+    ]
     return Call(argv, [str(model / "model_state.pdparams"), "classifier"], USER)
 
 
 @case("model")
 def export_an_encoder(fx: Fixtures, root: Path) -> Call:
     model = fx.copy("teacher", root / "teacher")
-    argv = ["export", "--model-dir", str(model), "--out", str(root / "infer"), "--max-seq-len", "16"]
+    argv = [
+        "export",
+        "--model-dir",
+        str(model),
+        "--out",
+        str(root / "infer"),
+        "--max-seq-len",
+        "16",
+    ]
     return Call(argv, [str(model), "classifier"], USER)
 
 
@@ -132,7 +148,9 @@ def _predict(model: Path) -> list[str]:
     return ["infer", "predict", "--model-dir", str(model), "这个东西很好用"]
 
 
-def _inference_case(fx: Fixtures, root: Path, name: str, data: str | bytes, names: list[str]) -> Call:
+def _inference_case(
+    fx: Fixtures, root: Path, name: str, data: str | bytes, names: list[str]
+) -> Call:
     model = fx.copy("inference", root / "inference")
     _write(model / name, data)
     return Call(_predict(model), [str(model / name), *names], USER)
@@ -220,7 +238,15 @@ def finetune_out_is_a_file(fx: Fixtures, root: Path) -> Call:
 def export_into_foreign_dir(fx: Fixtures, root: Path) -> Call:
     model = fx.copy("classifier", root / "model")
     _write(root / "infer" / "results.csv", "a,b\n1,2\n")
-    argv = ["export", "--model-dir", str(model), "--out", str(root / "infer"), "--max-seq-len", "16"]
+    argv = [
+        "export",
+        "--model-dir",
+        str(model),
+        "--out",
+        str(root / "infer"),
+        "--max-seq-len",
+        "16",
+    ]
     return Call(argv, [str(root / "infer")], USER)
 
 

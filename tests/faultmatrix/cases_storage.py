@@ -105,14 +105,18 @@ def cp_unsupported_scheme(fx: Fixtures, root: Path) -> Call:
 def s3_endpoint_not_set(fx: Fixtures, root: Path) -> Call:
     src = _write(root / "src.txt", "hello")
     env = s3_env(fx.s3, PPMINILM_S3_ENDPOINT=None)
-    return Call(["storage", "cp", str(src), "s3://bucket/key"], ["PPMINILM_S3_ENDPOINT"], CONFIG, env)
+    return Call(
+        ["storage", "cp", str(src), "s3://bucket/key"], ["PPMINILM_S3_ENDPOINT"], CONFIG, env
+    )
 
 
 @case("storage")
 def s3_endpoint_with_path(fx: Fixtures, root: Path) -> Call:
     src = _write(root / "src.txt", "hello")
     env = s3_env(fx.s3, PPMINILM_S3_ENDPOINT="http://127.0.0.1:9000/minio")
-    return Call(["storage", "cp", str(src), "s3://bucket/key"], ["PPMINILM_S3_ENDPOINT"], CONFIG, env)
+    return Call(
+        ["storage", "cp", str(src), "s3://bucket/key"], ["PPMINILM_S3_ENDPOINT"], CONFIG, env
+    )
 
 
 @case("storage")
@@ -153,12 +157,19 @@ def s3_bucket_missing(fx: Fixtures, root: Path) -> Call:
 @case("storage")
 def s3_invalid_bucket_name(fx: Fixtures, root: Path) -> Call:
     src = _write(root / "src.txt", "hello")
-    return Call(["storage", "cp", str(src), "s3://Bad_Bucket/key"], ["Bad_Bucket"], USER, s3_env(fx.s3))
+    return Call(
+        ["storage", "cp", str(src), "s3://Bad_Bucket/key"], ["Bad_Bucket"], USER, s3_env(fx.s3)
+    )
 
 
 @case("storage")
 def s3_ls_bucket_missing(fx: Fixtures, root: Path) -> Call:
-    return Call(["storage", "ls", "s3://no-such-bucket-fm/x/"], ["no-such-bucket-fm"], NO_BUCKET, s3_env(fx.s3))
+    return Call(
+        ["storage", "ls", "s3://no-such-bucket-fm/x/"],
+        ["no-such-bucket-fm"],
+        NO_BUCKET,
+        s3_env(fx.s3),
+    )
 
 
 @case("storage")

@@ -34,7 +34,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make ``faultmatrix`` and ``s3server`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from faultmatrix.fixtures import Fixtures  # noqa: E402
+from faultmatrix.fixtures import Fixtures
 
 OUTCOMES = ("lost", "traceback", "silent-wrong", "unclear", "clear")
 
@@ -72,7 +72,9 @@ class Case:
 CASES: dict[str, Case] = {}
 
 
-def case(kind: str) -> Callable[[Callable[[Fixtures, Path], Call]], Callable[[Fixtures, Path], Call]]:
+def case(
+    kind: str,
+) -> Callable[[Callable[[Fixtures, Path], Call]], Callable[[Fixtures, Path], Call]]:
     """Register a case builder under its function name."""
 
     def register(fn: Callable[[Fixtures, Path], Call]) -> Callable[[Fixtures, Path], Call]:
@@ -86,8 +88,8 @@ def case(kind: str) -> Callable[[Callable[[Fixtures, Path], Call]], Callable[[Fi
 
 def load_cases() -> dict[str, Case]:
     """Import the case modules (they register themselves) and return :data:`CASES`."""
-    import faultmatrix.cases_inputs  # noqa: F401
-    import faultmatrix.cases_models  # noqa: F401
+    import faultmatrix.cases_inputs
+    import faultmatrix.cases_models
     import faultmatrix.cases_storage  # noqa: F401
 
     return CASES
@@ -170,7 +172,7 @@ def invoke(argv: Sequence[str], env: Mapping[str, str | None] = {}) -> tuple[int
             code = main(list(argv))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - an escaped exception is what we classify
+        except BaseException:
             out.write(traceback.format_exc())
             code = 1
     return int(code), out.getvalue()

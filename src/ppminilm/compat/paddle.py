@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import warnings
 import zlib  # noqa: F401  -- MUST be imported before paddle, see below.
 from pathlib import Path
@@ -32,6 +34,19 @@ os.environ.setdefault("FLAGS_call_stack_level", "1")
 import paddle  # noqa: E402
 
 paddle.set_printoptions(precision=6)
+
+
+def _restore_sigterm_handler() -> None:
+    """Trap 2: importing paddle installs a C-level SIGTERM handler (a C++ stack dump, then
+    death) behind Python's back. Put back whatever Python-level handler was set (the runner's
+    clean stop, or the default), so SIGTERM behaves the same before and after the import.
+    """
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
+
+
+_restore_sigterm_handler()
 
 
 def import_paddle() -> ModuleType:

@@ -212,7 +212,9 @@ def run_step(
     component_logging()
     started = time.perf_counter()
     logger.info("%s: started", stage_name)
-    with expected_errors():
+    from ppminilm.runner.signals import handle_termination
+
+    with handle_termination(), expected_errors():
         summary = spec.run(**kwargs)
     publish(
         summary,

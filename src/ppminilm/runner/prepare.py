@@ -143,7 +143,7 @@ def pretrain_teacher(
     cfg = resolve(TeacherConfig, profile, overrides, **fields)
     target = Path(out)
     if teacher_uri:
-        copy_in(teacher_uri, target, kind="teacher")
+        copy_in(teacher_uri, target, kind="model")
         result: dict[str, Any] = {"imported": teacher_uri, "model_dir": str(target)}
     else:
         from ppminilm.stages.teacher import run_pretrain_teacher
@@ -217,7 +217,7 @@ def distill(
     if not enabled:
         if not student_uri:
             raise ConfigError("distillation is disabled (do_distill=false) but no student_uri")
-        copy_in(student_uri, target, kind="student")
+        copy_in(student_uri, target, kind="model")
         result: dict[str, Any] = {"imported": student_uri, "model_dir": str(target)}
     elif nodes > 1:
         if data is None:
@@ -324,7 +324,7 @@ def _distill_on_paddlejob(
     storage.upload_dir(teacher_dir, f"{base}/inputs/teacher")
     storage.write_json(f"{base}/inputs/distill_overrides.json", dict(overrides))
     job_name = "ppminilm-distill-" + hashlib.sha1(base.encode()).hexdigest()[:10]
-    with staged_dir(out, replace=True, kind="student") as tmp:
+    with staged_dir(out, replace=True, kind="model") as tmp:
         record = paddlejob.run_distill_job(
             tmp / "paddlejob.json",
             job_name=job_name,
