@@ -175,6 +175,21 @@ def atomic_write(path: PathLike, write: Callable[[str], object]) -> Path:
     return target
 
 
+def check_file_target(path: PathLike) -> Path:
+    """Check, before any work, that a file can be written at ``path`` later.
+
+    Raises:
+        UserError: If ``path`` is a directory or lies under a file.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{target}: is a directory, expected a file path to write")
+    for parent in reversed(target.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{target}: cannot write under {parent}, which is a file")
+    return target
+
+
 def _make_parent(target: Path) -> None:
     for parent in reversed(target.parents):
         if parent.exists() and not parent.is_dir():

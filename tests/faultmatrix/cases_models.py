@@ -344,15 +344,14 @@ def checkpoint_every_one_corrupt(fx: Fixtures, root: Path) -> Call:
 
 @case("checkpoint")
 def checkpoint_wrong_shape_tensor(fx: Fixtures, root: Path) -> Call:
-    from ppminilm.compat.paddle import paddle
-
+    """Resume with another tokenizer: same config, but the embedding table has another size."""
     ckpt = fx.copy("checkpoints", root / "ckpt")
+    vocab = fx.copy("vocab", root / "vocab")
+    extra = "".join(f"[unused{i}]\n" for i in range(10))
+    (vocab / "vocab.txt").write_text((vocab / "vocab.txt").read_text("utf-8") + extra, "utf-8")
     newest = sorted(p for p in ckpt.iterdir() if p.name.startswith("step-"))[-1]
-    state = paddle.load(str(newest / "model.pdparams"))
-    key = next(k for k in state if k.endswith("linear1.weight"))
-    state[key] = paddle.zeros([state[key].shape[0], 7])
-    paddle.save(state, str(newest / "model.pdparams"))
-    return Call(_distill(fx, root, ckpt), [newest.name, key, "shape"], USER)
+    argv = _distill(fx, root, ckpt, "--vocab", str(vocab))
+    return Call(argv, [newest.name, "word_embeddings", "shape"], USER)
 
 
 @case("checkpoint")
@@ -396,3 +395,58 @@ def distill_teacher_missing(fx: Fixtures, root: Path) -> Call:
     argv = _distill(fx, root, root / "ckpt")
     argv[argv.index("--teacher") + 1] = str(root / "no-teacher")
     return Call(argv, [str(root / "no-teacher")], USER)
+
+
+@case("checkpoint")
+def checkpoint_dir_under_a_file(fx: Fixtures, root: Path) -> Call:
+    blocker = _write(root / "blocker", "a file")
+    return Call(_distill(fx, root, blocker / "ckpt"), [str(blocker)], USER)
+
+
+@case("checkpoint")
+def checkpoint_remote_leased_by_another_run(fx: Fixtures, root: Path) -> Call:
+    from faultmatrix.cases_storage import _bucket, _put, s3_env
+
+    bucket = _bucket(fx.s3)
+    lease = {"run": "run-b", "holder": "node-2:77", "expires": time.time() + 3600}
+    _put(fx.s3, bucket, "ckpt/_LEASE", json.dumps(lease).encode())
+    uri = f"s3://{bucket}/ckpt"
+    argv = _distill(fx, root, uri)
+    return Call(argv, [uri, "run-b"], USER, s3_env(fx.s3), [(fx.s3, bucket)])
+
+
+@case("inference")
+def predict_with_a_task_dir(fx: Fixtures, root: Path) -> Call:
+    task = fx.copy("task", root / "task")
+    return Call(_predict(task), [str(task), "inference.pdmodel"], USER)
+
+
+@case("inference")
+def export_zero_sequence_length(fx: Fixtures, root: Path) -> Call:
+    model = fx.copy("classifier", root / "model")
+    argv = ["export", "--model-dir", str(model), "--out", str(root / "infer"), "--max-seq-len", "0"]
+    return Call(argv, ["max_seq_len"], USER)
+
+
+@case("config")
+def quantize_zero_batch_nums(fx: Fixtures, root: Path) -> Call:
+    argv = [
+        "quantize", "--task-dir", str(fx.copy("task", root / "task")),
+        "--model-dir", str(fx.copy("inference", root / "inference")),
+        "--out", str(root / "int8"), "--batch-nums", "0",
+    ]  # fmt: skip
+    return Call(argv, ["batch_nums"], USER)
+
+
+@case("data")
+def validate_a_model_dir(fx: Fixtures, root: Path) -> Call:
+    model = fx.copy("classifier", root / "model")
+    return Call(["data", "validate", str(model)], [str(model / "task.json")], USER)
+
+
+@case("results")
+def select_best_grid_names_missing_models(fx: Fixtures, root: Path) -> Call:
+    grid = root / "grid"
+    point = {"point": {"batch_size": 16, "learning_rate": 0.001}, "model_dir": str(grid / "gone")}
+    _write(grid / "grid.json", json.dumps({"task": "local_reviews", "results": [point]}))
+    return Call(["select-best", str(grid / "grid.json")], [str(grid / "grid.json")], USER)

@@ -264,3 +264,42 @@ def distill_remote_corpus_missing(fx: Fixtures, root: Path) -> Call:
         "--out", str(root / "student"), "--config", str(fx.get("distill-config")),
     ]  # fmt: skip
     return Call(argv, [uri], NO_OBJECT, s3_env(fx.s3), [(fx.s3, bucket)])
+
+
+@case("storage")
+def s3_to_s3_source_missing(fx: Fixtures, root: Path) -> Call:
+    bucket = _bucket(fx.s3)
+    src, dst = f"s3://{bucket}/nothing", f"s3://{bucket}/copy"
+    return Call(["storage", "cp", src, dst], [src], NO_OBJECT, s3_env(fx.s3), [(fx.s3, bucket)])
+
+
+@case("storage")
+def s3_cp_into_a_local_file(fx: Fixtures, root: Path) -> Call:
+    bucket = _bucket(fx.s3)
+    uri = _published(fx, root, bucket, "task")
+    blocker = _write(root / "blocker", "a file")
+    argv = ["storage", "cp", uri, str(blocker)]
+    return Call(argv, [str(blocker)], USER, s3_env(fx.s3), [(fx.s3, bucket)])
+
+
+@case("storage")
+def s3_config_not_utf8(fx: Fixtures, root: Path) -> Call:
+    bucket = _bucket(fx.s3)
+    _put(fx.s3, bucket, "configs/finetune.json", b'{"seed": 1,\n "task": "\xff"}')
+    uri = f"s3://{bucket}/configs/finetune.json"
+    call = Call(_finetune(fx, root, "--config", uri), [f"{uri}:2"], USER, s3_env(fx.s3))
+    call.buckets = [(fx.s3, bucket)]
+    return call
+
+
+@case("storage")
+def s3_remote_teacher_half_published(fx: Fixtures, root: Path) -> Call:
+    bucket = _bucket(fx.s3)
+    uri = f"s3://{bucket}/teacher"
+    _put(fx.s3, bucket, "teacher/model_config.json", b"{}")
+    _put(fx.s3, bucket, "teacher/_PUBLISHING", b"{}")
+    argv = [
+        "distill", "--corpus", str(fx.copy("corpus", root / "corpus")), "--teacher", uri,
+        "--out", str(root / "student"), "--config", str(fx.get("distill-config")),
+    ]  # fmt: skip
+    return Call(argv, [uri, "unfinished"], INCOMPLETE, s3_env(fx.s3), [(fx.s3, bucket)])

@@ -94,3 +94,27 @@ def program_desc(pdmodel: str | os.PathLike[str], error: type[Exception] = Value
     except Exception as exc:  # protobuf raises its own DecodeError type
         raise error(f"{path}: not a Paddle program ({type(exc).__name__}: {exc})") from None
     return desc
+
+
+def load_state_file(path: str | os.PathLike[str], error: type[Exception] = ValueError) -> Any:
+    """``paddle.load`` a ``.pdparams``/``.pdopt`` file; damage raises ``error`` naming it.
+
+    Trap 3: ``paddle.load`` reports a truncated or foreign file as ``EOFError``,
+    ``UnpicklingError``, ``ValueError`` or ``RuntimeError`` without the file's name.
+
+    Args:
+        path: The state file.
+        error: Exception class to raise (``ModelFormatError``, ``CheckpointError``...).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise error(f"{p}: empty file (0 bytes; an interrupted write or copy?)")
+    try:
+        return paddle.load(str(p))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise error(
+            f"{p}: not a readable Paddle state file ({type(exc).__name__}: {first})"
+        ) from None

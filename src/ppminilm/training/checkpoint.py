@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ppminilm.compat.paddle import paddle
+from ppminilm.compat.paddle import load_state_file, paddle
 from ppminilm.errors import EXIT_PREEMPTED, InfraError, Terminated, UserError
 from ppminilm.io import is_remote, read_json_file, staged_dir, write_json
 
@@ -293,8 +293,8 @@ def _read_local(path: Path, step: int) -> Checkpoint:
     return Checkpoint(
         step=step,
         path=str(path),
-        model_state=paddle.load(str(path / MODEL_FILE)),
-        optimizer_state=paddle.load(str(path / OPTIMIZER_FILE)),
+        model_state=load_state_file(path / MODEL_FILE, CheckpointError),
+        optimizer_state=load_state_file(path / OPTIMIZER_FILE, CheckpointError),
         rng=rng,
         state=state,
         scaler_state=scaler,
