@@ -7,9 +7,12 @@ Import paddle through this module (``from ppminilm.compat.paddle import paddle``
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import logging
 import os
 import signal
+import sys
 import threading
 import warnings
 import zlib  # noqa: F401  -- MUST be imported before paddle, see below.
@@ -31,8 +34,13 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
 os.environ.setdefault("FLAGS_call_stack_level", "1")
 
+# Trap 4: importing paddle sets the root logger's level to WARNING, which silences the INFO
+# progress of a CLI run that configured logging before the (lazy) paddle import.
+_root_level = logging.getLogger().level
+
 import paddle  # noqa: E402
 
+logging.getLogger().setLevel(_root_level)
 paddle.set_printoptions(precision=6)
 
 
@@ -47,6 +55,39 @@ def _restore_sigterm_handler() -> None:
 
 
 _restore_sigterm_handler()
+
+
+class _RestoreAfterPaddleNLP(importlib.abc.MetaPathFinder):
+    """Trap 2b: ``paddlenlp/__init__.py`` calls ``paddle.disable_signal_handler()``, which
+    resets SIGTERM to the default action at the C level, again behind Python's back (a SIGTERM
+    then kills the process with no cleanup). This one-shot finder lets paddlenlp load as
+    usual and puts the Python-level handler back right after it.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "paddlenlp":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_and_restore(module: ModuleType) -> None:
+            try:
+                exec_module(module)
+            finally:
+                _restore_sigterm_handler()
+
+        loader.exec_module = exec_and_restore  # type: ignore[method-assign]
+        return spec
+
+
+if "paddlenlp" in sys.modules:
+    _restore_sigterm_handler()
+else:
+    sys.meta_path.insert(0, _RestoreAfterPaddleNLP())
 
 
 def import_paddle() -> ModuleType:

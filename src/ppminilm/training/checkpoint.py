@@ -333,8 +333,15 @@ def load_latest_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> Checkpoint
         where = f"{target.rstrip('/')}/{CKPT_PREFIX}{step:08d}"
         try:
             ckpt = _load_step(target, step)
-        except InfraError:
-            raise
+        except InfraError as exc:
+            from ppminilm.storage import IncompleteArtifactError
+
+            if not isinstance(exc, IncompleteArtifactError):  # an outage is not damage
+                raise
+            reason = str(exc)
+            logger.warning("checkpoint %s is damaged (%s); trying an older one", where, reason)
+            bad.append(f"{where}: {reason}")
+            continue
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             logger.warning("checkpoint %s is damaged (%s); trying an older one", where, reason)
