@@ -39,7 +39,16 @@ def fixtures(
 def test_matrix_is_broad() -> None:
     kinds = Counter(c.kind for c in CASES.values())
     assert len(CASES) >= MIN_CASES
-    for kind in ("config", "data", "vocab", "model", "inference", "checkpoint", "output", "storage"):
+    for kind in (
+        "config",
+        "data",
+        "vocab",
+        "model",
+        "inference",
+        "checkpoint",
+        "output",
+        "storage",
+    ):
         assert kinds[kind] >= 4, kinds
 
 

@@ -121,7 +121,7 @@ def quantize(
     cfg = resolve(QuantConfig, profile, overrides, **fields)
     result = dict(run_quantize(task_dir, model, out, cfg))
     if candidates_md is not None:
-        shutil.copyfile(Path(out) / CANDIDATES_MD, candidates_md)
+        atomic_write(candidates_md, lambda tmp: shutil.copyfile(Path(out) / CANDIDATES_MD, tmp))
     add_lineage(out, read_lineage(model).merged(Lineage(quantize=result)))
     best = result.get("best", {})
     result.update(

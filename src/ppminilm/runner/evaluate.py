@@ -17,7 +17,7 @@ from ppminilm.contracts import (
     StageSummary,
     TaskResults,
 )
-from ppminilm.io import atomic_write_json, atomic_write_text, read_json_file
+from ppminilm.io import atomic_write, atomic_write_json, atomic_write_text, read_json_file
 from ppminilm.runner.core import resolve_task_dir, stage, summarize
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def report(
     with tempfile.TemporaryDirectory(prefix="ppminilm-report-") as work:
         paths = build_report(run_summary, Path(work) / "report")
         atomic_write_text(markdown, inline_markdown_images(paths["markdown"]))
-        shutil.copyfile(paths["html"], html)
+        atomic_write(html, lambda tmp: shutil.copyfile(paths["html"], tmp))
     atomic_write_json(summary, run_summary)
     logger.info("report written: %s (%s)", markdown, html)
     return summarize("report", {"tasks": [m.task for m in merged]}, profile=profile)
