@@ -31,10 +31,10 @@ def benchmark(
         metrics: The same figures as KFP metrics.
         confusion: Confusion matrix on dev.
         task: Task name.
-        name: Row name in the report (e.g. ``pruned 0.75 INT8``).
-        profile: ``local`` or ``cluster``.
-        device: ``cpu`` or ``gpu``.
-        overrides: Stage config overrides, ``{"infer": {...}}``.
+        name: Row name in the report (e.g. pruned 0.75 INT8).
+        profile: local or cluster.
+        device: cpu or gpu.
+        overrides: Stage config overrides, {"infer": {...}}.
     """
     from ppminilm.runner import run_step
 

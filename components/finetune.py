@@ -20,18 +20,18 @@ def finetune(
 ):
     """Fine-tune the student on one task at one (batch size, learning rate) point.
 
-    Evaluates on dev every ``eval_steps`` and keeps the best checkpoint.
+    Evaluates on dev every eval_steps and keeps the best checkpoint.
 
     Args:
-        data: Output of build-data (``tasks/<task>/``).
+        data: Output of build-data (tasks/<task>/).
         init_model: The distilled student (encoder weights + vocab).
         model: Output: best dev checkpoint (classifier) with its summary.
         metrics: Best dev accuracy, majority-class accuracy, steps, time.
         task: CLUE task name (any case) or a local task.
         batch_size: Training batch size.
         learning_rate: Peak learning rate.
-        profile: ``local`` or ``cluster``.
-        overrides: Stage config overrides, ``{"finetune": {...}}``.
+        profile: local or cluster.
+        overrides: Stage config overrides, {"finetune": {...}}.
     """
     from ppminilm.runner import run_step
 

@@ -20,14 +20,14 @@ def prune(
     """Rank heads/neurons on the held-out split, reorder, and distil into width 0.75.
 
     Args:
-        data: Output of build-data (``tasks/<task>/`` with its ``calib`` split).
+        data: Output of build-data (tasks/<task>/ with its calib split).
         model: The selected fine-tuned model (teacher of the pruning distillation).
         pruned: Output: the pruned dynamic-graph model.
         inference_model: Output: its static inference export (FP32).
         metrics: Dev accuracy before/after and parameter counts.
         task: Task name.
-        profile: ``local`` or ``cluster``.
-        overrides: Stage config overrides, ``{"prune": {...}}``.
+        profile: local or cluster.
+        overrides: Stage config overrides, {"prune": {...}}.
     """
     from ppminilm.runner import run_step
 

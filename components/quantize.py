@@ -16,10 +16,11 @@ def quantize(
     task: str,
     profile: str = "local",
     overrides: dict = {},  # noqa: B006
+    device: str = "cpu",
 ):
-    """Run ``quant_post_static`` over algorithms x calibration sizes and keep the best.
+    """Run quant_post_static over algorithms x calibration sizes and keep the best.
 
-    Calibrates on the task's ``calib`` split and selects on dev.
+    Calibrates on the task's calib split and selects on dev.
 
     Args:
         data: Output of build-data.
@@ -28,8 +29,10 @@ def quantize(
         candidates: Output: Markdown table of every candidate's dev accuracy.
         metrics: Best algorithm, calibration batches, dev accuracy, INT8 kernel check.
         task: Task name.
-        profile: ``local`` or ``cluster``.
-        overrides: Stage config overrides, ``{"quantize": {...}}``.
+        profile: local or cluster.
+        overrides: Stage config overrides, {"quantize": {...}}.
+        device: Where candidates are scored, as they will be served: cpu (oneDNN INT8)
+            or gpu (TensorRT INT8, the T4 pool).
     """
     from ppminilm.runner import run_step
 
@@ -44,4 +47,5 @@ def quantize(
         task=task,
         profile=profile,
         overrides=overrides,
+        device=device,
     )

@@ -1,7 +1,7 @@
 """KFP components: the run report and the exit-handler status record."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Input, Markdown, Model, Output
+from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Model, Output
 
 from ppminilm.cluster.platform import CPU_IMAGE
 
@@ -10,31 +10,41 @@ from ppminilm.cluster.platform import CPU_IMAGE
 def report(
     results: Input[list[Artifact]],
     student: Input[Model],
+    teacher: Input[Model],
     markdown: Output[Markdown],
     html: Output[HTML],
     summary: Output[Artifact],
+    bundle: Output[Artifact],
+    metrics: Output[Metrics],
     profile: str = "local",
 ):
     """Assemble the seed-style summary table, grid/quantization tables and plots.
 
     Args:
-        results: Benchmark results of every task and model (``dsl.Collected``).
+        results: Benchmark results of every task and model (dsl.Collected).
         student: The distilled student (its loss curve and provenance).
-        markdown: Output: ``report.md``.
-        html: Output: self-contained ``report.html`` for the Kubeflow UI.
+        teacher: The teacher (its pre-training quality, when it was trained here).
+        markdown: Output: the report in Markdown, plots inlined (one file, for the Kubeflow UI).
+        html: Output: the self-contained HTML report.
         summary: Output: the run summary JSON the report was built from.
-        profile: ``local`` or ``cluster``.
+        bundle: Output: a directory with report.md (plots as PNG files beside it),
+            report.html and report.json.
+        metrics: Run-comparison metrics: best accuracy, speed-up and size of the chosen model.
+        profile: local or cluster.
     """
     from ppminilm.runner import run_step
 
     run_step(
         "report",
         artifact=summary,
+        metrics=metrics,
         results=[r.path for r in results],
         student=student.path,
+        teacher=teacher.path,
         markdown=markdown.path,
         html=html.path,
         summary=summary.path,
+        bundle=bundle.path,
         profile=profile,
     )
 

@@ -11,6 +11,7 @@ def merge_results(
     fp32: Input[Artifact],
     pruned: Input[Artifact],
     int8: Input[Artifact],
+    timing: Input[Artifact],
     merged: Output[Artifact],
 ):
     """Combine a task's three benchmark rows (FP32, pruned FP32, pruned INT8) into one JSON.
@@ -19,8 +20,14 @@ def merge_results(
         fp32: Benchmark result of the fine-tuned FP32 model.
         pruned: Benchmark result of the pruned FP32 model.
         int8: Benchmark result of the pruned INT8 model.
-        merged: Output: ``{"task": ..., "rows": [...]}`` for the report.
+        timing: The interleaved timing of the speed baseline and these models.
+        merged: Output: {"task": ..., "rows": [...]} for the report.
     """
     from ppminilm.runner import run_step
 
-    run_step("merge-results", results=[fp32.path, pruned.path, int8.path], out=merged.path)
+    run_step(
+        "merge-results",
+        results=[fp32.path, pruned.path, int8.path],
+        timing=timing.path,
+        out=merged.path,
+    )

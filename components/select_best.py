@@ -21,13 +21,13 @@ def select_best(
     Tie-break: highest dev accuracy, then smaller learning rate, then smaller batch size.
 
     Args:
-        models: The grid's fine-tuned models (``dsl.Collected``), all of one task.
+        models: The grid's fine-tuned models (dsl.Collected), all of one task.
         best: Output: the selected dynamic-graph model.
         inference_model: Output: its static inference export (FP32).
         grid_table: Output: Markdown table of dev accuracy over the grid.
         metrics: The selected point and its dev accuracy.
-        profile: ``local`` or ``cluster``.
-        overrides: Stage config overrides, ``{"finetune": {...}}`` (max_seq_len).
+        profile: local or cluster.
+        overrides: Stage config overrides, {"finetune": {...}} (max_seq_len).
     """
     from ppminilm.runner import run_step
 

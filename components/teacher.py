@@ -17,17 +17,17 @@ def pretrain_teacher(
 ):
     """Provide the teacher: copy a pretrained directory, or pre-train one by MLM.
 
-    On the cluster ``teacher_uri`` points at a paddlenlp pretrained directory
-    (``roberta-wwm-ext-large``) in object storage. Locally it is empty and a small teacher is
+    On the cluster teacher_uri points at a paddlenlp pretrained directory
+    (roberta-wwm-ext-large) in object storage. Locally it is empty and a small teacher is
     pre-trained on the data set's corpus by masked-language modelling.
 
     Args:
         data: Output of build-data (corpus and vocab).
         teacher: Output model directory.
         metrics: Final MLM loss and training time (or nothing for an imported teacher).
-        profile: ``local`` or ``cluster``.
-        teacher_uri: ``s3://`` prefix or local directory of a pretrained teacher.
-        overrides: Stage config overrides, ``{"teacher": {...}}``.
+        profile: local or cluster.
+        teacher_uri: s3:// prefix or local directory of a pretrained teacher.
+        overrides: Stage config overrides, {"teacher": {...}}.
     """
     from ppminilm.runner import run_step
 

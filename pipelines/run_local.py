@@ -2,37 +2,66 @@
 
 Every component runs as a subprocess of this interpreter (``SubprocessRunner(use_venv=False)``),
 so the project's venv must have ``ppminilm`` installed. Outputs land under ``--out``:
-``pipeline_root/`` holds every artifact; the report path is printed at the end.
+``report.md`` (plots in ``plots/`` beside it), ``report.html`` (self-contained),
+``report.json``, ``last_run.json``; ``pipeline_root/`` holds every artifact and ``cache/`` the
+step cache (a re-run reuses every step whose inputs are unchanged).
+
+Flags (``make run ARGS="..."``):
+
+--profile P        local (default) or cluster
+--out DIR          output root (default runs/local)
+--tasks T [T ...]  tasks to run (default: the profile's)
+--grid JSON        grid points, e.g. '[{"batch_size": 32, "learning_rate": 1e-3}]'
+--overrides JSON   stage config overrides, e.g. '{"distill": {"max_steps": 50}}'
+--no-distill       skip distillation and use --student-uri as the student
+--student-uri DIR  pretrained student (with --no-distill)
+--no-cache         run every step again
+--verbose          keep KFP's per-task executor-input dumps and artifact listings
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import re
+import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("ppminilm.run_local")
 
+#: Files of the report bundle copied to ``--out``.
+REPORT_FILES = ("report.md", "report.html", "report.json")
 
-def find_report(pipeline_root: Path, started: float) -> Path | None:
-    """Newest ``report/markdown`` artifact written after ``started``."""
+
+def find_bundle(pipeline_root: Path, started: float) -> Path | None:
+    """Newest report bundle directory written after ``started``."""
     # The report task is "report" or, inside the If/Else branches, "report-<n>".
     found = [
         p
-        for p in pipeline_root.glob("**/report*/markdown")
-        if p.is_file() and p.stat().st_mtime >= started
+        for p in pipeline_root.glob("**/report*/bundle")
+        if (p / "report.md").is_file() and p.stat().st_mtime >= started
     ]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the pipeline locally; returns the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def publish_report(bundle: Path, out: Path) -> dict[str, str]:
+    """Copy the report bundle to ``out``: report.md (+ plots/), report.html, report.json."""
+    for name in REPORT_FILES:
+        shutil.copyfile(bundle / name, out / name)
+    if (bundle / "plots").is_dir():
+        shutil.rmtree(out / "plots", ignore_errors=True)
+        shutil.copytree(bundle / "plots", out / "plots")
+    return {name: str(out / name) for name in REPORT_FILES}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The flags above; bad JSON or unknown stage keys exit 2 with one clear line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profile", default="local", choices=["local", "cluster"])
     parser.add_argument("--out", default="runs/local", help="output root")
     parser.add_argument("--tasks", nargs="+", default=None, help="tasks (default: profile's)")
@@ -40,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-distill", action="store_true", help="skip distillation (needs --student-uri)"
     )
-    parser.add_argument("--student-uri", default="")
+    parser.add_argument("--student-uri", default="", help="pretrained student dir")
     parser.add_argument(
         "--grid", default="", help='JSON grid points: [{"batch_size": 32, "learning_rate": 1e-3}]'
     )
@@ -49,19 +78,67 @@ def main(argv: list[str] | None = None) -> int:
         default="{}",
         help='JSON stage overrides, e.g. \'{"distill": {"max_steps": 50}}\'',
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--verbose", action="store_true", help="keep KFP's executor-input dumps and listings"
+    )
+    return parser.parse_args(argv)
+
+
+def pipeline_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline's arguments from the flags, checked (ConfigError naming what is wrong)."""
+    from ppminilm.config import normalize_task, parse_overrides
+    from ppminilm.contracts import GridPoint
+    from ppminilm.errors import ConfigError
+    from ppminilm.io import loads_json
+
+    params: dict[str, Any] = {
+        "profile": args.profile,
+        "overrides": parse_overrides(args.overrides),
+        "do_distill": not args.no_distill,
+        "student_uri": args.student_uri,
+    }
+    if args.no_distill and not args.student_uri:
+        raise ConfigError("--no-distill needs --student-uri (the pretrained student to use)")
+    if args.tasks:
+        params["tasks"] = [normalize_task(t) for t in args.tasks]
+    if args.grid:
+        points = loads_json(args.grid, "--grid", ConfigError)
+        if not isinstance(points, list) or not points:
+            raise ConfigError("--grid: expected a non-empty JSON list of grid points")
+        params["grid"] = [
+            GridPoint.from_dict(p, where=f"--grid[{i}]").to_dict() for i, p in enumerate(points)
+        ]
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the pipeline locally; returns the exit code."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from ppminilm.errors import exit_code_of, is_expected
+
+    try:
+        params = pipeline_arguments(args)
+    except Exception as exc:
+        if not is_expected(exc):
+            raise
+        logger.error("%s", exc)
+        return exit_code_of(exc)
     # Expected here: our components name the cluster image but run in this venv on purpose.
     warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses")
 
     from kfp import local
 
-    from pipelines.ppminilm import ppminilm_pipeline
+    from pipelines.console import StageClock, quiet_kfp, work_scale
+    from pipelines.ppminilm import DEFAULT_LOCAL_GRID, ppminilm_pipeline
 
     out = Path(args.out).resolve()
     root = out / "pipeline_root"
     root.mkdir(parents=True, exist_ok=True)
-    # Caching: a re-run reuses every step whose inputs are unchanged (cache under --out).
+    clock = StageClock(
+        work_scale(args.profile, params["overrides"], len(params.get("grid", DEFAULT_LOCAL_GRID)))
+    )
+    clock.install()
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(root),
@@ -69,38 +146,25 @@ def main(argv: list[str] | None = None) -> int:
         enable_caching=not args.no_cache,
         cache_root=str(out / "cache"),
     )
-    params: dict = {
-        "profile": args.profile,
-        "overrides": json.loads(args.overrides),
-        "do_distill": not args.no_distill,
-        "student_uri": args.student_uri,
-    }
-    if args.tasks:
-        params["tasks"] = args.tasks
-    if args.grid:
-        params["grid"] = json.loads(args.grid)
     started = time.time()
-    ppminilm_pipeline(**params)
+    with quiet_kfp(args.verbose):
+        ppminilm_pipeline(**params)
     elapsed = time.time() - started
-    report = find_report(root, started)
-    if report is None:
+    bundle = find_bundle(root, started)
+    if bundle is None:
         logger.error("pipeline finished but no report was found under %s", root)
         return 1
-    html = report.parent / "html"
-    summary = {
-        "seconds": round(elapsed, 1),
-        "report_markdown": str(report),
-        "report_html": str(html),
-    }
-    (out / "last_run.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    # The Markdown artifact embeds its plots as data URIs; show their names instead.
-    text = re.sub(
-        r"\(data:image/png;base64,[^)]*\)",
-        "(see the HTML report)",
-        report.read_text(encoding="utf-8"),
-    )
-    print(text)
-    print(f"\nPipeline finished in {elapsed:.0f} s.\nReport: {report}\nHTML:   {html}")
+    paths = publish_report(bundle, out)
+    from ppminilm.io import atomic_write_json
+
+    atomic_write_json(out / "last_run.json", {"seconds": round(elapsed, 1), **paths})
+    # sys.stdout.write, not print: KFP's local runner leaves print indenting its output.
+    write = sys.stdout.write
+    write((out / "report.md").read_text(encoding="utf-8"))
+    write("\nTime per stage (s):\n" + clock.table() + "\n")
+    write(f"\nPipeline finished in {elapsed:.0f} s.\n")
+    for name, path in paths.items():
+        write(f"{name}: {path}\n")
     return 0
 
 

@@ -214,11 +214,44 @@ class BenchmarkResult(Record):
 
 
 @dataclasses.dataclass
+class TimedRow(Record):
+    """One row of the interleaved timing (``ppminilm.inference.timing``)."""
+
+    seconds_per_pass: Sequence[float]
+    passes: Sequence[int]
+    median_s: float
+    #: Median of the per-round ratios baseline / this row, and their lowest and highest.
+    speedup: float
+    speedup_low: float
+    speedup_high: float
+    precision: str = "fp32"
+    arch: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TimingResult(Record):
+    """Every row of one task timed in one process, interleaved (the report's speed column)."""
+
+    task: str
+    baseline: str
+    rows: dict[str, TimedRow]
+    protocol: dict[str, Any]
+    description: str
+    device: str = "cpu"
+    cpu: str = ""
+    threads: int = 0
+    batch_size: int = 0
+    max_seq_len: int = 0
+    examples: int = 0
+
+
+@dataclasses.dataclass
 class TaskResults(Record):
     """One task's benchmark rows, in report order (fine-tuned FP32, pruned FP32, INT8)."""
 
     task: str
     rows: Sequence[BenchmarkResult]
+    timing: TimingResult | None = None
 
     @classmethod
     def of(cls, rows: Sequence[BenchmarkResult]) -> TaskResults:

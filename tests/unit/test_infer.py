@@ -288,7 +288,9 @@ def test_benchmark_step_writes_the_result_json(tiny, tmp_path: Path) -> None:
     written = json.loads(out.read_text("utf-8"))
     assert written["accuracy"] == summary.result["accuracy"] == summary.metrics["accuracy"]
     assert written["config"]["max_seq_len"] == MAX_SEQ_LEN and written["name"] == "fp32"
-    assert summary.confusion is not None and list(summary.confusion.labels) == LABELS
+    # The KFP UI shows label names, not codes.
+    assert summary.confusion is not None
+    assert list(summary.confusion.labels) == ["negative", "positive"]
 
 
 # --------------------------------------------------------------------------- int8
@@ -451,3 +453,32 @@ def test_cli_bench_predict_and_errors(tiny, int8_dir: Path, tmp_path: Path, caps
         )
         == EXIT_USAGE
     )
+
+
+def test_time_rows_times_the_baseline_and_every_model(tiny, int8_dir: Path, tmp_path: Path) -> None:
+    from ppminilm.contracts import TimingResult
+    from ppminilm.runner import time_rows
+
+    _, fp32_dir, task_dir = tiny
+    baseline = {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64}
+    out = tmp_path / "timing.json"
+    summary = time_rows(
+        task_dir,
+        {"fp32": fp32_dir, "int8": int8_dir},
+        out,
+        max_seq_len=MAX_SEQ_LEN,
+        batch_size=8,
+        num_threads=1,
+        timing={"rounds": 2, "min_time_s": 0.05, "warmup_passes": 1},
+        baseline=baseline,
+    )
+    result = TimingResult.load(out)
+    assert list(result.rows) == ["baseline", "fp32", "int8"]
+    assert result.rows["baseline"].speedup == pytest.approx(1.0)
+    assert result.rows["baseline"].arch["num_layers"] == 1
+    assert result.rows["int8"].precision == "int8" and result.rows["fp32"].precision == "fp32"
+    for row in result.rows.values():
+        assert len(row.seconds_per_pass) == 2 and row.median_s > 0
+        assert row.speedup_low <= row.speedup <= row.speedup_high
+    assert result.examples == SPLIT_SIZES["dev"] and "2 rounds" in result.description
+    assert summary.metrics["speedup_int8"] == pytest.approx(result.rows["int8"].speedup)

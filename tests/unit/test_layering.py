@@ -23,6 +23,7 @@ PACKAGE = SRC / "ppminilm"
 LAYERS = {
     "errors": 0,
     "_lazy": 0,
+    "progress": 0,
     "io": 1,
     "compat": 2,
     "config": 3,

@@ -73,7 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--model-dir", required=True, help="exported inference dir")
     bench.add_argument("--task-dir", required=True, help="task directory")
     bench.add_argument("--out-dir", required=True, help=f"gets {BENCHMARK_FILE}")
-    bench.add_argument("--split", default="dev", choices=("train", "dev", "calib", "test"))
+    bench.add_argument(
+        "--split",
+        default="dev",
+        choices=("train", "dev", "calib", "test"),
+        help="labelled split to time and score",
+    )
     bench.add_argument("--warmup-batches", type=int, default=None, help="untimed batches per pass")
     bench.add_argument("--repeats", type=int, default=None, help="timed passes")
     _add_infer_flags(bench)

@@ -5,22 +5,39 @@ from __future__ import annotations
 import argparse
 import json
 
+from ppminilm.cli._common import HelpFormatter
 from ppminilm.config import ModelArch
 from ppminilm.modeling.accounting import count_flops, count_params, format_count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``model count``."""
-    parser = subparsers.add_parser("model", help="model architecture tools")
+    parser = subparsers.add_parser(
+        "model", help="model architecture tools", formatter_class=HelpFormatter
+    )
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION", required=True)
-    count = sub.add_parser("count", help="parameters and FLOPs (seq 128) of an architecture")
-    count.add_argument("--layers", type=int, nargs="+", default=[12, 6, 6])
-    count.add_argument("--hidden", type=int, nargs="+", default=[768])
-    count.add_argument("--width", type=float, nargs="+", default=[1.0, 1.0, 0.75])
-    count.add_argument("--heads", type=int, default=0, help="default: hidden / 64")
-    count.add_argument("--intermediate", type=int, default=0, help="default: 4 x hidden")
-    count.add_argument("--vocab-size", type=int, default=21128)
-    count.add_argument("--seq-len", type=int, default=128)
+    count = sub.add_parser(
+        "count",
+        help="parameters and FLOPs (seq 128) of an architecture",
+        formatter_class=HelpFormatter,
+    )
+    count.add_argument(
+        "--layers", type=int, nargs="+", default=[12, 6, 6], help="layers of each model"
+    )
+    count.add_argument(
+        "--hidden", type=int, nargs="+", default=[768], help="hidden size (one for all, or each)"
+    )
+    count.add_argument(
+        "--width",
+        type=float,
+        nargs="+",
+        default=[1.0, 1.0, 0.75],
+        help="share of heads and FFN kept (one for all, or each)",
+    )
+    count.add_argument("--heads", type=int, default=0, help="0 = hidden / 64")
+    count.add_argument("--intermediate", type=int, default=0, help="0 = 4 x hidden")
+    count.add_argument("--vocab-size", type=int, default=21128, help="vocabulary size")
+    count.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (FLOPs)")
     count.add_argument("--json", action="store_true", help="print JSON lines")
     count.set_defaults(func=_count)
 

@@ -14,16 +14,20 @@ import os
 import sys
 
 from ppminilm import storage
+from ppminilm.cli._common import HelpFormatter
 
 logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``storage cp`` and ``storage ls``."""
-    parser = subparsers.add_parser("storage", help="copy and list artifacts (local or S3/MinIO)")
+    parser = subparsers.add_parser(
+        "storage", help="copy and list artifacts (local or S3/MinIO)", formatter_class=HelpFormatter
+    )
     sub = parser.add_subparsers(dest="storage_command", metavar="ACTION", required=True)
     cp = sub.add_parser(
         "cp",
+        formatter_class=HelpFormatter,
         help="copy a file or a directory artifact",
         description="Copy SRC to DST; either side may be local or s3://bucket/key. A directory "
         "is published with a _SUCCESS manifest written last. Credentials and endpoint come from "
@@ -37,7 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="copy a remote directory even without its _SUCCESS manifest",
     )
     cp.set_defaults(func=_cp)
-    ls = sub.add_parser("ls", help="list objects (or files) under a prefix, one per line")
+    ls = sub.add_parser(
+        "ls",
+        help="list objects (or files) under a prefix, one per line",
+        formatter_class=HelpFormatter,
+    )
     ls.add_argument("prefix", help="local directory or URI prefix")
     ls.set_defaults(func=_ls)
 

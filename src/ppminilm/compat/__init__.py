@@ -10,6 +10,8 @@ OFA needs the DynaBERT forward patches                  :mod:`ppminilm.compat.pa
 paddle 3.x breaks paddleslim 2.6 OFA (refused early)    :mod:`ppminilm.compat.paddleslim`
 ``quant_post_static`` needs a static ``DataLoader``     :mod:`ppminilm.compat.paddleslim`
 PTQ ``avg`` crashes on 0-D tensors                      :mod:`ppminilm.compat.paddleslim`
+paddlenlp logs every tokenizer load at INFO, in colour   :mod:`ppminilm.compat.paddlenlp`
+PTQ logs each phase and draws 3 bars per candidate      :mod:`ppminilm.compat.paddleslim`
 =====================================================  ==============================
 
 Importing this package imports no paddle; :mod:`ppminilm.compat.versions` is paddle-free too.

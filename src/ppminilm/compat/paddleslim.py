@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import types
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -229,6 +230,14 @@ def _patch(layer: paddle.nn.Layer, fn: Any) -> None:
     setattr(layer, PATCHED_FLAG, True)
 
 
+# paddlenlp notices that ErnieModel.forward is patched (by apply_dynabert_forward, on purpose)
+# and warns once per process that "the patch might be based on an old version"; the patched
+# forwards take the arguments paddlenlp adds (tested), so the warning is noise in every log.
+warnings.filterwarnings(
+    "ignore", message=r"The `forward` method of .* is patched", category=UserWarning
+)
+
+
 def apply_dynabert_forward(model: paddle.nn.Layer) -> paddle.nn.Layer:
     """Patch, in place, the forwards DynaBERT needs on an ERNIE model (plain or OFA-converted).
 
@@ -369,3 +378,40 @@ def program_op_types(pdmodel: str | Path) -> Counter[str]:
     """Op types (with counts) of a saved ``.pdmodel`` program, read without static mode."""
     desc = program_desc(pdmodel)
     return Counter(op.type for block in desc.blocks for op in block.ops)
+
+
+#: Loggers of paddle's and paddleslim's PTQ: an INFO line per phase and candidate.
+_PTQ_LOGGERS = ("paddle.static.quantization", "paddleslim")
+
+
+@contextlib.contextmanager
+def quiet_ptq(bars: bool) -> Iterator[None]:
+    """While active, PTQ logs only warnings and (unless ``bars``) draws no tqdm bars.
+
+    ``quant_post_static`` logs every phase at INFO in its own format and draws three tqdm
+    bars per candidate; in a pipeline log (no terminal) each bar update is a line of its own,
+    some 40 lines per candidate. tqdm (>= 4.66) reads ``TQDM_DISABLE`` from the environment.
+
+    Args:
+        bars: Keep the bars (a person at a terminal).
+    """
+    import logging
+    import os
+
+    names = [n for n in logging.root.manager.loggerDict if n.startswith(_PTQ_LOGGERS)]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    previous = os.environ.get("TQDM_DISABLE")
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    if not bars:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous

@@ -33,6 +33,7 @@ from ppminilm.config.stages import (
     PruneConfig,
     QuantConfig,
     TeacherConfig,
+    TimingConfig,
     bert_base_arch,
 )
 from ppminilm.config.tasks import (
@@ -64,6 +65,7 @@ __all__ = [
     "Record",
     "StageConfig",
     "TeacherConfig",
+    "TimingConfig",
     "bert_base_arch",
     "check_profile",
     "check_value",

@@ -84,12 +84,14 @@ def check_value(tp: Any, value: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None: the error of X itself names the inner field
+            return check_value(options[0], value, where)
+        for arg in options:
             try:
                 return check_value(arg, value, where)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                continue
         raise _bad(where, _describe(tp), value)
     if tp is int:
         if isinstance(value, float) and value.is_integer() and math.isfinite(value):

@@ -183,6 +183,7 @@ class DistillConfig(StageConfig):
     weight_decay: float = 0.01
     warmup_steps: int = 4000
     max_steps: int = 400000
+    #: Sequences per device (per data-parallel rank); the global batch is ranks x this.
     batch_size: int = 256
     max_seq_len: int = 128
     max_grad_norm: float = 1.0
@@ -347,6 +348,9 @@ class QuantConfig(StageConfig):
     #: Op types allowed to run oneDNN INT8 kernels when evaluating candidates; empty = all.
     #: See ``CPU_INT8_OPS`` for why the default is ``fc`` only.
     mkldnn_int8_ops: Sequence[str] = CPU_INT8_OPS
+    #: Where candidates are scored, as they will serve: ``cpu`` (oneDNN INT8) or ``gpu``
+    #: (TensorRT INT8 with tuned dynamic shapes; the pipeline's GPU branch, T4 pool).
+    device: str = "cpu"
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -359,6 +363,7 @@ class QuantConfig(StageConfig):
         _check_positive(name, "batch_size", self.batch_size)
         _check_positive(name, "max_seq_len", self.max_seq_len)
         _check_positive(name, "num_threads", self.num_threads)
+        _check_choice(name, "device", self.device, ("cpu", "gpu"))
         _check_choice(
             name,
             "weight_quantize_type",
@@ -366,6 +371,36 @@ class QuantConfig(StageConfig):
             ("channel_wise_abs_max", "abs_max"),
         )
         _check_fraction(name, "hist_percent", self.hist_percent, 0.5, 1.0)
+
+
+@dataclasses.dataclass
+class TimingConfig(StageConfig):
+    """The timing protocol of the report's speed column (:mod:`ppminilm.inference.timing`).
+
+    Rows (the speed baseline and every compressed model) are timed in the same process,
+    interleaved; in each round a row repeats whole dev passes for at least ``min_time_s``.
+    """
+
+    stage: ClassVar[str] = "timing"
+
+    warmup_passes: int = 1
+    rounds: int = 5
+    min_time_s: float = 1.0
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        _check_positive(name, "rounds", self.rounds)
+        _check_positive(name, "warmup_passes", self.warmup_passes, allow_zero=True)
+        _check_positive(name, "min_time_s", self.min_time_s)
+
+    def describe(self) -> str:
+        """One sentence saying exactly what was timed."""
+        return (
+            f"each row: {self.warmup_passes} untimed warm-up dev pass(es), then {self.rounds} "
+            f"rounds with the rows interleaved (order rotating); in a round a row repeats whole "
+            f"dev passes for at least {self.min_time_s:g} s; time = median over rounds of "
+            "seconds per pass, spread = fastest to slowest round"
+        )
 
 
 @dataclasses.dataclass
@@ -388,6 +423,11 @@ class InferConfig(StageConfig):
     #: CPU INT8: op types oneDNN runs in INT8 (``enable_mkldnn_int8(ops)``); empty = every op
     #: Paddle can. Default ``CPU_INT8_OPS`` (``fc``): attention matmuls stay FP32 (why: there).
     int8_op_types: Sequence[str] = CPU_INT8_OPS
+    #: The speed column's protocol (rows interleaved, autoranged).
+    timing: TimingConfig = dataclasses.field(default_factory=TimingConfig)
+    #: Architecture of the speed baseline row (1.00x): the seed's BERT-base; timed with
+    #: random weights (speed does not depend on them), its accuracy is not measured.
+    baseline: ModelArch = dataclasses.field(default_factory=lambda: bert_base_arch())
 
     def validate(self) -> None:
         name = type(self).__name__

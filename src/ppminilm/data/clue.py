@@ -14,7 +14,6 @@ are turned back into label strings here, so the task directory stores CLUE's str
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import random
@@ -39,8 +38,9 @@ class ClueDownloadError(DownloadError):
 
 def _paddlenlp(module: str) -> Any:
     """A paddlenlp module, imported after :mod:`ppminilm.compat.paddle` (zlib before paddle)."""
-    importlib.import_module("ppminilm.compat.paddle")
-    return importlib.import_module(f"paddlenlp.{module}")
+    from ppminilm.compat import paddlenlp
+
+    return paddlenlp.module(module)
 
 
 def _builder_config(task: str) -> dict[str, Any]:

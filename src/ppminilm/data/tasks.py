@@ -39,6 +39,8 @@ class TaskSpec:
         text_b: Where the second text comes from, or None for single-text tasks.
         labels: Label strings in id order.
         is_pair: Whether examples are text pairs.
+        label_names: What a label code means, for people (confusion matrices, reports);
+            labels without an entry are shown as they are.
     """
 
     name: str
@@ -46,17 +48,45 @@ class TaskSpec:
     text_b: str | None
     labels: tuple[str, ...]
     is_pair: bool
+    label_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def display(self, label: str) -> str:
+        """The readable name of a label (``1`` -> ``positive``)."""
+        return self.label_names.get(label, label)
+
+
+#: TNEWS category codes as CLUE's labels.json names them.
+_TNEWS_NAMES = {
+    "100": "story",
+    "101": "culture",
+    "102": "entertainment",
+    "103": "sports",
+    "104": "finance",
+    "106": "house",
+    "107": "car",
+    "108": "edu",
+    "109": "tech",
+    "110": "military",
+    "112": "travel",
+    "113": "world",
+    "114": "stock",
+    "115": "agriculture",
+    "116": "game",
+}
 
 
 _NLI_LABELS = ("contradiction", "entailment", "neutral")
 TASK_SPECS: dict[str, TaskSpec] = {
-    "afqmc": TaskSpec("afqmc", "sentence1", "sentence2", ("0", "1"), True),
+    "afqmc": TaskSpec(
+        "afqmc", "sentence1", "sentence2", ("0", "1"), True, {"0": "different", "1": "same"}
+    ),
     "tnews": TaskSpec(
         "tnews",
         "sentence",
         None,
         tuple(str(i) for i in range(100, 117) if i not in (105, 111)),
         False,
+        _TNEWS_NAMES,
     ),
     "iflytek": TaskSpec("iflytek", "sentence", None, tuple(str(i) for i in range(119)), False),
     "cmnli": TaskSpec("cmnli", "sentence1", "sentence2", _NLI_LABELS, True),
@@ -68,9 +98,15 @@ TASK_SPECS: dict[str, TaskSpec] = {
         ("true", "false"),
         False,
     ),
-    "csl": TaskSpec("csl", "' '.join(keyword)", "abst", ("0", "1"), True),
-    "local_reviews": TaskSpec("local_reviews", "sentence", None, ("0", "1"), False),
-    "local_pairs": TaskSpec("local_pairs", "sentence1", "sentence2", ("0", "1"), True),
+    "csl": TaskSpec(
+        "csl", "' '.join(keyword)", "abst", ("0", "1"), True, {"0": "not-keywords", "1": "keywords"}
+    ),
+    "local_reviews": TaskSpec(
+        "local_reviews", "sentence", None, ("0", "1"), False, {"0": "negative", "1": "positive"}
+    ),
+    "local_pairs": TaskSpec(
+        "local_pairs", "sentence1", "sentence2", ("0", "1"), True, {"0": "random", "1": "next"}
+    ),
 }
 
 

@@ -10,7 +10,6 @@ spelled out piece by piece instead of becoming ``[UNK]``.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import re
@@ -49,8 +48,9 @@ def _transformers() -> Any:
 
     Imported on first use so that reading data does not pay for importing paddle.
     """
-    importlib.import_module("ppminilm.compat.paddle")
-    return importlib.import_module("paddlenlp.transformers")
+    from ppminilm.compat import paddlenlp
+
+    return paddlenlp.module("transformers")
 
 
 def _basic_tokenizer() -> Any:

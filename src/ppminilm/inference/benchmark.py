@@ -142,7 +142,8 @@ def predict(
 # --------------------------------------------------------------------------- benchmark
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model name (``/proc/cpuinfo``), for result headers."""
     import platform
 
     try:
@@ -154,7 +155,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _encode_split(
+def encode_labelled_split(
     model_dir: Path, serving: ServingConfig, task_dir: str | Path, split: str, max_seq_len: int
 ) -> tuple[str, dict[str, np.ndarray], np.ndarray]:
     """Load, check and tokenize one labelled split with the model's vocab and label order."""
@@ -248,7 +249,9 @@ def run_benchmark(
     serving = read_serving_config(model_dir)
     check_max_seq_len(serving, cfg.max_seq_len, str(model_dir))
     require_device(cfg)
-    task, arrays, labels = _encode_split(model_dir, serving, task_dir, split, cfg.max_seq_len)
+    task, arrays, labels = encode_labelled_split(
+        model_dir, serving, task_dir, split, cfg.max_seq_len
+    )
     batches = list(iterate_batches(arrays, cfg.batch_size))
     with tempfile.TemporaryDirectory(prefix="ppminilm-bench-") as tmp:
         shape_file = None
@@ -280,7 +283,7 @@ def run_benchmark(
             "examples": len(labels),
             "batches": len(batches),
             "device": cfg.device,
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "precision": cfg.precision,
             "threads": cfg.num_threads,
             "batch_size": cfg.batch_size,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ppminilm.compat import paddlenlp
 from ppminilm.compat.paddle import paddle
 from ppminilm.config import ModelArch
 
@@ -30,7 +31,7 @@ def encoder_param_count(model: paddle.nn.Layer) -> int:
 
 
 def _ernie_config(arch: ModelArch, num_labels: int = 2) -> Any:
-    from paddlenlp.transformers import ErnieConfig
+    ErnieConfig = paddlenlp.module("transformers").ErnieConfig
 
     return ErnieConfig(
         vocab_size=arch.vocab_size,
@@ -63,7 +64,10 @@ def build_model(arch: ModelArch, kind: str = "encoder", num_classes: int = 2) ->
     Raises:
         ValueError: On an unknown kind or fewer than 2 classes.
     """
-    from paddlenlp.transformers import ErnieForMaskedLM, ErnieForSequenceClassification, ErnieModel
+    transformers = paddlenlp.module("transformers")
+    ErnieForMaskedLM = transformers.ErnieForMaskedLM
+    ErnieForSequenceClassification = transformers.ErnieForSequenceClassification
+    ErnieModel = transformers.ErnieModel
 
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")

@@ -278,7 +278,10 @@ def load_pretrained(path: str | Path, kind: str = "encoder") -> paddle.nn.Layer:
     Raises:
         ModelFormatError: If the path is not a local pretrained directory.
     """
-    from paddlenlp.transformers import AutoModel, AutoModelForMaskedLM
+    from ppminilm.compat import paddlenlp
+
+    transformers = paddlenlp.module("transformers")
+    AutoModel, AutoModelForMaskedLM = transformers.AutoModel, transformers.AutoModelForMaskedLM
 
     p = Path(path)
     if not p.is_dir():

@@ -1,12 +1,13 @@
-"""Plots of the final report (matplotlib, Agg backend, PNG): accuracy vs latency, grid heat maps,
-the distillation loss curve. Inputs are the validated summary pieces of
-:mod:`ppminilm.report.render`.
+"""Plots of the final report (matplotlib, Agg backend, PNG), each readable at a glance.
+
+Accuracy axes span at least :data:`MIN_ACC_SPAN` points so that a half-point difference does
+not look like a cliff; points carry their own labels, placed apart so none hides another.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ logger = logging.getLogger(__name__)
 #: Output resolution; 110 dpi keeps a 6.4 x 4.4 in figure readable and under ~100 kB.
 DPI = 110
 FIGSIZE = (6.4, 4.4)
+#: Smallest span of an accuracy axis, in percentage points.
+MIN_ACC_SPAN = 10.0
 
 
 def _pyplot() -> Any:
@@ -26,84 +29,99 @@ def _pyplot() -> Any:
     return plt
 
 
-def accuracy_vs_latency(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Scatter of average accuracy (%) against seconds per dev pass, one labelled point a model.
+def acc_limits(values: Sequence[float], span: float = MIN_ACC_SPAN) -> tuple[float, float]:
+    """Axis limits around ``values`` (percent) spanning at least ``span`` points, in [0, 100]."""
+    lo, hi = min(values), max(values)
+    pad = max(0.0, span - (hi - lo)) / 2 + 1.0
+    lo, hi = lo - pad, hi + pad
+    if lo < 0:
+        lo, hi = 0.0, min(100.0, hi - lo)
+    if hi > 100:
+        lo, hi = max(0.0, lo - (hi - 100)), 100.0
+    return lo, hi
 
-    Args:
-        rows: Model rows with ``name``, ``total_s`` and ``avg_acc`` (fraction); rows missing
-            either are left out.
-        path: PNG to write.
 
-    Returns:
-        ``path``.
-    """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    points = [r for r in rows if r.get("total_s") is not None and r.get("avg_acc") is not None]
-    colors = plt.get_cmap("tab10")
-    for i, row in enumerate(points):
-        x, y = row["total_s"], row["avg_acc"] * 100
-        ax.scatter(
-            [x],
-            [y],
-            s=70,
-            color=colors(i % 10),
-            zorder=3,
-            label=f"{row['name']} ({row.get('speedup_text', '')})",
-        )
-        # Names go in the legend; the short speed-up label does not collide with neighbours.
-        ax.annotate(
-            row.get("speedup_text", ""),
-            (x, y),
-            textcoords="offset points",
-            xytext=(0, 8 if i % 2 == 0 else -14),
-            ha="center",
-            fontsize=8,
-        )
-    ax.set_xlabel("seconds per dev pass (lower is faster)")
-    ax.set_ylabel("average accuracy (%)")
-    ax.set_title("Accuracy vs latency")
-    ax.grid(True, alpha=0.3)
-    if points:
-        xs = [r["total_s"] for r in points]
-        ax.set_xlim(0, max(xs) * 1.25)
-        ax.margins(y=0.15)
-        ax.legend(fontsize=7, loc="lower right")
+def _save(fig: Any, plt: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def grid_heatmap(task: str, points: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Heat map of dev accuracy over batch size (rows) x learning rate (columns); best boxed.
+def accuracy_vs_latency(
+    points: Sequence[tuple[str, float, float]], *, floor: float | None, path: Path
+) -> Path:
+    """Average accuracy (%) against seconds per dev pass; every point labelled with its name.
+
+    Labels sit in a column right of the fastest-to-slowest range, in the points' vertical
+    order and evenly spaced, each joined to its point by a thin line: no label hides a
+    point or another label, however close the points are.
+
+    Args:
+        points: ``(name, seconds per pass, accuracy %)`` per model.
+        floor: Majority-class accuracy (%), drawn as a dashed line, or None.
+        path: PNG to write.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.6, 4.4))
+    colors = plt.get_cmap("tab10")
+    accs = [a for _, _, a in points] + ([floor] if floor is not None else [])
+    lo, hi = acc_limits(accs)
+    xmax = max(x for _, x, _ in points)
+    label_x = xmax * 1.15
+    order = sorted(range(len(points)), key=lambda i: points[i][2])
+    slots = [lo + (hi - lo) * (k + 1) / (len(points) + 1) for k in range(len(points))]
+    for slot, i in zip(slots, order, strict=True):
+        name, x, y = points[i]
+        ax.scatter([x], [y], s=70, color=colors(i % 10), zorder=3)
+        ax.annotate(
+            f"{name} ({y:.2f}%, {x:.3g} s)",
+            xy=(x, y),
+            xytext=(label_x, slot),
+            textcoords="data",
+            va="center",
+            fontsize=7.5,
+            color=colors(i % 10),
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6, "relpos": (0, 0.5)},
+        )
+    if floor is not None:
+        ax.axhline(floor, color="0.5", linestyle="--", linewidth=1)
+        ax.text(0, floor, " majority class", va="bottom", fontsize=7, color="0.4")
+    ax.set_xlim(0, xmax * 2.3)
+    ax.set_ylim(lo, hi)
+    ax.set_xticks([t for t in ax.get_xticks() if 0 <= t <= xmax * 1.05])
+    ax.set_xlabel("seconds per dev pass (lower is faster)")
+    ax.set_ylabel("average dev accuracy (%)")
+    ax.set_title("Accuracy vs latency")
+    ax.grid(True, alpha=0.3)
+    return _save(fig, plt, path)
+
+
+def grid_heatmap(task: str, cells: Sequence[tuple[int, float, float]], path: Path) -> Path:
+    """Dev accuracy (%) over batch size (rows) x learning rate (columns); the best boxed.
 
     Args:
         task: Task name (title).
-        points: ``{"batch_size", "learning_rate", "dev_acc"}`` dicts.
+        cells: ``(batch size, learning rate, accuracy %)`` per grid point.
         path: PNG to write.
-
-    Returns:
-        ``path``.
     """
     import numpy as np
 
     plt = _pyplot()
-    sizes = sorted({int(p["batch_size"]) for p in points})
-    rates = sorted({float(p["learning_rate"]) for p in points})
+    sizes = sorted({b for b, _, _ in cells})
+    rates = sorted({lr for _, lr, _ in cells})
     grid = np.full((len(sizes), len(rates)), np.nan)
-    for p in points:
-        grid[sizes.index(int(p["batch_size"])), rates.index(float(p["learning_rate"]))] = (
-            p["dev_acc"] * 100
-        )
+    for b, lr, acc in cells:
+        grid[sizes.index(b), rates.index(lr)] = acc
     fig, ax = plt.subplots(
         figsize=(max(3.6, 1.3 * len(rates) + 2.2), max(2.8, 0.8 * len(sizes) + 1.8))
     )
-    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    finite = grid[np.isfinite(grid)]
+    vmin, vmax = acc_limits(list(finite))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto", vmin=vmin, vmax=vmax)
     fig.colorbar(image, ax=ax, label="dev accuracy (%)")
     best = np.unravel_index(np.nanargmax(grid), grid.shape)
-    finite = grid[np.isfinite(grid)]
-    middle = (finite.min() + finite.max()) / 2
+    middle = (vmin + vmax) / 2
     for (r, c), value in np.ndenumerate(grid):
         if np.isfinite(value):
             ax.text(
@@ -126,30 +144,51 @@ def grid_heatmap(task: str, points: Sequence[Mapping[str, Any]], path: Path) -> 
     ax.set_xlabel("learning rate")
     ax.set_ylabel("batch size")
     ax.set_title(f"Grid search: {task}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)
 
 
-def loss_curve(points: Sequence[Mapping[str, Any]], path: Path) -> Path:
+def quant_candidates(
+    items: Sequence[tuple[str, float, bool]], *, reference: float | None, path: Path
+) -> Path:
+    """Dev accuracy (%) of every PTQ candidate; the selected one highlighted.
+
+    Args:
+        items: ``(label, accuracy %, selected)`` per candidate.
+        reference: The FP32 model's accuracy (%), drawn as a line, or None.
+        path: PNG to write.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(FIGSIZE[0], max(2.6, 0.32 * len(items) + 1.4)))
+    labels = [label for label, _, _ in items]
+    accs = [acc for _, acc, _ in items]
+    colors = ["tab:orange" if sel else "tab:blue" for _, _, sel in items]
+    ax.barh(range(len(items)), accs, color=colors)
+    ax.set_yticks(range(len(items)), labels, fontsize=8)
+    ax.invert_yaxis()
+    values = accs + ([reference] if reference is not None else [])
+    ax.set_xlim(*acc_limits(values, span=5.0))
+    if reference is not None:
+        ax.axvline(reference, color="0.3", linestyle="--", linewidth=1)
+        ax.text(reference, -0.6, " FP32", fontsize=7, color="0.3")
+    ax.set_xlabel("INT8 dev accuracy (%) (orange: selected)")
+    ax.set_title("Post-training quantization candidates")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _save(fig, plt, path)
+
+
+def loss_curve(points: Sequence[tuple[int, float]], path: Path) -> Path:
     """Distillation loss against step.
 
     Args:
-        points: ``{"step", "loss"}`` dicts.
+        points: ``(step, loss)`` pairs.
         path: PNG to write.
-
-    Returns:
-        ``path``.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    ax.plot([p["step"] for p in points], [p["loss"] for p in points], marker=".", linewidth=1.5)
+    ax.plot([s for s, _ in points], [v for _, v in points], marker=".", linewidth=1.5)
     ax.set_xlabel("step")
     ax.set_ylabel("relation KL loss")
+    ax.set_ylim(bottom=0)
     ax.set_title("General distillation loss")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)

@@ -1,32 +1,16 @@
-"""The final report: the seed's summary table from real numbers, grid and PTQ tables, plots.
+"""The final report: the seed's summary table from real numbers, notes, tables and plots.
 
-Input: a JSON-able *run summary* the pipeline assembles. Schema (``?`` = optional)::
+Input: a :class:`~ppminilm.report.schema.RunSummary` (or its JSON form). Output directory,
+written all or nothing: ``report.md`` (plots as ``plots/*.png`` beside it, relative links),
+``report.html`` (self-contained: plots inlined), ``report.json`` (the run summary and the
+headline numbers). Every string that comes from the user's data (task names, labels, model
+names) is escaped in both Markdown and HTML.
 
-    {
-      "title"?: str,
-      "tasks"?: [str],                 # accuracy columns, in order; default: first seen order
-      "benchmark"?: {"task": str, "split": str, "batch_size": int, "max_seq_len": int},
-      "models": [                      # required, >= 1 row; the FIRST row is the speed baseline
-        {"name": str,                  # e.g. "BERT-base shape FP32", "pruned 0.75 INT8"
-         "arch"?: {ModelArch fields},  # shape, shown in the model table
-         "params": int, "flops": int,  # exact counts (models.count_params / count_flops)
-         "precision"?: "fp32" | "fp16" | "int8",
-         "latency"?: {"total_s": float, "p50_ms"?: float, "p95_ms"?: float},  # s per dev pass
-         "throughput"?: float,         # examples / s
-         "accuracy": {task: float}}    # fractions in [0, 1]
-      ],
-      "grid"?: {task: [{"batch_size": int, "learning_rate": float, "dev_acc": float}]},
-      "quantization"?: [{"algo": str, "batch_num": int, "acc": float,
-                         "task"?: str, "selected"?: bool}],
-      "distill_loss"?: [{"step": int, "loss": float}],
-      "environment"?: {"cpu"?: str, "device"?: str, "threads"?: int, "versions"?: {str: str},
-                       ...any other str/number fields}
-    }
-
-Output files (written to a temp dir, then moved into ``out_dir``): ``report.md``,
-``report.html`` (self-contained: plots inlined as base64 PNG), ``metrics.json`` (headline
-numbers) and ``plots/*.png``. Optional sections that are missing are skipped; a malformed
-summary raises :class:`ReportError` naming the field (``models[2].accuracy.tnews``).
+The summary table follows the seed: the first row is the speed baseline (1.00x; BERT-base on
+the cluster profile, the local teacher's shape on the local profile, timed with random
+weights), then the fine-tuned 6-layer model, the pruned one and its INT8 version. FLOPs are
+counted at the sequence length the rows ran at; the notes under the table give the
+majority-class accuracy, the timing protocol and which split every selection used.
 """
 
 from __future__ import annotations
@@ -34,55 +18,23 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ppminilm.io import read_json_file, staged_dir, write_json
 from ppminilm.modeling.accounting import format_count
-from ppminilm.report.schema import ReportError, validate_summary
+from ppminilm.report.schema import ModelRow, ReportError, RunSummary, validate_summary
 
-__all__ = ["ReportError", "build_report", "run_report", "validate_summary"]
+__all__ = ["ReportError", "build_report", "headline_metrics", "run_report", "validate_summary"]
 
 logger = logging.getLogger(__name__)
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
-METRICS_JSON = "metrics.json"
+REPORT_JSON = "report.json"
 PLOTS_DIR = "plots"
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.2f}"
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def headline(s: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per model row: counts, speed-up vs the first row and the average accuracy."""
-    base = s["models"][0]["total_s"]
-    out = []
-    for row in s["models"]:
-        accs = [row["accuracy"].get(t) for t in s["tasks"]]
-        avg = sum(accs) / len(accs) if accs and None not in accs else None  # type: ignore[arg-type]
-        speedup = base / row["total_s"] if base and row["total_s"] else None
-        out.append(
-            {
-                **row,
-                "avg_acc": avg,
-                "speedup": speedup,
-                "speedup_text": "-" if speedup is None else f"{speedup:.2f}x",
-            }
-        )
-    return out
-
-
-Table = tuple[str, list[str], list[list[str]]]
 
 #: Column names as the seed's table spells them; other tasks keep their own name.
 TASK_COLUMNS = {
@@ -95,92 +47,135 @@ TASK_COLUMNS = {
     "csl": "CSL",
 }
 
+Table = tuple[str, list[str], list[list[str]]]
 
-def tables(s: Mapping[str, Any]) -> list[Table]:
-    """The report's tables as ``(title, header, rows)``, already formatted."""
-    rows = headline(s)
+
+# --------------------------------------------------------------------------- cells
+
+
+def _pct(value: float | None) -> str:
+    return "n/m" if value is None else f"{value * 100:.2f}"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def avg_accuracy(row: ModelRow, tasks: Sequence[str]) -> float | None:
+    """Mean accuracy over ``tasks``, or None when a task was not measured for the row."""
+    accs = [row.accuracy.get(t) for t in tasks]
+    return None if not accs or any(a is None for a in accs) else sum(accs) / len(accs)  # type: ignore[arg-type]
+
+
+def speedup_text(row: ModelRow) -> str:
+    """``2.41x ±3%`` (median of the rounds' ratios, half their range); ``-`` untimed."""
+    if row.speed is None:
+        return "-"
+    s = row.speed
+    spread = (s.high - s.low) / 2 / s.speedup * 100 if s.speedup else 0.0
+    return f"{s.speedup:.2f}x ±{spread:.0f}%"
+
+
+def _int8_cell(row: ModelRow) -> str:
+    if row.int8_kernels is None:
+        return "-"
+    return "yes" if row.int8_kernels else "NO (ran as FP32)"
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def tables(s: RunSummary) -> list[Table]:
+    """The report's tables as ``(title, header, rows)``, already formatted (not escaped)."""
+    tasks = list(s.tasks)
     out: list[Table] = [
         (
             "Summary",
             [
                 "Model",
                 "#Params",
-                "#FLOPs",
+                f"#FLOPs (seq {s.seq_len})",
                 "Speedup",
-                *[TASK_COLUMNS.get(t, t) for t in s["tasks"]],
+                *[TASK_COLUMNS.get(t, t) for t in tasks],
                 "Avg",
             ],
             [
                 [
-                    r["name"],
-                    format_count(r["params"], "M"),
-                    format_count(r["flops"], "B"),
-                    r["speedup_text"],
-                    *[_pct(r["accuracy"].get(t)) for t in s["tasks"]],
-                    _pct(r["avg_acc"]),
+                    r.name,
+                    format_count(r.params, "M"),
+                    format_count(r.flops, "B"),
+                    speedup_text(r),
+                    *[_pct(r.accuracy.get(t)) for t in tasks],
+                    _pct(avg_accuracy(r, tasks)),
                 ]
-                for r in rows
+                for r in s.models
             ],
-        )
-    ]
-    if any(r["total_s"] is not None for r in rows):
-        out.append(
-            (
-                "Latency",
-                ["Model", "Precision", "Total (s)", "p50 (ms)", "p95 (ms)", "Throughput (ex/s)"],
+        ),
+        (
+            "Latency",
+            [
+                "Model",
+                "Precision",
+                "INT8 kernels",
+                "s / dev pass",
+                "p50 batch (ms)",
+                "p95 batch (ms)",
+                "Throughput (ex/s)",
+            ],
+            [
                 [
-                    [
-                        r["name"],
-                        r["precision"].upper() or "-",
-                        _num(r["total_s"], ".2f"),
-                        _num(r["p50_ms"], ".2f"),
-                        _num(r["p95_ms"], ".2f"),
-                        _num(r["throughput"], ".1f"),
-                    ]
-                    for r in rows
-                ],
-            )
-        )
-    if any(r["arch"] for r in rows):
+                    r.name,
+                    r.precision.upper(),
+                    _int8_cell(r),
+                    _num(r.speed.seconds_per_pass if r.speed else None, ".3f"),
+                    _num(r.latency_p50_ms, ".2f"),
+                    _num(r.latency_p95_ms, ".2f"),
+                    _num(r.throughput, ".1f"),
+                ]
+                for r in s.models
+            ],
+        ),
+    ]
+    if any(r.arch for r in s.models):
         out.append(
             (
                 "Architectures",
                 ["Model", "Layers", "Hidden", "Heads", "FFN", "Width"],
-                [[r["name"], *_arch_cells(r["arch"])] for r in rows],
+                [[r.name, *_arch_cells(r.arch)] for r in s.models],
             )
         )
-    for task, points in s["grid"].items():
-        if not points:
-            continue
-        best = max(points, key=lambda p: p["dev_acc"])
+    if any(r.test_accuracy for r in s.models):
+        out.append(
+            (
+                "Test accuracy (labelled test split; no selection saw it)",
+                ["Model", *[TASK_COLUMNS.get(t, t) for t in tasks]],
+                [[r.name, *[_pct(r.test_accuracy.get(t)) for t in tasks]] for r in s.models],
+            )
+        )
+    for task, points in s.grid.items():
+        best = max(points, key=lambda p: p.dev_acc)
         out.append(
             (
                 f"Grid search: {task}",
                 ["Batch size", "Learning rate", "Dev acc"],
                 [
                     [
-                        str(p["batch_size"]),
-                        f"{p['learning_rate']:g}",
-                        _pct(p["dev_acc"]) + (" (best)" if p is best else ""),
+                        str(p.batch_size),
+                        f"{p.learning_rate:g}",
+                        _pct(p.dev_acc) + (" (best)" if p is best else ""),
                     ]
                     for p in points
                 ],
             )
         )
-    if s["quantization"]:
+    if s.quantization:
         out.append(
             (
                 "Quantization candidates",
-                ["Task", "Algo", "Batch num", "Acc", "Selected"],
+                ["Task", "Algo", "Batch num", "Dev acc", "Selected"],
                 [
-                    [
-                        q["task"] or "-",
-                        q["algo"],
-                        str(q["batch_num"]),
-                        _pct(q["acc"]),
-                        "yes" if q["selected"] else "",
-                    ]
-                    for q in s["quantization"]
+                    [q.task, q.algo, str(q.batch_num), _pct(q.acc), "yes" if q.selected else ""]
+                    for q in s.quantization
                 ],
             )
         )
@@ -189,7 +184,7 @@ def tables(s: Mapping[str, Any]) -> list[Table]:
 
 def _arch_cells(arch: Mapping[str, Any]) -> list[str]:
     """Layers, hidden, heads and FFN *kept* at the row's width (what the pruned model runs)."""
-    width = arch.get("width", 1.0)
+    width = float(arch.get("width", 1.0))
 
     def kept(key: str) -> str:
         value = arch.get(key)
@@ -204,9 +199,60 @@ def _arch_cells(arch: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def notes(s: RunSummary) -> list[str]:
+    """The sentences under the summary table (plain text, not escaped)."""
+    out = []
+    if s.models and s.models[0].note:
+        out.append(
+            f"First row: {s.models[0].name}, the speed baseline (1.00x): {s.models[0].note}."
+        )
+    out.append(
+        f"Accuracy: {s.split} accuracy in %; n/m = not measured. Every selection (grid point, "
+        f"PTQ candidate) was made on {s.split}."
+    )
+    if s.majority:
+        floors = ", ".join(f"{t} {v * 100:.2f}" for t, v in s.majority.items())
+        out.append(f"Majority-class accuracy (the floor to beat): {floors}.")
+    out.append(f"#FLOPs: dense encoder multiply-accumulates per sequence at {s.seq_len} tokens.")
+    if s.timing:
+        out.append(f"Speedup: {s.timing}; ± is half the range of the rounds' ratios.")
+    if s.teacher:
+        t = s.teacher
+        if "final_loss" in t:
+            acc = t.get("final_mlm_accuracy")
+            acc_text = f", masked-token accuracy {acc * 100:.1f}%" if acc is not None else ""
+            out.append(
+                f"Teacher: pre-trained here by MLM for {t.get('steps', '?')} steps, final loss "
+                f"{t['final_loss']:.3f}{acc_text}."
+            )
+        else:
+            out.append(f"Teacher: imported from {t.get('source', 'a pretrained directory')}.")
+    return out
+
+
+def _environment_lines(s: RunSummary) -> list[str]:
+    lines = []
+    for key, value in s.environment.items():
+        if isinstance(value, Mapping):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        lines.append(f"{key}: {value}")
+    return lines
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+def md_escape(text: str) -> str:
+    """A user string made inert in Markdown: HTML entities, table pipes and emphasis."""
+    escaped = html.escape(str(text), quote=False)
+    # Underscores stay: GFM does not emphasise inside words (local_reviews), and escaping
+    # them would litter every task name.
+    return re.sub(r"([\\|*`\[\]])", r"\\\1", escaped)
+
+
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(md_escape(c) for c in cells) + " |"
 
     return "\n".join(
         [line(header), "|" + "|".join("---" for _ in header) + "|", *[line(r) for r in rows]]
@@ -221,173 +267,172 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _environment_lines(s: Mapping[str, Any]) -> list[str]:
-    lines = []
-    for key, value in {**s["benchmark"], **s["environment"]}.items():
-        if isinstance(value, Mapping):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
-        lines.append(f"{key}: {value}")
-    return lines
-
-
 _CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;
-color:#222;max-width:1100px}table{border-collapse:collapse;margin:8px 0 20px}
+color:#222;max-width:1100px}table{border-collapse:collapse;margin:8px 0 12px}
 th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f0f3f7}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:6px 12px 6px 0}
-h1{font-size:22px}h2{font-size:17px;margin-top:26px}li{font-family:monospace}"""
+h1{font-size:22px}h2{font-size:17px;margin-top:26px}.notes li{margin:2px 0}
+ul.env li{font-family:monospace}"""
 
 
 # --------------------------------------------------------------------------- output
 
 
-def _plots(
-    s: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], plot_dir: Path
-) -> dict[str, Path]:
+def _plots(s: RunSummary, plot_dir: Path) -> dict[str, Path]:
     from ppminilm.report import plots as report_plots
 
     plot_dir.mkdir(parents=True, exist_ok=True)
-    plots: dict[str, Path] = {}
-    if any(r["total_s"] is not None and r["avg_acc"] is not None for r in rows):
-        plots["accuracy_vs_latency"] = report_plots.accuracy_vs_latency(
-            rows, plot_dir / "accuracy_vs_latency.png"
+    out: dict[str, Path] = {}
+    timed = [r for r in s.models if r.speed is not None and avg_accuracy(r, s.tasks) is not None]
+    if timed:
+        out["accuracy_vs_latency"] = report_plots.accuracy_vs_latency(
+            [
+                (r.name, r.speed.seconds_per_pass, avg_accuracy(r, s.tasks) * 100)  # type: ignore[union-attr,operator]
+                for r in timed
+            ],
+            floor=(sum(s.majority.values()) / len(s.majority) * 100) if s.majority else None,
+            path=plot_dir / "accuracy_vs_latency.png",
         )
-    for task, points in s["grid"].items():
-        if points:
-            plots[f"grid_{task}"] = report_plots.grid_heatmap(
-                task, points, plot_dir / f"grid_{task}.png"
-            )
-    if s["distill_loss"]:
-        plots["distill_loss"] = report_plots.loss_curve(
-            s["distill_loss"], plot_dir / "distill_loss.png"
+    for task, points in s.grid.items():
+        out[f"grid_{task}"] = report_plots.grid_heatmap(
+            task,
+            [(p.batch_size, p.learning_rate, p.dev_acc * 100) for p in points],
+            plot_dir / f"grid_{_file_safe(task)}.png",
         )
-    return plots
-
-
-def _metrics(s: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    keys = (
-        "name",
-        "precision",
-        "params",
-        "flops",
-        "speedup",
-        "avg_acc",
-        "total_s",
-        "p50_ms",
-        "p95_ms",
-        "throughput",
-        "accuracy",
-    )
-    out: dict[str, Any] = {"tasks": s["tasks"], "models": [{k: r[k] for k in keys} for r in rows]}
-    if s["grid"]:
-        out["grid_best"] = {
-            t: max(p, key=lambda x: x["dev_acc"]) for t, p in s["grid"].items() if p
-        }
-    if s["quantization"]:
-        chosen = [q for q in s["quantization"] if q["selected"]]
-        out["quantization_best"] = (
-            chosen[0] if chosen else max(s["quantization"], key=lambda q: q["acc"])
+    if s.quantization:
+        out["ptq_candidates"] = report_plots.quant_candidates(
+            [
+                (f"{q.task}: {q.algo} x{q.batch_num}", q.acc * 100, q.selected)
+                for q in s.quantization
+            ],
+            reference=_fp32_reference(s),
+            path=plot_dir / "ptq_candidates.png",
+        )
+    if s.distill_loss:
+        out["distill_loss"] = report_plots.loss_curve(
+            [(p.step, p.loss) for p in s.distill_loss], plot_dir / "distill_loss.png"
         )
     return out
 
 
-def build_report(run_summary: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    """Write ``report.md``, ``report.html``, ``metrics.json`` and PNG plots.
+def _file_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "task"
+
+
+def _fp32_reference(s: RunSummary) -> float | None:
+    """The pruned FP32 row's accuracy on the first task (what PTQ candidates lose from)."""
+    fp32 = [r for r in s.models if r.precision == "fp32" and r.arch.get("width", 1.0) < 1.0]
+    if not fp32 or not s.tasks:
+        return None
+    acc = fp32[0].accuracy.get(s.tasks[0])
+    return None if acc is None else acc * 100
+
+
+def headline_metrics(s: RunSummary) -> dict[str, float]:
+    """Run-comparison numbers of the last (most compressed) row: accuracy, speed-up, size."""
+    row = s.models[-1]
+    out: dict[str, float] = {"params_millions": row.params / 1e6}
+    avg = avg_accuracy(row, s.tasks)
+    if avg is not None:
+        out["avg_dev_acc"] = avg
+    if row.speed is not None:
+        out["speedup"] = row.speed.speedup
+    best = max(
+        (a for a in (avg_accuracy(r, s.tasks) for r in s.models) if a is not None), default=None
+    )
+    if best is not None:
+        out["best_avg_dev_acc"] = best
+    return out
+
+
+def build_report(
+    run_summary: Mapping[str, Any] | RunSummary, out_dir: str | Path
+) -> dict[str, Any]:
+    """Write ``report.md`` (+ ``plots/*.png``), ``report.html`` and ``report.json``.
 
     Args:
-        run_summary: The run summary (schema in the module docstring).
+        run_summary: The run summary (a record, or its JSON form).
         out_dir: Output directory, written all or nothing (a previous report is replaced).
 
     Returns:
-        ``{"markdown", "html", "metrics", "plots": {name: path}}`` (paths as strings).
+        ``{"markdown", "html", "json", "plots": {name: path}}`` (paths as strings).
 
     Raises:
         ReportError: If the summary is malformed (nothing is written then).
     """
     s = validate_summary(run_summary)
-    rows = headline(s)
     target = Path(out_dir)
     with staged_dir(target, replace=True, kind="report") as tmp:
-        plots = _plots(s, rows, tmp / PLOTS_DIR)
-        md = [f"# {s['title']}", ""]
-        body = [f"<h1>{html.escape(s['title'])}</h1>"]
+        plots = _plots(s, tmp / PLOTS_DIR)
+        md = [f"# {md_escape(s.title)}", ""]
+        body = [f"<h1>{html.escape(s.title)}</h1>"]
         for title, header, table_rows in tables(s):
-            md += [f"## {title}", "", _md_table(header, table_rows), ""]
+            md += [f"## {md_escape(title)}", "", _md_table(header, table_rows), ""]
             body += [f"<h2>{html.escape(title)}</h2>", _html_table(header, table_rows)]
             if title == "Summary":
-                note = (
-                    "Speedup = seconds per dev pass of the first row / this row; accuracy in "
-                    "%; #FLOPs at sequence length 128."
+                lines = notes(s)
+                md += [*[f"- {md_escape(n)}" for n in lines], ""]
+                body.append(
+                    "<ul class='notes'>"
+                    + "".join(f"<li>{html.escape(n)}</li>" for n in lines)
+                    + "</ul>"
                 )
-                md += [f"_{note}_", ""]
-                body.append(f"<p><em>{html.escape(note)}</em></p>")
         if plots:
-            md += ["## Plots", ""] + [f"![{n}]({PLOTS_DIR}/{p.name})" for n, p in plots.items()]
-            md.append("")
+            md += ["## Plots", ""]
             body.append("<h2>Plots</h2>")
             for name, path in plots.items():
+                md += [f"![{md_escape(name)}]({PLOTS_DIR}/{path.name})", ""]
                 data = base64.b64encode(path.read_bytes()).decode("ascii")
                 body.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
         env = _environment_lines(s)
         if env:
-            md += ["## Environment", "", *[f"- {line}" for line in env], ""]
+            md += ["## Environment", "", *[f"- {md_escape(line)}" for line in env], ""]
             body += [
-                "<h2>Environment</h2><ul>",
+                "<h2>Environment</h2><ul class='env'>",
                 *[f"<li>{html.escape(line)}</li>" for line in env],
                 "</ul>",
             ]
         (tmp / REPORT_MD).write_text("\n".join(md), encoding="utf-8")
         (tmp / REPORT_HTML).write_text(
             "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(s['title'])}</title><style>{_CSS}</style></head><body>"
+            f"<title>{html.escape(s.title)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(body)
             + "</body></html>\n",
             encoding="utf-8",
         )
-        write_json(tmp / METRICS_JSON, _metrics(s, rows))
-    logger.info("report with %d model rows, %d plots -> %s", len(rows), len(plots), target)
+        write_json(tmp / REPORT_JSON, {"summary": s.to_dict(), "headline": headline_metrics(s)})
+    logger.info("report with %d model rows, %d plots -> %s", len(s.models), len(plots), target)
     return {
         "markdown": str(target / REPORT_MD),
         "html": str(target / REPORT_HTML),
-        "metrics": str(target / METRICS_JSON),
+        "json": str(target / REPORT_JSON),
         "plots": {n: str(target / PLOTS_DIR / p.name) for n, p in plots.items()},
     }
 
 
 def run_report(summary_file: str | Path, out_dir: str | Path) -> dict[str, Any]:
-    """Stage entry: read a run-summary JSON file and build the report.
-
-    Args:
-        summary_file: JSON file holding the run summary.
-        out_dir: Output directory.
-
-    Returns:
-        :func:`build_report`'s paths.
+    """Stage entry: read a run-summary JSON file (or a ``report.json``) and build the report.
 
     Raises:
-        FileNotFoundError: If the file is missing.
-        ReportError: On invalid JSON (file and line named) or a malformed summary.
+        ReportError: On a missing file, invalid JSON (file and line named) or a malformed
+            summary.
     """
     path = Path(summary_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"run summary {path} does not exist")
-    summary = read_json_file(path, ReportError)
-    try:
-        return build_report(summary, out_dir)
-    except ReportError as exc:
-        raise ReportError(f"{path}: {exc}") from exc
+    data = read_json_file(path, ReportError)
+    if isinstance(data, dict) and "summary" in data and "headline" in data:
+        data = data["summary"]  # a report.json
+    return build_report(validate_summary(data, where=str(path)), out_dir)
 
 
 def inline_markdown_images(markdown_path: str | Path) -> str:
     """Return the report Markdown with its ``plots/*.png`` links embedded as data URIs.
 
     The Kubeflow UI shows a Markdown artifact as one file, so relative image links would
-    break there; embedding keeps the plots visible.
+    break there; embedding keeps the plots visible (``report.md`` itself keeps the links).
 
     Args:
         markdown_path: A ``report.md`` written by :func:`build_report` (plots beside it).
     """
-    import re
-
     path = Path(markdown_path)
 
     def embed(match: re.Match[str]) -> str:

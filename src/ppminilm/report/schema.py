@@ -1,164 +1,152 @@
-"""Validation of the report's run summary (schema in :mod:`ppminilm.report.render`)."""
+"""The run summary the report is built from: typed records, checked on the way in.
+
+``RunSummary.from_dict`` (through :func:`validate_summary`) refuses a malformed summary with a
+:class:`ReportError` naming the field (``RunSummary.models[2].accuracy['tnews']``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ppminilm.errors import UserError
-
-_NUM = (int, float)
+from ppminilm.config.base import Record
+from ppminilm.errors import ConfigError, UserError
 
 
 class ReportError(UserError):
-    """The run summary is malformed; the message names the field and what was expected."""
+    """The run summary is malformed (the message names the field)."""
 
 
-def _need(
-    obj: Mapping[str, Any],
-    key: str,
-    where: str,
-    kinds: type | tuple[type, ...],
-    expected: str,
-    optional: bool = False,
-) -> Any:
-    if key not in obj or obj[key] is None:
-        if optional:
-            return None
-        raise ReportError(f"run summary: field '{where}{key}' is missing; expected {expected}")
-    value = obj[key]
-    allowed = kinds if isinstance(kinds, tuple) else (kinds,)
-    # bool is an int subclass; a JSON true is never a count or an accuracy.
-    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-        raise ReportError(
-            f"run summary: field '{where}{key}': expected {expected}, got "
-            f"{type(value).__name__} {value!r:.60}"
-        )
-    return value
+@dataclasses.dataclass
+class Speed(Record):
+    """A row's time per dev pass and its speed-up over the baseline row, with the spread."""
+
+    seconds_per_pass: float
+    speedup: float
+    low: float
+    high: float
 
 
-def _fraction(obj: Mapping[str, Any], key: str, where: str) -> float:
-    value = float(_need(obj, key, where, _NUM, "a number in [0, 1]"))
-    if not 0.0 <= value <= 1.0:
-        raise ReportError(
-            f"run summary: field '{where}{key}': expected a fraction in [0, 1] "
-            f"(accuracy, not percent), got {value}"
-        )
-    return value
+@dataclasses.dataclass
+class ModelRow(Record):
+    """One row of the summary table."""
+
+    key: str
+    name: str
+    params: int
+    flops: int
+    #: Dev accuracy per task (fractions); a task left out was not measured for this row.
+    accuracy: dict[str, float]
+    precision: str = "fp32"
+    arch: dict[str, Any] = dataclasses.field(default_factory=dict)
+    speed: Speed | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    throughput: float | None = None
+    #: oneDNN/TensorRT INT8 kernels seen in the optimized program; None when not checked.
+    int8_kernels: bool | None = None
+    #: Accuracy on a labelled test split no selection saw (tasks that have one).
+    test_accuracy: dict[str, float] = dataclasses.field(default_factory=dict)
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        where = f"ModelRow({self.name!r})"
+        if self.params <= 0 or self.flops <= 0:
+            raise ConfigError(f"{where}: params and flops must be > 0")
+        for field in ("accuracy", "test_accuracy"):
+            for task, acc in getattr(self, field).items():
+                if not 0.0 <= acc <= 1.0:
+                    raise ConfigError(f"{where}.{field}[{task!r}]={acc}: expected a fraction")
 
 
-def _positive(obj: Mapping[str, Any], key: str, where: str, optional: bool = False) -> float | None:
-    value = _need(obj, key, where, _NUM, "a positive number", optional)
-    if value is not None and value <= 0:
-        raise ReportError(
-            f"run summary: field '{where}{key}': expected a positive number, got {value}"
-        )
-    return value
+@dataclasses.dataclass
+class GridCell(Record):
+    """One grid point's best dev accuracy."""
+
+    batch_size: int
+    learning_rate: float
+    dev_acc: float
 
 
-def _list_of_dicts(
-    obj: Mapping[str, Any], key: str, where: str = "", optional: bool = True
-) -> list[Mapping[str, Any]]:
-    items = _need(obj, key, where, list, "a list of objects", optional) or []
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise ReportError(
-                f"run summary: field '{where}{key}[{i}]': expected an object, "
-                f"got {type(item).__name__}"
+@dataclasses.dataclass
+class QuantRow(Record):
+    """One PTQ candidate's dev accuracy."""
+
+    task: str
+    algo: str
+    batch_num: int
+    acc: float
+    selected: bool = False
+
+
+@dataclasses.dataclass
+class LossPoint(Record):
+    """One point of the distillation loss curve."""
+
+    step: int
+    loss: float
+
+
+@dataclasses.dataclass
+class RunSummary(Record):
+    """Everything the report shows; the first model row is the speed baseline."""
+
+    models: Sequence[ModelRow]
+    tasks: Sequence[str] = ()
+    title: str = "PP-MiniLM compression report"
+    profile: str = ""
+    #: Tokens per example the rows ran at; FLOPs are counted at this length.
+    seq_len: int = 128
+    batch_size: int = 0
+    split: str = "dev"
+    #: How the speed column was timed (one sentence).
+    timing: str = ""
+    #: Majority-class dev accuracy per task (the floor to beat).
+    majority: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: The teacher's pre-training quality (empty when it was imported).
+    teacher: dict[str, Any] = dataclasses.field(default_factory=dict)
+    grid: dict[str, Sequence[GridCell]] = dataclasses.field(default_factory=dict)
+    quantization: Sequence[QuantRow] = ()
+    distill_loss: Sequence[LossPoint] = ()
+    environment: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.models:
+            raise ConfigError(
+                "RunSummary.models is empty; expected >= 1 model row (the first is the speed "
+                "baseline)"
             )
-    return items
+        if not self.tasks:
+            seen: list[str] = []
+            for row in self.models:
+                seen += [t for t in row.accuracy if t not in seen]
+            self.tasks = tuple(seen)
 
 
-def validate_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a run summary against the schema and normalise it.
-
-    Args:
-        summary: The run summary (see the module docstring).
-
-    Returns:
-        A normalised copy: ``tasks`` filled in, numbers as floats/ints, optional sections as
-        empty lists/dicts.
+def validate_summary(summary: Mapping[str, Any] | RunSummary, where: str = "") -> RunSummary:
+    """Check a run summary (a mapping, e.g. read from JSON) and return it typed.
 
     Raises:
         ReportError: Naming the first malformed field.
     """
-    if not isinstance(summary, Mapping):
-        raise ReportError(f"run summary: expected a JSON object, got {type(summary).__name__}")
-    models = _list_of_dicts(summary, "models", optional=False)
-    if not models:
-        raise ReportError(
-            "run summary: field 'models' is empty; expected >= 1 model row "
-            "(the first is the speed baseline)"
-        )
-    rows, seen_tasks = [], []
-    for i, m in enumerate(models):
-        w = f"models[{i}]."
-        row: dict[str, Any] = {
-            "name": _need(m, "name", w, str, "a model name string"),
-            "params": _need(m, "params", w, int, "an integer parameter count"),
-            "flops": _need(m, "flops", w, int, "an integer FLOPs count"),
-            "precision": _need(m, "precision", w, str, "'fp32', 'fp16' or 'int8'", True) or "",
-            "arch": dict(_need(m, "arch", w, Mapping, "a ModelArch object", True) or {}),
-            "throughput": _positive(m, "throughput", w, optional=True),
-        }
-        latency = _need(m, "latency", w, Mapping, "an object with 'total_s'", True)
-        row["total_s"] = _positive(latency, "total_s", f"{w}latency.") if latency else None
-        row["p50_ms"] = _positive(latency, "p50_ms", f"{w}latency.", True) if latency else None
-        row["p95_ms"] = _positive(latency, "p95_ms", f"{w}latency.", True) if latency else None
-        acc = _need(m, "accuracy", w, Mapping, "an object {task: accuracy}")
-        row["accuracy"] = {str(t): _fraction(acc, t, f"{w}accuracy.") for t in acc}
-        seen_tasks += [t for t in row["accuracy"] if t not in seen_tasks]
-        rows.append(row)
-    tasks = _need(summary, "tasks", "", list, "a list of task names", True) or seen_tasks
-    if not all(isinstance(t, str) for t in tasks):
-        raise ReportError("run summary: field 'tasks': expected a list of task name strings")
-    grid: dict[str, list[dict[str, Any]]] = {}
-    for task, points in (
-        _need(summary, "grid", "", Mapping, "an object {task: [points]}", True) or {}
-    ).items():
-        if not isinstance(points, list):
-            raise ReportError(f"run summary: field 'grid.{task}': expected a list of points")
-        grid[task] = []
-        for j, p in enumerate(_list_of_dicts({"p": points}, "p")):
-            w = f"grid.{task}[{j}]."
-            grid[task].append(
-                {
-                    "batch_size": _need(p, "batch_size", w, int, "an integer"),
-                    "learning_rate": _positive(p, "learning_rate", w),
-                    "dev_acc": _fraction(p, "dev_acc", w),
-                }
-            )
-    quant = []
-    for j, q in enumerate(_list_of_dicts(summary, "quantization")):
-        w = f"quantization[{j}]."
-        quant.append(
-            {
-                "algo": _need(q, "algo", w, str, "an algorithm name"),
-                "batch_num": _need(q, "batch_num", w, int, "an integer"),
-                "acc": _fraction(q, "acc", w),
-                "task": _need(q, "task", w, str, "a task name", True) or "",
-                "selected": bool(q.get("selected", False)),
-            }
-        )
-    loss = []
-    for j, p in enumerate(_list_of_dicts(summary, "distill_loss")):
-        w = f"distill_loss[{j}]."
-        loss.append(
-            {
-                "step": _need(p, "step", w, int, "an integer"),
-                "loss": float(_need(p, "loss", w, _NUM, "a number")),
-            }
-        )
-    env = dict(_need(summary, "environment", "", Mapping, "an object", True) or {})
-    bench = dict(_need(summary, "benchmark", "", Mapping, "an object", True) or {})
-    title = _need(summary, "title", "", str, "a string", True) or "PP-MiniLM compression report"
-    return {
-        "title": title,
-        "tasks": list(tasks),
-        "models": rows,
-        "grid": grid,
-        "quantization": quant,
-        "distill_loss": loss,
-        "environment": env,
-        "benchmark": bench,
-    }
+    if isinstance(summary, RunSummary):
+        return summary
+    try:
+        return RunSummary.from_dict(summary, where=where)
+    except ConfigError as exc:
+        raise ReportError(f"run summary: {exc}") from None
+
+
+__all__ = [
+    "GridCell",
+    "LossPoint",
+    "ModelRow",
+    "QuantRow",
+    "ReportError",
+    "RunSummary",
+    "Speed",
+    "validate_summary",
+]

@@ -34,6 +34,7 @@ from ppminilm.runner.evaluate import (  # isort: skip
     read_result,
     record_status,
     report,
+    time_rows,
 )
 
 __all__ = [
@@ -60,4 +61,5 @@ __all__ = [
     "run_step",
     "select_best",
     "stage",
+    "time_rows",
 ]

@@ -26,6 +26,7 @@ from ppminilm.contracts import StageSummary, numbers
 from ppminilm.data.taskdir import TASK_FILE
 from ppminilm.errors import UserError, exit_code_of, is_expected
 from ppminilm.io import dumps_json, read_json_file
+from ppminilm.progress import tag_records
 
 logger = logging.getLogger("ppminilm.runner")
 
@@ -210,6 +211,7 @@ def run_step(
     if spec is None:
         raise KeyError(f"unknown stage {stage_name!r}; declared: {sorted(STAGES)}")
     component_logging()
+    tag_records(step_tag(stage_name, kwargs))
     started = time.perf_counter()
     logger.info("%s: started", stage_name)
     from ppminilm.runner.signals import handle_termination
@@ -225,6 +227,22 @@ def run_step(
     )
     logger.info("%s: done in %.1f s", stage_name, time.perf_counter() - started)
     return summary
+
+
+def step_tag(stage_name: str, kwargs: Mapping[str, Any]) -> str:
+    """What a pipeline step works on, for its log lines: ``finetune local_reviews bs16_lr0.001``.
+
+    Display names in the Kubeflow UI are fixed at compile time, so the grid point (or the
+    benchmark row) is carried in the logs, metrics and metadata instead.
+    """
+    parts = [stage_name]
+    if kwargs.get("task"):
+        parts.append(str(kwargs["task"]))
+    if kwargs.get("batch_size") is not None and kwargs.get("learning_rate") is not None:
+        parts.append(f"bs{int(kwargs['batch_size'])}_lr{float(kwargs['learning_rate']):g}")
+    if kwargs.get("name"):
+        parts.append(str(kwargs["name"]))
+    return " ".join(parts)
 
 
 def component_logging() -> None:

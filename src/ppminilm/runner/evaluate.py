@@ -6,17 +6,20 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ppminilm.config import InferConfig, ModelArch, resolve
 from ppminilm.contracts import (
     BenchmarkResult,
+    Confusion,
     ContractError,
     StageSummary,
     TaskResults,
+    TimingResult,
 )
+from ppminilm.errors import UserError
 from ppminilm.io import atomic_write, atomic_write_json, atomic_write_text, read_json_file
 from ppminilm.runner.core import resolve_task_dir, stage, summarize
 
@@ -84,7 +87,125 @@ def benchmark(
         "latency_p50_ms": result.latency_ms.p50,
         "latency_p95_ms": result.latency_ms.p95,
     }
-    return summarize("benchmark", row, profile=profile, cfg=cfg, confusion=result.confusion_matrix)
+    confusion = _named(result.confusion_matrix, result.task)
+    return summarize("benchmark", row, profile=profile, cfg=cfg, confusion=confusion)
+
+
+def _named(confusion: Confusion, task: str) -> Confusion:
+    """The confusion matrix with readable label names (the KFP UI shows them as given)."""
+    from ppminilm.data import TASK_SPECS
+
+    spec = TASK_SPECS.get(task)
+    if spec is None:
+        return confusion
+    return confusion.replace(labels=[spec.display(label) for label in confusion.labels])
+
+
+#: Key of the speed baseline row in a timing result.
+BASELINE_ROW = "baseline"
+
+
+@stage(
+    "time-rows",
+    InferConfig,
+    metrics=("speedup_fp32", "speedup_pruned", "speedup_int8"),
+    metadata=("task", "baseline_arch"),
+)
+def time_rows(
+    data: str | Path,
+    models: Mapping[str, str | Path],
+    out: str | Path,
+    *,
+    task: str | None = None,
+    device: str = "cpu",
+    profile: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> StageSummary:
+    """Time the speed baseline and every model of a task interleaved (the report's speed).
+
+    Args:
+        data: A task directory or the data artifact.
+        models: Row name -> inference model, in report order (the first one's tokenizer and
+            labels encode the split for every row).
+        out: The result file (a :class:`~ppminilm.contracts.TimingResult` JSON).
+        task: Task name (default: the first model's).
+        device: ``cpu`` or ``gpu``.
+        profile: Profile name.
+        overrides: Stage-keyed overrides (``infer.timing``, ``infer.baseline``...).
+        **fields: ``InferConfig`` fields.
+    """
+    from ppminilm.inference.benchmark import cpu_name, encode_labelled_split
+    from ppminilm.inference.predictor import Predictor
+    from ppminilm.inference.timing import build_speed_baseline, time_interleaved, timed_rows
+    from ppminilm.modeling.export import read_serving_config
+    from ppminilm.training.loop import iterate_batches
+
+    if not models:
+        raise UserError("time-rows needs at least one model")
+    first = Path(next(iter(models.values())))
+    serving = read_serving_config(first)
+    task_dir = resolve_task_dir(data, task or serving.task or None)
+    given = {"device": device, **fields}
+    if device == "cpu":
+        given["use_trt"] = False
+    cfg = resolve(InferConfig, profile, overrides, **given)
+    name, arrays, _ = encode_labelled_split(first, serving, task_dir, "dev", cfg.max_seq_len)
+    batches = list(iterate_batches({k: arrays[k] for k in serving.input_names}, cfg.batch_size))
+    vocab = int(serving.arch.get("vocab_size", cfg.baseline.vocab_size))
+    baseline_arch = cfg.baseline.replace(vocab_size=vocab)
+    with tempfile.TemporaryDirectory(prefix="ppminilm-timing-") as work:
+        base_dir = build_speed_baseline(
+            baseline_arch, list(serving.labels), serving.max_seq_len, first, Path(work) / "base"
+        )
+        dirs = {BASELINE_ROW: base_dir, **{k: Path(v) for k, v in models.items()}}
+        details, runs = {}, {}
+        for row, model_dir in dirs.items():
+            row_serving = read_serving_config(model_dir)
+            predictor = Predictor(model_dir, cfg.replace(precision=row_serving.precision))
+            details[row] = {"precision": row_serving.precision, "arch": row_serving.arch}
+            runs[row] = _dev_pass(predictor, batches)
+        logger.info("timing %d rows on %s: %s", len(runs), name, cfg.timing.describe())
+        rows = timed_rows(time_interleaved(runs, cfg.timing), BASELINE_ROW, details)
+    result = TimingResult(
+        task=name,
+        baseline=BASELINE_ROW,
+        rows=rows,
+        protocol=cfg.timing.to_dict(),
+        description=cfg.timing.describe(),
+        device=cfg.device,
+        cpu=cpu_name(),
+        threads=cfg.num_threads,
+        batch_size=cfg.batch_size,
+        max_seq_len=cfg.max_seq_len,
+        examples=len(arrays["input_ids"]),
+    )
+    atomic_write_json(out, result.to_dict())
+    for row, timed in rows.items():
+        logger.info(
+            "%-10s %.3f s/pass  %.2fx (%.2f-%.2f)",
+            row,
+            timed.median_s,
+            timed.speedup,
+            timed.speedup_low,
+            timed.speedup_high,
+        )
+    summary_fields = {f"speedup_{row}": timed.speedup for row, timed in rows.items()}
+    arch_name = f"{baseline_arch.num_layers}L-{baseline_arch.hidden_size}H"
+    return summarize(
+        "time-rows",
+        {"task": name, "baseline_arch": arch_name, **summary_fields},
+        profile=profile,
+        cfg=cfg,
+    )
+
+
+def _dev_pass(predictor: Any, batches: Sequence[Mapping[str, Any]]) -> Callable[[], None]:
+    def run() -> None:
+        for batch in batches:
+            predictor.run(batch)
+
+    return run
 
 
 def read_result(path: str | Path) -> BenchmarkResult:
@@ -97,50 +218,69 @@ def read_result(path: str | Path) -> BenchmarkResult:
 
 
 @stage("merge-results")
-def merge_results(results: Sequence[str | Path], out: str | Path) -> StageSummary:
-    """Merge one task's benchmark results (in report order) into one ``TaskResults`` file."""
+def merge_results(
+    results: Sequence[str | Path], out: str | Path, *, timing: str | Path | None = None
+) -> StageSummary:
+    """Merge one task's benchmark results (in report order) and its timing into one file."""
     merged = TaskResults.of([read_result(p) for p in results])
+    if timing is not None:
+        merged.timing = TimingResult.from_dict(
+            read_json_file(timing, ContractError), where=str(timing)
+        )
+        if merged.timing.task != merged.task:
+            raise ContractError(
+                f"{timing}: timing of task {merged.timing.task!r}, not {merged.task!r}"
+            )
     atomic_write_json(out, merged.to_dict())
     return summarize("merge-results", {"task": merged.task, "rows": len(merged.rows)}, profile="")
 
 
-@stage("report")
+@stage("report", metrics=("avg_dev_acc", "best_avg_dev_acc", "speedup", "params_millions"))
 def report(
     results: Sequence[str | Path],
     *,
     student: str | Path | None = None,
+    teacher: str | Path | None = None,
     markdown: str | Path,
     html: str | Path,
     summary: str | Path,
+    bundle: str | Path | None = None,
     profile: str = "local",
 ) -> StageSummary:
-    """Build the run report (Markdown + HTML + run-summary JSON) from every task's results.
+    """Build the run report from every task's results.
 
     Args:
         results: One ``TaskResults`` file per task.
         student: The distillation step's output (for the loss curve), if any.
-        markdown: Where the Markdown report goes.
+        teacher: The teacher step's output (for its pre-training quality), if any.
+        markdown: Where the Markdown report goes, plots inlined (one file for the KFP UI).
         html: Where the self-contained HTML report goes.
         summary: Where the run summary JSON goes.
+        bundle: Where the report directory goes: ``report.md`` with ``plots/*.png`` beside
+            it, ``report.html``, ``report.json``.
         profile: Profile name, shown in the report.
     """
-    from ppminilm.report.render import build_report, inline_markdown_images
+    from ppminilm.report.render import build_report, headline_metrics, inline_markdown_images
     from ppminilm.report.summary import run_summary_from_results
 
     merged = [
         TaskResults.from_dict(read_json_file(p, ContractError), where=str(p)) for p in results
     ]
-    student_dir = Path(student) if student is not None else None
     run_summary = run_summary_from_results(
-        [m.to_dict() for m in merged], student_dir=student_dir, profile=profile
+        merged,
+        student_dir=Path(student) if student is not None else None,
+        teacher_dir=Path(teacher) if teacher is not None else None,
+        profile=profile,
     )
     with tempfile.TemporaryDirectory(prefix="ppminilm-report-") as work:
-        paths = build_report(run_summary, Path(work) / "report")
+        target = Path(bundle) if bundle is not None else Path(work) / "report"
+        paths = build_report(run_summary, target)
         atomic_write_text(markdown, inline_markdown_images(paths["markdown"]))
         atomic_write(html, lambda tmp: shutil.copyfile(paths["html"], tmp))
-    atomic_write_json(summary, run_summary)
-    logger.info("report written: %s (%s)", markdown, html)
-    return summarize("report", {"tasks": [m.task for m in merged]}, profile=profile)
+    atomic_write_json(summary, run_summary.to_dict())
+    logger.info("report written: %s", bundle or markdown)
+    headline = headline_metrics(run_summary)
+    return summarize("report", {"tasks": [m.task for m in merged], **headline}, profile=profile)
 
 
 @stage("record-status")

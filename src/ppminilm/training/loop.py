@@ -11,10 +11,12 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ppminilm.compat.paddle import paddle
+from ppminilm.progress import format_seconds, progress_bars_wanted
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,9 @@ def make_optimizer(
     Returns:
         ``(optimizer, scheduler)``; call ``scheduler.step()`` after each optimizer step.
     """
-    from paddlenlp.transformers import LinearDecayWithWarmup
+    from ppminilm.compat import paddlenlp
+
+    LinearDecayWithWarmup = paddlenlp.module("transformers").LinearDecayWithWarmup
 
     if total_steps <= 0:
         raise ValueError(
@@ -149,7 +153,11 @@ def majority_accuracy(labels: np.ndarray) -> float:
 
 @dataclass
 class StepLogger:
-    """Logs ``step i/n``, loss, learning rate and rate every ``every`` steps."""
+    """Training progress: a tqdm bar at a terminal, else a log line every ``every`` steps.
+
+    A log line reads ``name step i/n | loss | lr | rate | ETA``; the loss is the mean since the
+    previous line.
+    """
 
     total: int
     every: int = 50
@@ -159,11 +167,21 @@ class StepLogger:
         self._t0 = time.perf_counter()
         self._loss_sum = 0.0
         self._count = 0
+        self._bar: Any = None
+        if progress_bars_wanted():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, desc=self.name, unit="step", leave=False)
 
     def update(self, step: int, loss: float, lr: float | None = None, **extra: float) -> None:
-        """Record one step's loss; log when ``step`` is a multiple of ``every`` or the last."""
+        """Record one step's loss; report when ``step`` is a multiple of ``every`` or the last."""
         self._loss_sum += float(loss)
         self._count += 1
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+            if step >= self.total:
+                self._bar.close()
         if step % self.every and step != self.total:
             return
         elapsed = time.perf_counter() - self._t0
@@ -176,5 +194,8 @@ class StepLogger:
             parts.append(f"lr {lr:.2e}")
         parts += [f"{k} {v:.4f}" for k, v in extra.items()]
         parts.append(f"{rate:.2f} step/s")
-        logger.info(" | ".join(parts))
+        if rate > 0 and step < self.total:
+            parts.append(f"ETA {format_seconds((self.total - step) / rate)}")
+        if self._bar is None:
+            logger.info(" | ".join(parts))
         self._loss_sum, self._count = 0.0, 0

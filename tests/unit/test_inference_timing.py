@@ -1,0 +1,60 @@
+"""The timing protocol on rows of known cost: interleaving, autorange, speed-ups and spread."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ppminilm.config import TimingConfig
+from ppminilm.errors import ConfigError
+from ppminilm.inference.timing import time_interleaved, timed_rows
+
+#: Sleep-based rows are exact to well under this share on any machine.
+RATIO_TOLERANCE = 0.25
+
+
+def _sleeper(seconds: float, calls: list[str], name: str):
+    def run() -> None:
+        calls.append(name)
+        time.sleep(seconds)
+
+    return run
+
+
+def test_rows_interleave_rotate_and_autorange() -> None:
+    calls: list[str] = []
+    runs = {
+        "baseline": _sleeper(0.02, calls, "baseline"),
+        "fast": _sleeper(0.005, calls, "fast"),
+        "mid": _sleeper(0.01, calls, "mid"),
+    }
+    protocol = TimingConfig(warmup_passes=1, rounds=3, min_time_s=0.03)
+    raw = time_interleaved(runs, protocol)
+    assert calls[:3] == ["baseline", "fast", "mid"]  # warm-up, once each
+    blocks = [name for i, name in enumerate(calls[3:]) if i == 0 or calls[3:][i - 1] != name]
+    # Every round times every row; the order rotates from round to round.
+    assert blocks == ["baseline", "fast", "mid", "fast", "mid", "baseline", "mid", "baseline",
+                      "fast"]  # fmt: skip
+    for seconds, passes in raw.values():
+        assert len(seconds) == len(passes) == 3
+        # Autorange: whole passes until the budget is reached, not one pass beyond it.
+        for per_pass, n in zip(seconds, passes, strict=True):
+            assert n * per_pass >= protocol.min_time_s
+            assert (n - 1) * per_pass < protocol.min_time_s + per_pass
+    assert min(raw["fast"][1]) > max(raw["baseline"][1])  # quick rows repeat more
+    rows = timed_rows(raw, "baseline", {"fast": {"precision": "int8"}})
+    assert rows["baseline"].speedup == pytest.approx(1.0)
+    assert rows["fast"].speedup == pytest.approx(4.0, rel=RATIO_TOLERANCE)
+    assert rows["mid"].speedup == pytest.approx(2.0, rel=RATIO_TOLERANCE)
+    assert rows["fast"].speedup_low <= rows["fast"].speedup <= rows["fast"].speedup_high
+    assert rows["fast"].precision == "int8" and rows["baseline"].precision == "fp32"
+
+
+def test_protocol_is_validated_and_described() -> None:
+    with pytest.raises(ConfigError, match="rounds"):
+        TimingConfig(rounds=0)
+    with pytest.raises(ConfigError, match="min_time_s"):
+        TimingConfig(min_time_s=0)
+    text = TimingConfig(rounds=5, min_time_s=1.5).describe()
+    assert "5 rounds" in text and "1.5 s" in text and "interleaved" in text
