@@ -116,7 +116,7 @@ def test_restore_refuses_missing_or_extra_tensors(tmp_path: Path) -> None:
     ckpt = load_latest_checkpoint(tmp_path)
     assert ckpt is not None
     ckpt.model_state["extra.weight"] = paddle.zeros([2])
-    with pytest.raises(CheckpointError, match="extra.weight"):
+    with pytest.raises(CheckpointError, match=r"extra\.weight"):
         restore_training(ckpt, *_trained(1))
 
 

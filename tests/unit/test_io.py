@@ -41,7 +41,7 @@ def test_staged_dir_replaces_its_own_kind_whole(tmp_path: Path) -> None:
 def test_staged_dir_refuses_another_kind_and_foreign_files(tmp_path: Path) -> None:
     out = tmp_path / "model"
     _write_dir(out, "model", {"weights": "trained for days"})
-    with pytest.raises(UserError, match="holds a 'model' artifact.*'inference'"):
+    with pytest.raises(UserError, match=r"holds a 'model' artifact.*'inference'"):
         _write_dir(out, "inference", {"program": "x"})
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -11,7 +11,7 @@ from typing import Any
 
 from ppminilm.config import PruneConfig, QuantConfig, resolve
 from ppminilm.contracts import CANDIDATES_MD, Lineage, StageSummary
-from ppminilm.io import copy_dir
+from ppminilm.io import atomic_write, copy_dir
 from ppminilm.runner.core import resolve_task_dir, stage, summarize
 
 logger = logging.getLogger(__name__)
