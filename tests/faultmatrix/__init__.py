@@ -1,7 +1,7 @@
 """The fault matrix: bad inputs and faults a new user meets, run through the real CLI.
 
-Each case (:mod:`faultmatrix.cases_inputs`, :mod:`faultmatrix.cases_models`,
-:mod:`faultmatrix.cases_storage`) prepares its own directory from shared tiny artifacts
+Each case (``cases_config``, ``cases_data``, ``cases_models``, ``cases_checkpoints``,
+``cases_storage``) prepares its own directory from shared tiny artifacts
 (:mod:`faultmatrix.fixtures`) and names the command line to run and what the error message
 must name. :mod:`faultmatrix.runner` runs ``ppminilm.cli.main`` in-process and classifies the
 outcome (:data:`faultmatrix.runner.OUTCOMES`): ``clear`` is the promise (non-zero exit, one

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from faultmatrix.cases_inputs import USER, _finetune, _write
+from faultmatrix.common import USER, _finetune, _write
 from faultmatrix.fixtures import Fixtures
 from faultmatrix.runner import Call, case
 
@@ -302,4 +302,4 @@ def s3_remote_teacher_half_published(fx: Fixtures, root: Path) -> Call:
         "distill", "--corpus", str(fx.copy("corpus", root / "corpus")), "--teacher", uri,
         "--out", str(root / "student"), "--config", str(fx.get("distill-config")),
     ]  # fmt: skip
-    return Call(argv, [uri, "unfinished"], INCOMPLETE, s3_env(fx.s3), [(fx.s3, bucket)])
+    return Call(argv, [uri, "incomplete"], INCOMPLETE, s3_env(fx.s3), [(fx.s3, bucket)])

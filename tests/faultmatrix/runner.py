@@ -88,7 +88,9 @@ def case(
 
 def load_cases() -> dict[str, Case]:
     """Import the case modules (they register themselves) and return :data:`CASES`."""
-    import faultmatrix.cases_inputs
+    import faultmatrix.cases_checkpoints
+    import faultmatrix.cases_config
+    import faultmatrix.cases_data
     import faultmatrix.cases_models
     import faultmatrix.cases_storage  # noqa: F401
 
