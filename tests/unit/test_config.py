@@ -1,6 +1,7 @@
 """Stage configs: recipe defaults, validation at construction, strict dict round-trip."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,33 @@ def test_numbers_widened_by_kfp_are_restored():
     assert distill.student.num_layers == 4 and isinstance(distill.student.num_layers, int)
     with pytest.raises(ValueError):
         stage_config("data", "local", {"num_shards": 2.5})
+
+
+@pytest.mark.parametrize(
+    ("stage", "cls", "field", "value", "kept"),
+    [
+        ("finetune", "FinetuneConfig", "seed", 3, {"max_seq_len": 64, "num_epochs": 1}),
+        ("prune", "PruneConfig", "learning_rate", 1e-4, {"max_seq_len": 64, "num_epochs": 1}),
+        ("quantize", "QuantConfig", "algos", ["mse"], {"max_seq_len": 64, "batch_size": 8}),
+    ],
+)
+def test_partial_config_file_merges_over_the_profile(
+    tmp_path: Path, stage: str, cls: str, field: str, value: object, kept: dict
+) -> None:
+    """A ``--config`` naming one field changes that field only: the rest stays the profile's
+    (it used to reset the stage to the cluster defaults)."""
+    import argparse
+
+    from ppminilm import config as config_module
+    from ppminilm.cli._common import overrides_of
+
+    config_cls = getattr(config_module, cls)
+    for document in ({field: value}, {stage: {field: value}}):
+        path = tmp_path / f"{stage}.json"
+        path.write_text(json.dumps(document))
+        args = argparse.Namespace(config=str(path))
+        cfg = config_module.resolve(config_cls, "local", overrides_of(args, stage))
+        got = getattr(cfg, field)
+        assert (list(got) if isinstance(got, tuple) else got) == value
+        for name, expected in kept.items():
+            assert getattr(cfg, name) == expected, (document, name)

@@ -314,7 +314,18 @@ class Predictor:
             collect_shapes=collect_shapes,
             optim_dir=optim_dir,
         )
-        self._predictor = paddle.inference.create_predictor(config)
+        try:
+            self._predictor = paddle.inference.create_predictor(config)
+        except (RuntimeError, ValueError, OSError) as exc:
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            # Paddle's message says which file it choked on only in words.
+            params = "parameters" in text or "load_combine" in text
+            which = self.model_dir / f"{MODEL_PREFIX}.{'pdiparams' if params else 'pdmodel'}"
+            raise ModelFormatError(
+                f"{which}: Paddle Inference cannot load it (damaged, or not written by "
+                f"export?): {first}"
+            ) from None
         names = list(self._predictor.get_input_names())
         expected = list(self.serving.input_names)
         if len(names) != len(expected):

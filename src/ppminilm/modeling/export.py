@@ -97,10 +97,13 @@ def read_serving_config(model_dir: str | Path) -> ServingConfig:
     if not d.is_dir():
         raise ModelFormatError(f"{d}: inference model directory does not exist")
     for suffix in (".pdmodel", ".pdiparams"):
-        if not (d / f"{MODEL_PREFIX}{suffix}").is_file():
+        path = d / f"{MODEL_PREFIX}{suffix}"
+        if not path.is_file():
             raise ModelFormatError(
                 f"{d}: missing {MODEL_PREFIX}{suffix} (not an exported inference model)"
             )
+        if path.stat().st_size == 0:
+            raise ModelFormatError(f"{path}: empty file (0 bytes; an interrupted write or copy?)")
     path = d / SERVING_FILE
     if not path.is_file():
         raise ModelFormatError(f"{d}: missing {SERVING_FILE} (max_seq_len and labels)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ppminilm.compat.paddle import paddle
+from ppminilm.compat.paddle import load_state_file, paddle
 from ppminilm.compat.versions import package_versions
 from ppminilm.config import ModelArch
 from ppminilm.contracts import (
@@ -215,7 +215,9 @@ def load_model(model_dir: str | Path, kind: str | None = None) -> tuple[paddle.n
     build_kind = kind or info.kind
     num_classes = max(len(info.labels), 2)
     model = build_model(info.arch, build_kind, num_classes=num_classes)
-    state = paddle.load(str(weights))
+    state = load_state_file(weights, ModelFormatError)
+    if not isinstance(state, dict):
+        raise ModelFormatError(f"{weights}: expected a state dict of tensors")
     if build_kind != info.kind:
         state = _remap_encoder_state(state, src_kind=info.kind, dst_kind=build_kind)
     own = model.state_dict()
@@ -230,6 +232,13 @@ def load_model(model_dir: str | Path, kind: str | None = None) -> tuple[paddle.n
     encoder_missing = [k for k in missing if _is_encoder_key(k, build_kind)]
     if encoder_missing:
         raise ModelFormatError(f"{weights}: missing encoder weights, e.g. {encoder_missing[:3]}")
+    if missing and build_kind == info.kind:
+        # Built as what it was saved as: every tensor must be there. Only a model built as
+        # another kind (an encoder loaded into a classifier) starts with a fresh head.
+        raise ModelFormatError(
+            f"{weights}: lacks {len(missing)} weight(s) of its {info.kind} "
+            f"({MODEL_CONFIG_FILE}), e.g. {missing[:3]}; it would run with random ones"
+        )
     model.set_state_dict({k: v for k, v in state.items() if k in own})
     info = ModelInfo(arch=info.arch, kind=build_kind, task=info.task, labels=info.labels)
     return model, info

@@ -20,7 +20,7 @@ from ppminilm.contracts import (
     TimingResult,
 )
 from ppminilm.errors import UserError
-from ppminilm.io import atomic_write_json, atomic_write_text, read_json_file
+from ppminilm.io import atomic_write, atomic_write_json, atomic_write_text, read_json_file
 from ppminilm.runner.core import resolve_task_dir, stage, summarize
 
 logger = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ def report(
         target = Path(bundle) if bundle is not None else Path(work) / "report"
         paths = build_report(run_summary, target)
         atomic_write_text(markdown, inline_markdown_images(paths["markdown"]))
-        shutil.copyfile(paths["html"], html)
+        atomic_write(html, lambda tmp: shutil.copyfile(paths["html"], tmp))
     atomic_write_json(summary, run_summary.to_dict())
     logger.info("report written: %s", bundle or markdown)
     headline = headline_metrics(run_summary)

@@ -143,7 +143,7 @@ def pretrain_teacher(
     cfg = resolve(TeacherConfig, profile, overrides, **fields)
     target = Path(out)
     if teacher_uri:
-        copy_in(teacher_uri, target, kind="teacher")
+        copy_in(teacher_uri, target, kind="model")
         result: dict[str, Any] = {"imported": teacher_uri, "model_dir": str(target)}
     else:
         from ppminilm.stages.teacher import run_pretrain_teacher
@@ -220,7 +220,7 @@ def distill(
     if not enabled:
         if not student_uri:
             raise ConfigError("distillation is disabled (do_distill=false) but no student_uri")
-        copy_in(student_uri, target, kind="student")
+        copy_in(student_uri, target, kind="model")
         result: dict[str, Any] = {"imported": student_uri, "model_dir": str(target)}
     elif nodes > 1:
         if data is None:
@@ -301,6 +301,7 @@ def _distill_here(
 ) -> dict[str, Any]:
     from ppminilm import storage
     from ppminilm.stages.distill.train import run_distill
+    from ppminilm.training.lease import run_id_for
 
     if data is not None:
         corpus = corpus or Path(data) / CORPUS_DIR
@@ -320,6 +321,7 @@ def _distill_here(
                 cfg,
                 checkpoint_dir=checkpoint_uri or None,
                 vocab_dir=local["vocab"],
+                run_id=run_id_for(out),  # the real output, not the temp dir a remote one uses
             )
         )
         if remote_out and (target / MODEL_CONFIG_FILE).is_file():  # rank 0 saved the student
@@ -370,7 +372,7 @@ def _distill_on_paddlejob(
     # issue 14: the run id in the name (a retry adopts, a rerun gets its own job), the pod's
     # namespace and owner, deadline/TTL, deletion on SIGTERM: ppminilm.cluster.jobs.
     job_name = jobs.job_name(run_id, base)
-    with staged_dir(out, replace=True, kind="student") as tmp:
+    with staged_dir(out, replace=True, kind="model") as tmp:
         record = jobs.run_distill_job(
             tmp / "paddlejob.json",
             job_name=job_name,

@@ -5,16 +5,16 @@ Use :mod:`ppminilm.storage`; this module holds its plumbing so that file stays r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ppminilm.io import atomic_write, is_remote
@@ -30,6 +30,8 @@ from ppminilm.storage.errors import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: ``(uri, size)`` pairs of a listing.
+Listing = list[tuple[str, int]]
 
 #: S3 bucket naming rules (3-63 chars, lowercase letters, digits, dots, hyphens).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -356,39 +358,138 @@ class S3Store:
     def _bucket_exists(self, bucket: str, uri: str) -> bool:
         return self.call("bucket_exists", uri, lambda: self.client.bucket_exists(bucket))
 
-    def _publish(self, uri: str, size: int, put_tmp: Callable[[str, str], object]) -> None:
-        """Write via ``put_tmp(bucket, tmp_key)``, copy server-side to the key, drop the temp."""
-        from minio.commonconfig import ComposeSource, CopySource
+    def _put(self, uri: str, put: Callable[[str, str], object]) -> None:
+        """Write the object at ``uri`` with ``put(bucket, key)``; abort its upload on failure.
 
+        S3 makes a PutObject visible only once it is complete, and a multipart upload only at
+        CompleteMultipartUpload, so readers see the old object or the new one. What a failed
+        or interrupted multipart upload leaves (its parts, billed and invisible) is aborted
+        here, for any exception including :class:`~ppminilm.errors.Terminated`; SIGKILL
+        cannot run this, so publishers also abort stale uploads under their prefix
+        (:meth:`abort_uploads`) and the bucket should have a lifecycle rule (manifests/).
+        """
         bucket, key = parse_uri(uri)
         if not key or key.endswith("/"):
             raise ValueError(f"cannot write an object at {uri!r}: the key names a directory")
-        tmp_key = f"{key}.tmp-{uuid.uuid4().hex}"
         try:
-            self.call("put", uri, lambda: put_tmp(bucket, tmp_key), bucket=bucket)
-            if size > _MAX_SINGLE_COPY_BYTES:
-                sources = [ComposeSource(bucket, tmp_key)]
-                self.call("compose", uri, lambda: self.client.compose_object(bucket, key, sources))
-            else:
-                source = CopySource(bucket, tmp_key)
-                self.call("copy", uri, lambda: self.client.copy_object(bucket, key, source))
-        finally:
-            try:
-                self.call("remove", uri, lambda: self.client.remove_object(bucket, tmp_key))
-            except StorageError as exc:  # the final key is fine; a stray temp is only clutter
-                logger.warning("could not remove temporary object %s/%s: %s", bucket, tmp_key, exc)
-        logger.debug("published %s (%d bytes)", uri, size)
+            self.call("put", uri, lambda: put(bucket, key), bucket=bucket)
+        except BaseException:
+            self.abort_uploads(uri, exact=True)
+            raise
 
     def put_file(self, local: str, uri: str) -> None:
-        """Publish a local file at ``uri`` atomically."""
-        size = os.path.getsize(local)
-        self._publish(uri, size, lambda b, k: self.client.fput_object(b, k, local))
+        """Publish a local file at ``uri`` atomically (multipart above 5 MiB)."""
+        self._put(uri, lambda b, k: self.client.fput_object(b, k, local))
+        logger.debug("published %s (%d bytes)", uri, os.path.getsize(local))
 
     def put_bytes(self, data: bytes, uri: str) -> None:
         """Publish bytes at ``uri`` atomically."""
-        self._publish(
-            uri, len(data), lambda b, k: self.client.put_object(b, k, io.BytesIO(data), len(data))
+        self._put(uri, lambda b, k: self.client.put_object(b, k, io.BytesIO(data), len(data)))
+
+    def put_bytes_if(
+        self, data: bytes, uri: str, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str:
+        """Write a small object only if absent (``if_none_match``) or unchanged (``if_match``
+        ETag); returns the new ETag.
+
+        Raises:
+            WriteConflictError: If the condition does not hold (another writer won).
+        """
+        from ppminilm.compat.minio import put_object_if
+
+        bucket, key = parse_uri(uri)
+        return self.call(
+            "conditional put",
+            uri,
+            lambda: put_object_if(
+                self.client, bucket, key, data, if_none_match=if_none_match, if_match=if_match
+            ),
+            bucket=bucket,
         )
+
+    def remove_if(self, uri: str, etag: str) -> None:
+        """Delete the object at ``uri`` only if its ETag is still ``etag``."""
+        from ppminilm.compat.minio import delete_object_if
+
+        bucket, key = parse_uri(uri)
+        self.call(
+            "conditional remove", uri, lambda: delete_object_if(self.client, bucket, key, etag)
+        )
+
+    def get_bytes_and_etag(self, uri: str) -> tuple[bytes, str]:
+        """The content of the object at ``uri`` and its ETag (one request)."""
+        bucket, key = parse_uri(uri)
+
+        def fetch() -> tuple[bytes, str]:
+            response = self.client.get_object(bucket, key)
+            try:
+                return response.read(), str(response.headers.get("etag", "")).strip('"')
+            finally:
+                response.close()
+                response.release_conn()
+
+        return self.call("get", uri, fetch, bucket=bucket)
+
+    def copy(self, src_uri: str, dst_uri: str, size: int) -> None:
+        """Copy an object server-side (multipart compose above 5 GiB); atomic at ``dst_uri``."""
+        from minio.commonconfig import ComposeSource, CopySource
+
+        src_bucket, src_key = parse_uri(src_uri)
+        bucket, key = parse_uri(dst_uri)
+        if size > _MAX_SINGLE_COPY_BYTES:
+            sources = [ComposeSource(src_bucket, src_key)]
+            self._put(dst_uri, lambda b, k: self.client.compose_object(b, k, sources))
+        else:
+            source = CopySource(src_bucket, src_key)
+            self.call(
+                "copy", dst_uri, lambda: self.client.copy_object(bucket, key, source), bucket=bucket
+            )
+
+    def uploads(self, prefix_uri: str) -> list[Any]:
+        """In-progress multipart uploads whose key starts with the URI's key."""
+        from ppminilm.compat.minio import list_multipart_uploads
+
+        bucket, prefix = parse_uri(prefix_uri)
+        return self.call(
+            "list uploads",
+            prefix_uri,
+            lambda: list_multipart_uploads(self.client, bucket, prefix),
+            bucket=bucket,
+        )
+
+    def abort_uploads(self, prefix_uri: str, *, exact: bool = False) -> int:
+        """Abort in-progress multipart uploads under a prefix (or at exactly that key).
+
+        Best effort: a failure is logged, never raised (it must not hide the error that led
+        here). Returns how many were aborted.
+        """
+        from ppminilm.compat.minio import abort_multipart_upload
+
+        bucket, prefix = parse_uri(prefix_uri)
+        aborted = 0
+        try:
+            for _ in range(2):  # a part in flight during the abort can revive it once
+                pending = [u for u in self.uploads(prefix_uri) if not exact or u.key == prefix]
+                for upload in pending:
+                    self.call(
+                        "abort upload",
+                        prefix_uri,
+                        functools.partial(
+                            abort_multipart_upload,
+                            self.client,
+                            bucket,
+                            upload.key,
+                            upload.upload_id,
+                        ),
+                    )
+                    aborted += 1
+                if not pending:
+                    break
+        except Exception as exc:
+            logger.warning("could not abort multipart uploads under %s: %s", prefix_uri, exc)
+        if aborted:
+            logger.info("aborted %d unfinished multipart upload(s) under %s", aborted, prefix_uri)
+        return aborted
 
     def get_file(self, uri: str, local: str) -> None:
         """Download the object at ``uri`` to a local file, atomically."""
@@ -434,14 +535,21 @@ class S3Store:
 
     def list(self, prefix_uri: str) -> list[str]:
         """Return the sorted URIs of all objects whose key starts with the URI's key."""
+        return [uri for uri, _size in self.list_sizes(prefix_uri)]
+
+    def list_sizes(self, prefix_uri: str) -> Listing:
+        """``(uri, size)`` of every object whose key starts with the URI's key, sorted."""
         bucket, prefix = parse_uri(prefix_uri)
         scheme = prefix_uri.split("://", 1)[0]
 
-        def names() -> list[str]:
+        def names() -> Listing:
             objects = self.client.list_objects(bucket, prefix=prefix or None, recursive=True)
-            return [o.object_name for o in objects if o.object_name and not o.is_dir]
+            return [
+                (o.object_name, int(o.size or 0)) for o in objects if o.object_name and not o.is_dir
+            ]
 
-        return sorted(f"{scheme}://{bucket}/{n}" for n in self.call("list", prefix_uri, names))
+        found = self.call("list", prefix_uri, names, bucket=bucket)
+        return sorted((f"{scheme}://{bucket}/{n}", size) for n, size in found)
 
     def remove(self, uri: str) -> None:
         """Delete the object at ``uri`` if it exists."""
