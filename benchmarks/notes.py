@@ -90,8 +90,9 @@ def gap_notes(
             parts = {k: v for k, v in p8.items() if k != "wall"}
             text += (
                 f" Profiled INT8 batch ({p8['wall']:.0f} ms): {_fmt(parts, p8['wall'])}."
-                " FP32 compute left = attention matmuls, kept FP32 on purpose (INT8 op set"
-                " `fc` only: paddle 2.6.2's INT8 fused_matmul gives wrong logits)."
+                " INT8 op set: FC layers and attention matmuls (with the mask-add fuse pass"
+                " deleted, see the INT8 attention section); FP32 compute left = what oneDNN"
+                " keeps FP32 around them."
             )
             if p32:
                 text += (

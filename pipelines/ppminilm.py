@@ -42,6 +42,9 @@ from ppminilm.config.profiles import config_for
 PIPELINE_NAME = "ppminilm"
 #: Models benchmarked per task, in report order (name, which output feeds it).
 BENCH_ROWS = ("PP-MiniLM FP32", "pruned FP32", "pruned INT8")
+#: The row whose engine the CPU branch chooses (``cpu_engine``); the FP32 rows stay on Paddle
+#: (the speed-up baseline), the GPU branch on TensorRT.
+ENGINE_ROW = "pruned INT8"
 #: The pipeline's default grid is the local profile's (the UI can paste the seed grid).
 DEFAULT_LOCAL_GRID = config_for(GridConfig, "local").points()
 
@@ -79,6 +82,7 @@ def _task_recipe(gpu: bool) -> Any:
         grid: list,
         profile: str,
         overrides: dict,
+        engine: str,
     ) -> dsl.Artifact:
         with dsl.ParallelFor(grid, name="grid") as point:
             ft = finetune(
@@ -113,6 +117,9 @@ def _task_recipe(gpu: bool) -> Any:
             ),
             strict=True,
         ):
+            # CPU INT8 row: `engine` (auto = fastest installed engine at Paddle's accuracy);
+            # peers quantize the pruned FP32 model themselves on the same calib split.
+            peer = {"engine": engine, "reference": pr.outputs["inference_model"]}
             b = benchmark(
                 data=data,
                 model=source,
@@ -121,6 +128,7 @@ def _task_recipe(gpu: bool) -> Any:
                 profile=profile,
                 device="gpu" if gpu else "cpu",
                 overrides=overrides,
+                **(peer if not gpu and name == ENGINE_ROW else {}),
             )
             b.set_display_name(f"benchmark {name}")
             benches.append(b)
@@ -160,6 +168,7 @@ def _recipe(
     overrides: dict,
     distill_nodes: Any,
     gpus_per_node: Any,
+    cpu_engine: Any,
 ) -> None:
     """Wire the whole recipe into the current pipeline context (inside an If/Else branch)."""
     data = build_data(
@@ -196,6 +205,7 @@ def _recipe(
             grid=grid,
             profile=profile,
             overrides=overrides,
+            engine=cpu_engine,
         )
     report(
         results=dsl.Collected(per_task.output), student=student.outputs["student"], profile=profile
@@ -227,6 +237,7 @@ def ppminilm_pipeline(
     overrides: dict = {},  # noqa: B006
     distill_nodes: int = 1,
     gpus_per_node: int = 8,
+    cpu_engine: str = "auto",
 ) -> None:
     """The whole PP-MiniLM recipe.
 
@@ -246,6 +257,8 @@ def ppminilm_pipeline(
         distill_nodes: GPU nodes for distillation (``use_gpu`` only); more than 1 launches a
             Training Operator PaddleJob and needs an ``s3://`` ``checkpoint_uri``.
         gpus_per_node: GPUs per node of that PaddleJob.
+        cpu_engine: Engine of the CPU branch's INT8 row: ``auto`` (the fastest installed of
+            paddle/openvino/onnxruntime at Paddle's accuracy), or one of them.
     """
     status = record_status()
     with dsl.ExitHandler(status, name="recipe"):
@@ -263,6 +276,7 @@ def ppminilm_pipeline(
             overrides=overrides,
             distill_nodes=distill_nodes,
             gpus_per_node=gpus_per_node,
+            cpu_engine=cpu_engine,
         )
         with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
             _recipe(gpu=True, **args)

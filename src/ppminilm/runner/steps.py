@@ -572,10 +572,17 @@ def benchmark(
     profile: str = "local",
     device: str = "cpu",
     overrides: Mapping[str, Any] | None = None,
+    engine: str = "paddle",
+    reference_dir: str | None = None,
+    deploy_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Benchmark an inference model on the task's dev set; writes the result JSON."""
+    """Benchmark an inference model on the task's dev set; writes the result JSON.
+
+    ``engine`` (``paddle``, a CPU peer, or ``auto``: the fastest) and the deployable copy are
+    :func:`ppminilm.inference.engines.select.benchmark_row`'s.
+    """
     from ppminilm.config import ModelArch, normalize_task
-    from ppminilm.inference.benchmark import run_benchmark
+    from ppminilm.inference.engines.select import benchmark_row
     from ppminilm.modeling.accounting import count_flops, count_params
     from ppminilm.modeling.export import read_serving_config
 
@@ -588,8 +595,10 @@ def benchmark(
     }
     if device == "cpu":
         infer_overrides["use_trt"] = False
+    infer_overrides["engine"] = engine
     cfg = config_for(InferConfig, profile, infer_overrides)
-    result = dict(run_benchmark(model_dir, Path(data_dir) / TASKS_DIR / task, cfg))
+    task_dir = Path(data_dir) / TASKS_DIR / task
+    result = dict(benchmark_row(model_dir, task_dir, cfg, reference_dir, deploy_dir))
     arch = ModelArch.from_dict(serving.arch) if serving.arch else None
     result.update(
         {
@@ -610,7 +619,12 @@ def benchmark(
         **_numbers(result, ("accuracy", "throughput", "total_s")),
         **{f"latency_{k}_ms": float(v) for k, v in latency.items()},
     }
-    result["metadata"] = {"task": task, "name": name, "precision": serving.precision}
+    result["metadata"] = {
+        "task": task,
+        "name": name,
+        "precision": serving.precision,
+        "engine": result.get("engine", "paddle"),
+    }
     result["confusion"] = result.get("confusion_matrix")
     return result
 
