@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools<80' wheel
 	$(PIP) install -c $(CONSTRAINTS) paddlepaddle==2.6.2
-	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,dev]'
+	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,dev,peers]'
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
@@ -59,7 +59,7 @@ images:  ## build the three images (needs a running Docker engine)
 deploy:  ## apply the kustomize overlay OVERLAY=local-kind|cluster
 	kubectl apply -k manifests/overlays/$(OVERLAY)
 
-bench: install  ## speed/accuracy table on CPU (GPU=1 adds TensorRT rows)
+bench: install  ## speed/accuracy of every engine on CPU (GPU=1 adds TensorRT rows)
 	$(PY) -m benchmarks.run --gpu $(GPU) --out runs/bench
 
 clean:  ## remove run outputs and caches (keeps .venv)

@@ -1,31 +1,37 @@
-"""Minimal reproduction: paddle 2.6.2's oneDNN INT8 ``fused_matmul`` with a broadcast add.
+"""Minimal reproduction: paddle 2.6.2's oneDNN INT8 ``fused_matmul`` with a fused mask add.
 
 ``python -m benchmarks.int8_attention_repro [--out DIR]`` prints one line per case and writes
-``int8_attention_repro.json``.
+``int8_attention_repro.json``; it exits 0 when the bug reproduces and the workaround fixes it.
 
-The program is one attention-score block, the shape every BERT layer has::
+The program is one attention block, built the way paddle's ``MultiHeadAttention`` builds it::
 
-    scores = matmul_v2(q, k, trans_y=True) * scale + mask      q, k: [B, H, S, D]
-                                                               mask: [B, 1, 1, S] (padding)
+    q, k, v: [B, S, H*D] -> reshape [B, S, H, D] -> transpose [B, H, S, D]
+    scores = matmul_v2(q * D**-0.5, k, trans_y=True) + mask      mask: [B, 1, 1, S]
+    out    = matmul_v2(softmax(scores), v)
 
-PaddleSlim ``quant_post_static`` quantizes the ``matmul_v2`` (``abs_max``, the project's PTQ
-path); Paddle Inference runs it with ``enable_mkldnn_int8({"fused_matmul"})``. The analysis
-passes then turn it into one INT8 oneDNN ``fused_matmul``: ``matmul_v2_scale_fuse_pass`` folds
-the scale, ``matmul_elementwise_add_mkldnn_fuse_pass`` folds the mask add in as the matmul's
-``ResidualData`` (a oneDNN binary/sum post-op), ``cpu_quantize_pass`` makes it INT8.
+The mask is computed in the program (``pad * -1e4`` reshaped), as the model computes it from
+the token ids, so PTQ records its range. PaddleSlim ``quant_post_static`` (``abs_max``, the
+project's PTQ path) quantizes both ``matmul_v2``; Paddle Inference runs the result with
+``enable_mkldnn_int8({"fused_matmul"})``. The analysis passes fuse reshape/transpose/scale into
+``fused_matmul``, ``matmul_elementwise_add_mkldnn_fuse_pass`` folds the mask add into the scores
+matmul as its ``ResidualData``, and ``cpu_quantize_pass`` quantizes that residual to INT8 too
+(``Scale_in_eltwise``) and makes both matmuls INT8.
 
-What this shows (measured on paddle 2.6.2, 2-core AMD EPYC with AVX-512 VNNI):
+Measured on paddle 2.6.2 (AMD EPYC, AVX-512 VNNI; B,H,S,D = 4,4,32,16):
 
-* ``mask [B,1,1,S]`` (broadcast, what the model feeds): the INT8 output differs from FP32 by
-  far more than INT8 rounding, and two runs of the *same* input differ from each other
-  (non-deterministic: the kernel reads memory it does not own).
-* ``mask [B,H,S,S]`` (same values, materialised): INT8 is deterministic and close to FP32.
-* ``mask [B,1,1,S]`` with ``matmul_elementwise_add_mkldnn_fuse_pass`` deleted: the add runs
-  as its own op after the INT8 matmul; deterministic and close to FP32.
+* ``broadcast`` (mask ``[B,1,1,S]``, what the model feeds): INT8 output off by more than the
+  output's whole range, and four runs of the *same* input all differ (non-deterministic).
+* ``full`` (the same mask materialised as ``[B,H,S,S]``): just as wrong and non-deterministic,
+  so broadcasting is not the trigger; the INT8 kernel with a fused residual is.
+* ``broadcast_nofuse`` (``matmul_elementwise_add_mkldnn_fuse_pass`` deleted): the add runs as its
+  own FP32 op after the INT8 matmul; both matmuls still run INT8, deterministic, error 1.3 % of
+  the range (INT8 rounding).
 
-So the wrong kernel is the INT8 ``fused_matmul`` whose fused residual needs broadcasting; the
-narrower workaround is to delete that one fuse pass (``ppminilm.inference.predictor``'s
-``INT8_MATMUL_UNSAFE_PASSES``), not to keep every matmul in FP32.
+So the narrower workaround is to delete that one fuse pass, not to keep every matmul in FP32:
+``ppminilm.inference.predictor.INT8_MATMUL_UNSAFE_PASSES``, applied whenever INT8 matmuls are
+allowed (the project default ``CPU_INT8_OPS`` is now ``fc`` + ``fused_matmul``). On the trained
+local student: FP32 77.4 %, fc-only INT8 77.2 %, fc + fused_matmul with the pass deleted 77.1 %,
+with the pass kept 61.5-63.2 % (varying run to run).
 """
 
 from __future__ import annotations
@@ -216,7 +222,7 @@ def run_case(work: Path, mask_shape: str, delete_pass: bool) -> dict[str, Any]:
 
 
 def reproduce(work: Path) -> list[dict[str, Any]]:
-    """The three cases of the module docstring."""
+    """The three cases of the module docstring (``broadcast``, ``full``, ``broadcast_nofuse``)."""
     return [
         run_case(work, "broadcast", delete_pass=False),
         run_case(work, "full", delete_pass=False),
@@ -244,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({"paddle": paddle.__version__, "shape": SHAPE, "cases": cases}, indent=2) + "\n",
         encoding="utf-8",
     )
-    broadcast, full, nofuse = cases
-    return 0 if (not broadcast["correct"] and full["correct"] and nofuse["correct"]) else 1
+    broadcast, _full, nofuse = cases
+    return 0 if (not broadcast["correct"] and nofuse["correct"]) else 1
 
 
 if __name__ == "__main__":

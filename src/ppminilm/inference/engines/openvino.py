@@ -194,7 +194,8 @@ class OpenVinoEngine(Engine):
         self.properties = compile_properties(cfg, rest_hint)
         self.compiled = core.compile_model(model, "CPU", self.properties)
         # What the plugin actually chose (with no hint: its default for this CPU).
-        self.precision_hint = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        hint_type = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.precision_hint = str(getattr(hint_type, "to_string", lambda: hint_type)())
         self.request = self.compiled.create_infer_request()
         self._inputs = [p.get_any_name() for p in self.compiled.inputs]
         missing = sorted(set(self._inputs) - set(self.serving.input_names))
