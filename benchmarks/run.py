@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu", type=int, choices=[0, 1], default=0, help="1: add TensorRT rows")
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per engine")
-    p.add_argument("--warmup", type=int, default=20, help="warm-up batches per model")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up batches per model")
     p.add_argument("--repeats", type=int, default=5, help="timed passes (median reported)")
     p.add_argument("--timed-batches", type=int, default=2, help="dev batches per timed pass")
     p.add_argument("--latency-samples", type=int, default=100, help="batch-1 examples timed")
@@ -180,9 +180,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     )
     t = lap("time_cpu_rows", t)
 
-    # ---- scaling of the fastest INT8 engine (and Paddle INT8 beside it)
-    scaling = _scaling(rows, opened, dev128, seed_dirs, plan, out)
     del opened  # frees the predictors and sessions
+    # ---- scaling of the fastest INT8 engine (and Paddle INT8 beside it)
+    scaling = _scaling(rows, dev128, seed_dirs, plan, out)
     t = lap("scaling", t)
 
     if args.gpu:
@@ -281,7 +281,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _scaling(rows, opened, arrays, dirs, plan, out: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _scaling(rows, arrays, dirs, plan, out: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Throughput vs batch size and threads of the fastest INT8 row (and Paddle INT8)."""
     from benchmarks.cpu_rows import fastest_int8
     from benchmarks.rows import open_engine_row
@@ -294,10 +294,10 @@ def _scaling(rows, opened, arrays, dirs, plan, out: Path) -> dict[str, Any]:  # 
     if fastest is None:
         return {}
     keys = [fastest["key"]] + ([PADDLE_INT8] if fastest["key"] != PADDLE_INT8 else [])
-    by_key = {row["key"]: eng for eng, row in opened}
+    timed = {r["key"] for r in rows if r.get("timing")}
     series: dict[str, Any] = {}
     for key in keys:
-        if key not in dirs or key not in by_key:
+        if key not in dirs or key not in timed:
             continue
         v = BY_KEY[key]
         runs = {}

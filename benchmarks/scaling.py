@@ -24,7 +24,7 @@ BATCH_SIZES = (1, 8, 32, 64)
 THREADS = (1, 2)
 #: Examples per timed pass (a multiple of every batch size).
 EXAMPLES_PER_PASS = 64
-PASSES = 3
+PASSES = 2
 PLOT_FILE = "scaling.png"
 
 

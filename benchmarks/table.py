@@ -139,6 +139,8 @@ def peer_goal(rows: Sequence[Mapping[str, Any]], peers: Sequence[str]) -> dict[s
     )
     goal["measured"] = f"Paddle {p_ms:.0f} ms vs {fastest['engine']} {o_ms:.0f} ms{acc_text}"
     goal["peer"] = fastest["key"]
+    goal["peer_engine"] = fastest["engine"]
+    goal["peer_int8"] = fastest.get("int8_note", "")
     faster = p_ms <= o_ms
     accurate = p_acc is None or o_acc is None or p_acc >= o_acc
     goal["met"] = faster and accurate

@@ -319,7 +319,13 @@ def test_time_latency_interleaves_single_examples() -> None:
 
 
 def test_scaling_points_table_and_plot(tmp_path: Path) -> None:
-    from benchmarks.scaling import EXAMPLES_PER_PASS, measure_scaling, plot_scaling, scaling_table
+    from benchmarks.scaling import (
+        EXAMPLES_PER_PASS,
+        PASSES,
+        measure_scaling,
+        plot_scaling,
+        scaling_table,
+    )
 
     arrays = {
         k: np.zeros((EXAMPLES_PER_PASS, 4), dtype=np.int64) for k in ("input_ids", "token_type_ids")
@@ -331,7 +337,9 @@ def test_scaling_points_table_and_plot(tmp_path: Path) -> None:
 
     points = measure_scaling({1: run, 2: run}, arrays, batch_sizes=(1, 32))
     assert [(p["threads"], p["batch_size"]) for p in points] == [(1, 1), (2, 1), (1, 32), (2, 32)]
-    assert sizes.count(32) == 2 * 4 * 2  # 2 batches a pass, 4 passes (1 untimed), 2 engines
+    # 2 batches a pass, PASSES timed + 1 untimed, 2 engines
+    assert sizes.count(32) == 2 * (PASSES + 1) * 2
+    assert all(len(p["pass_s"]) == PASSES for p in points)
     table = scaling_table({"eng": points})
     assert "bs 32 ex/s" in table and table.count("| eng |") == 2
     png = plot_scaling({"eng": points}, tmp_path / "scaling.png", "t")

@@ -82,6 +82,16 @@ def tiny(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     }
 
 
+@pytest.fixture(scope="module")
+def ov_int8(tiny: dict) -> tuple[Path, dict]:
+    """NNCF INT8 of the tiny FP32 model (OpenVINO IR dir) and the quantizer's summary."""
+    from ppminilm.inference.engines.openvino import quantize_openvino
+
+    out = tiny["root"] / "ov_int8"
+    q = quantize_openvino(tiny["fp32"], tiny["calib"], out, calib_examples=CALIB_EXAMPLES)
+    return out, q
+
+
 def _cfg(**kw) -> InferConfig:
     return InferConfig(max_seq_len=SEQ, batch_size=BATCH, num_threads=1, use_trt=False, **kw)
 
@@ -158,13 +168,10 @@ def test_openvino_reads_our_paddle_model_fp32_and_bf16(tiny: dict) -> None:
         open_engine(tiny["fp32"], _cfg(engine="openvino", precision="int8"))
 
 
-def test_openvino_refuses_paddle_ptq_and_nncf_int8_runs_int8(tiny: dict) -> None:
-    from ppminilm.inference.engines.openvino import quantize_openvino
-
+def test_openvino_refuses_paddle_ptq_and_nncf_int8_runs_int8(tiny: dict, ov_int8) -> None:
     with pytest.raises(ModelFormatError, match="fake-quant ops"):
         open_engine(tiny["int8"], _cfg(engine="openvino", precision="int8"))
-    out = tiny["root"] / "ov_int8"
-    q = quantize_openvino(tiny["fp32"], tiny["calib"], out, calib_examples=CALIB_EXAMPLES)
+    out, q = ov_int8
     assert q["calib_examples"] == CALIB_EXAMPLES
     serving = read_serving_config(out)
     assert (serving.engine, serving.precision) == ("openvino", "int8")
@@ -275,3 +282,26 @@ def test_benchmark_row_auto_reports_the_fastest_and_deploys_it(tiny: dict) -> No
     plain = benchmark_row(tiny["fp32"], tiny["task_dir"], _cfg(warmup_batches=1, repeats=1))
     assert plain["engine"] == "paddle" and plain["deploy_dir"] is None
     assert "p99" in plain["latency_ms"] and "AVX2" in plain["cpu_isa"]
+
+
+def test_cli_takes_an_engine_and_reads_it_from_serving_json(
+    tiny: dict, ov_int8, tmp_path: Path, capsys
+) -> None:
+    from ppminilm.cli import main
+
+    out, _ = ov_int8
+    assert main(["infer", "predict", "--model-dir", str(out), "很好", "太差"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split("\t")[0] in tiny["data"].labels for ln in lines] == [True, True]
+    assert main(["infer", "check-int8", "--model-dir", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["runs_int8"] is True
+    flags = ["--max-seq-len", str(SEQ), "--batch-size", "8", "--threads", "1"]
+    rc = main(
+        ["infer", "bench", "--model-dir", str(tiny["fp32"]), "--task-dir", str(tiny["task_dir"]),
+         "--out-dir", str(tmp_path / "b"), "--warmup-batches", "1", "--repeats", "1",
+         "--engine", "openvino", *flags]
+    )  # fmt: skip
+    assert rc == 0
+    assert (
+        json.loads((tmp_path / "b" / "benchmark.json").read_text("utf-8"))["engine"] == "openvino"
+    )

@@ -15,7 +15,7 @@ import argparse
 import json
 from typing import Any, cast
 
-from ppminilm.config import PRECISIONS, InferConfig
+from ppminilm.config import ENGINES, PRECISIONS, InferConfig
 from ppminilm.config.profiles import PROFILES, stage_config
 
 #: Flag name -> InferConfig field for the overrides given on the command line.
@@ -27,6 +27,7 @@ _FLAGS = {
     "warmup_batches": "warmup_batches",
     "repeats": "repeats",
     "threads": "num_threads",
+    "engine": "engine",
 }
 
 
@@ -47,6 +48,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU math threads")
     parser.add_argument("--no-mkldnn", action="store_true", help="disable oneDNN on cpu")
     parser.add_argument("--no-trt", action="store_true", help="plain GPU, no TensorRT")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="inference engine (default: paddle; for --model-dir, the one serving.json names)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,11 +104,16 @@ def _config(args: argparse.Namespace, model_dir: str | None = None) -> InferConf
         overrides["use_mkldnn"] = False
     if args.no_trt:
         overrides["use_trt"] = False
-    if model_dir is not None and "max_seq_len" not in overrides:
+    if model_dir is not None:
         from ppminilm.modeling.export import read_serving_config
 
+        serving = read_serving_config(model_dir)
         # Prediction uses the model's own length unless told otherwise.
-        overrides["max_seq_len"] = read_serving_config(model_dir).max_seq_len
+        overrides.setdefault("max_seq_len", serving.max_seq_len)
+        # A model converted for another engine runs there, at the precision it was made in.
+        if serving.engine != "paddle":
+            overrides.setdefault("engine", serving.engine)
+            overrides.setdefault("precision", serving.precision)
     return cast(InferConfig, stage_config("infer", args.profile, overrides))
 
 

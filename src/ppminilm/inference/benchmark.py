@@ -58,7 +58,8 @@ def detect_int8_kernels(model_dir: str | Path, cfg: InferConfig) -> dict[str, An
     """Evidence that a model really runs INT8 kernels under ``cfg`` (CPU/oneDNN).
 
     Builds a predictor with the same settings that saves its optimized program, then reads the
-    op types and ``mkldnn_data_type`` attributes (see the module docstring).
+    op types and ``mkldnn_data_type`` attributes (see the module docstring). For another engine
+    (``cfg.engine``), that engine's own evidence (:meth:`Engine.int8_check`).
 
     Args:
         model_dir: An exported inference dir.
@@ -67,6 +68,10 @@ def detect_int8_kernels(model_dir: str | Path, cfg: InferConfig) -> dict[str, An
     Returns:
         See :func:`inspect_optimized_program`; on GPU ``{"checked": False, "reason": ...}``.
     """
+    if cfg.engine not in ("paddle", "auto"):
+        from ppminilm.inference.engines import open_engine
+
+        return open_engine(model_dir, cfg).int8_check()
     if cfg.device != "cpu":
         return {
             "checked": False,
