@@ -234,7 +234,9 @@ def benchmark_engines(
     }
     summary.update({name: {"skipped": why} for name, why in skipped.items()})
     out = dict(results[best])
-    out.update(engines=summary, engine_choice=reason, deploy_dir=deployed)
+    # The peers' converted models lived in a temporary dir: name the row's own model, and the
+    # deployable copy of what actually ran.
+    out.update(model_dir=str(model_dir), engines=summary, engine_choice=reason, deploy_dir=deployed)
     return out
 
 
