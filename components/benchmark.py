@@ -46,24 +46,23 @@ def benchmark(
         engine: ``paddle``, ``openvino``, ``onnxruntime`` or ``auto`` (CPU).
         reference: The FP32 model a peer engine quantizes itself (for an INT8 row).
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.benchmark(
-            data.path,
-            model.path,
-            result.path,
-            task=task,
-            name=name,
-            profile=profile,
-            device=device,
-            overrides=overrides,
-            engine=engine,
-            reference_dir=reference.path if reference is not None else None,
-            deploy_dir=deployable.path,
-        ),
+    run_step(
+        "benchmark",
         artifact=result,
         extra_artifacts=[deployable],
         metrics=metrics,
         confusion=confusion,
+        data=data.path,
+        model=model.path,
+        out=result.path,
+        task=task,
+        name=name,
+        device=device,
+        profile=profile,
+        overrides=overrides,
+        engine=engine,
+        reference=reference.path if reference is not None else None,
+        deploy=deployable.path,
     )

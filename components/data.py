@@ -31,17 +31,16 @@ def build_data(
         vocab_uri: ``s3://`` prefix (or local dir) of a tokenizer directory for ``clue``.
         overrides: Stage config overrides, ``{"data": {...}}``.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.build_data(
-            data.path,
-            profile=profile,
-            tasks=tasks,
-            source=source,
-            corpus_uri=corpus_uri,
-            vocab_uri=vocab_uri,
-            overrides=overrides,
-        ),
+    run_step(
+        "build-data",
         artifact=data,
+        out=data.path,
+        profile=profile,
+        overrides=overrides,
+        tasks=tasks,
+        source=source,
+        corpus_uri=corpus_uri,
+        vocab_uri=vocab_uri,
     )

@@ -33,19 +33,18 @@ def finetune(
         profile: ``local`` or ``cluster``.
         overrides: Stage config overrides, ``{"finetune": {...}}``.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.finetune(
-            data.path,
-            init_model.path,
-            model.path,
-            task=task,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            profile=profile,
-            overrides=overrides,
-        ),
+    run_step(
+        "finetune",
         artifact=model,
         metrics=metrics,
+        data=data.path,
+        init=init_model.path,
+        out=model.path,
+        task=task,
+        profile=profile,
+        overrides=overrides,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
     )

@@ -29,19 +29,18 @@ def prune(
         profile: ``local`` or ``cluster``.
         overrides: Stage config overrides, ``{"prune": {...}}``.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.prune(
-            data.path,
-            model.path,
-            pruned.path,
-            inference_model.path,
-            task=task,
-            profile=profile,
-            overrides=overrides,
-        ),
+    run_step(
+        "prune",
         artifact=pruned,
         metrics=metrics,
         extra_artifacts=[inference_model],
+        data=data.path,
+        model=model.path,
+        out=pruned.path,
+        inference_out=inference_model.path,
+        task=task,
+        profile=profile,
+        overrides=overrides,
     )

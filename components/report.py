@@ -25,18 +25,17 @@ def report(
         summary: Output: the run summary JSON the report was built from.
         profile: ``local`` or ``cluster``.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.report(
-            [r.path for r in results],
-            student.path,
-            markdown.path,
-            html.path,
-            summary.path,
-            profile=profile,
-        ),
+    run_step(
+        "report",
         artifact=summary,
+        results=[r.path for r in results],
+        student=student.path,
+        markdown=markdown.path,
+        html=html.path,
+        summary=summary.path,
+        profile=profile,
     )
 
 
@@ -48,10 +47,11 @@ def record_status(status: dsl.PipelineTaskFinalStatus, record: Output[Artifact])
         status: Final status of the pipeline's tasks (filled in by KFP).
         record: Output: JSON with state, error code and message.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.record_status(
-        record.path,
+    run_step(
+        "record-status",
+        out=record.path,
         state=status.state,
         job=status.pipeline_job_resource_name,
         error_code=status.error_code,

@@ -21,6 +21,6 @@ def merge_results(
         int8: Benchmark result of the pruned INT8 model.
         merged: Output: ``{"task": ..., "rows": [...]}`` for the report.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.merge_results([fp32.path, pruned.path, int8.path], merged.path)
+    run_step("merge-results", results=[fp32.path, pruned.path, int8.path], out=merged.path)

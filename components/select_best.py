@@ -29,18 +29,17 @@ def select_best(
         profile: ``local`` or ``cluster``.
         overrides: Stage config overrides, ``{"finetune": {...}}`` (max_seq_len).
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.select_best(
-            [m.path for m in models],
-            best.path,
-            inference_model.path,
-            grid_table.path,
-            profile=profile,
-            overrides=overrides,
-        ),
+    run_step(
+        "select-best",
         artifact=best,
         metrics=metrics,
         extra_artifacts=[inference_model],
+        models=[m.path for m in models],
+        best_out=best.path,
+        inference_out=inference_model.path,
+        grid_md=grid_table.path,
+        profile=profile,
+        overrides=overrides,
     )

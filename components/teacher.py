@@ -29,12 +29,15 @@ def pretrain_teacher(
         teacher_uri: ``s3://`` prefix or local directory of a pretrained teacher.
         overrides: Stage config overrides, ``{"teacher": {...}}``.
     """
-    from ppminilm.runner import steps
+    from ppminilm.runner import run_step
 
-    steps.publish(
-        steps.pretrain_teacher(
-            data.path, teacher.path, profile=profile, teacher_uri=teacher_uri, overrides=overrides
-        ),
+    run_step(
+        "pretrain-teacher",
         artifact=teacher,
         metrics=metrics,
+        data=data.path,
+        out=teacher.path,
+        profile=profile,
+        overrides=overrides,
+        teacher_uri=teacher_uri,
     )

@@ -271,6 +271,7 @@ def _run_script(fake: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_images_script_without_engine_exits_3(tmp_path: Path) -> None:
     fake, log = _fake_docker(tmp_path, info_rc=1)
     proc = _run_script(fake)
@@ -279,6 +280,7 @@ def test_images_script_without_engine_exits_3(tmp_path: Path) -> None:
     assert "build" not in log.read_text()
 
 
+@pytest.mark.integration
 def test_images_script_builds_platform_tags(tmp_path: Path) -> None:
     fake, log = _fake_docker(tmp_path, info_rc=0)
     proc = _run_script(fake, "--push")
@@ -291,6 +293,7 @@ def test_images_script_builds_platform_tags(tmp_path: Path) -> None:
         assert f"push {ref}" in calls
 
 
+@pytest.mark.integration
 def test_images_script_rejects_unknown_image(tmp_path: Path) -> None:
     fake, _ = _fake_docker(tmp_path, info_rc=0)
     assert _run_script(fake, "no-such-image").returncode == 2

@@ -261,6 +261,7 @@ def tiny_bench(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     }
 
 
+@pytest.mark.integration
 def test_rows_on_every_engine_time_and_check_int8(tiny_bench: dict) -> None:
     from benchmarks.cpu_rows import open_cpu_rows, time_cpu_rows
     from benchmarks.models import SeedModel, quantize_seed_model
@@ -346,6 +347,7 @@ def test_scaling_points_table_and_plot(tmp_path: Path) -> None:
     assert png.stat().st_size > 1000
 
 
+@pytest.mark.integration
 def test_onednn_profile_child_counts_int8_primitives(tiny_bench: dict, tmp_path: Path) -> None:
     batch_file = tmp_path / "batch.npz"
     np.savez(batch_file, **tiny_bench["batches"][0])
@@ -354,6 +356,7 @@ def test_onednn_profile_child_counts_int8_primitives(tiny_bench: dict, tmp_path:
     assert any(k.startswith("inner_product f32") for k in prof["primitives"])
 
 
+@pytest.mark.integration
 def test_time_model_runs_warmup_then_repeats(tiny_bench: dict) -> None:
     seen: list[int] = []
 
@@ -367,6 +370,7 @@ def test_time_model_runs_warmup_then_repeats(tiny_bench: dict) -> None:
     assert len(result["pass_s"]) == TINY_PLAN.repeats
 
 
+@pytest.mark.integration
 def test_time_models_interleaves_rows_round_by_round(tiny_bench: dict) -> None:
     calls: list[str] = []
 

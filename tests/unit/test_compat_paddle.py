@@ -8,6 +8,9 @@ import pytest
 
 from ppminilm.compat.paddle import paddle
 
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
 
 def test_paddle_major_version_is_pinned():
     assert paddle.__version__.startswith("2.6."), "the stack is verified on paddle 2.6 only"

@@ -8,21 +8,13 @@ import pytest
 
 from ppminilm.compat import paddleslim as ofa_compat
 from ppminilm.compat.paddle import paddle
-from ppminilm.config import ModelArch, PruneConfig
+from ppminilm.config import PruneConfig
 from ppminilm.modeling.ernie import build_model
 from ppminilm.stages.prune.ofa import _build_ofa, submodel_state
+from tests.tiny import TINY_ARCH as TINY
 
 #: Float32 tolerance for "the same function" comparisons.
 ATOL = 1e-5
-TINY = ModelArch(
-    num_layers=2,
-    hidden_size=32,
-    num_heads=4,
-    intermediate_size=64,
-    vocab_size=60,
-    max_position=32,
-    dropout=0.0,
-)
 
 
 def _inputs(seed: int = 0) -> dict[str, paddle.Tensor]:

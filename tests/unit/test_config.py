@@ -87,7 +87,7 @@ def test_profiles_only_list_differences():
             for key, value in overrides.items():
                 assert key in default, f"{profile}.{stage}.{key} is not a config field"
                 assert value != default[key], f"{profile}.{stage}.{key} repeats the default"
-    assert stage_config("distill", "cluster") == DistillConfig()
+    assert stage_config("distill", "cluster") == DistillConfig(batch_size=128, use_amp=True)
 
 
 def test_profile_overrides_merge():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import zipfile
@@ -444,24 +443,21 @@ def test_download_clue_offline_fails_clearly(
 
 
 def _cli(argv: list[str]) -> int:
-    from ppminilm.cli import data as data_cli
+    from ppminilm.cli import main
 
-    parser = argparse.ArgumentParser()
-    data_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return main(argv)
 
 
-def test_cli_validate(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_cli_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = write_task_dir(tmp_path / "t", "afqmc", _splits())
     assert _cli(["data", "validate", str(target)]) == 0
     assert json.loads(capsys.readouterr().out)["counts"]["train"] == 3
     assert _cli(["data", "validate", str(target / "dev.json"), "--task", "afqmc"]) == 0
     bad = _write_lines(tmp_path / "bad.json", [_pair(1), {"sentence1": "x", "label": "0"}])
+    capsys.readouterr()
     assert _cli(["data", "validate", str(bad), "--task", "afqmc"]) == 2
-    assert f"{bad}:2: field 'sentence2'" in caplog.text
+    err = capsys.readouterr().err
+    assert f"{bad}:2: field 'sentence2'" in err and "Traceback" not in err
 
 
 def test_cli_download_clue_offline_folder(

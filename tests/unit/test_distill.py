@@ -32,6 +32,9 @@ from ppminilm.training.checkpoint import (
 )
 from ppminilm.training.loop import make_optimizer
 
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
 #: Weights of an uninterrupted run vs a killed-and-resumed one (CPU kernels are deterministic;
 #: this allows for nothing but float noise).
 RESUME_WEIGHT_TOL = 1e-5
@@ -272,7 +275,7 @@ def _run(cmd: list[str]) -> dict:
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout)["result"]
 
 
 def test_sigterm_checkpoints_and_resume_matches_uninterrupted_run(tiny, tmp_path: Path) -> None:

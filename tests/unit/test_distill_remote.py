@@ -15,8 +15,11 @@ import pytest
 from ppminilm import storage
 from ppminilm.cli import main
 from ppminilm.modeling.saved import load_model
-from ppminilm.runner.steps import distill, paddlejob_distill_args
+from ppminilm.runner import distill, paddlejob_distill_args
 from tests.unit.test_distill import _cfg, tiny  # noqa: F401 -- fixture reused
+
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
 
 
 def test_worker_command_reads_and_writes_object_storage(tiny, s3_env, capsys):  # noqa: F811
@@ -33,7 +36,7 @@ def test_worker_command_reads_and_writes_object_storage(tiny, s3_env, capsys):  
     storage.write_json(f"{base}/inputs/distill_overrides.json", cfg)
 
     assert main(["distill", *paddlejob_distill_args(base, "local")]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    summary = json.loads(capsys.readouterr().out)["result"]
     assert summary["model_dir"] == f"{base}/student" and summary["steps"] == 4
     assert storage.list_uris(f"{base}/checkpoints"), "no checkpoint in object storage"
     local = Path(storage.local_copy(f"{base}/student", tiny["root"] / "downloaded"))
@@ -43,7 +46,7 @@ def test_worker_command_reads_and_writes_object_storage(tiny, s3_env, capsys):  
 
 def test_multi_node_needs_an_object_store_prefix(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_uri to be an s3:// prefix"):
-        distill(str(tmp_path), str(tmp_path), str(tmp_path / "s"), nodes=2, checkpoint_uri="")
+        distill(str(tmp_path), str(tmp_path / "s"), data=str(tmp_path), nodes=2, checkpoint_uri="")
 
 
 def test_paddlejob_args_are_all_remote():

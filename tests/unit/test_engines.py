@@ -116,6 +116,7 @@ def test_engine_and_bf16_config_validation() -> None:
     assert available_engines()[0] == "paddle"
 
 
+@pytest.mark.integration
 def test_serving_engine_field_and_missing_engine_files(tiny: dict, tmp_path: Path) -> None:
     assert read_serving_config(tiny["fp32"]).engine == "paddle"
     old = tmp_path / "old"
@@ -137,6 +138,7 @@ def test_serving_engine_field_and_missing_engine_files(tiny: dict, tmp_path: Pat
 # --------------------------------------------------------------------------- paddle
 
 
+@pytest.mark.integration
 def test_paddle_engine_int8_check_and_bf16(tiny: dict) -> None:
     fp32 = open_engine(tiny["fp32"], _cfg())
     assert fp32.int8_check()["summary"] == "- (fp32)"
@@ -155,6 +157,7 @@ def test_paddle_engine_int8_check_and_bf16(tiny: dict) -> None:
 # --------------------------------------------------------------------------- openvino
 
 
+@pytest.mark.integration
 def test_openvino_reads_our_paddle_model_fp32_and_bf16(tiny: dict) -> None:
     ref = _paddle_fp32(tiny)
     ov = open_engine(tiny["fp32"], _cfg(engine="openvino"))
@@ -168,6 +171,7 @@ def test_openvino_reads_our_paddle_model_fp32_and_bf16(tiny: dict) -> None:
         open_engine(tiny["fp32"], _cfg(engine="openvino", precision="int8"))
 
 
+@pytest.mark.integration
 def test_openvino_refuses_paddle_ptq_and_nncf_int8_runs_int8(tiny: dict, ov_int8) -> None:
     with pytest.raises(ModelFormatError, match="fake-quant ops"):
         open_engine(tiny["int8"], _cfg(engine="openvino", precision="int8"))
@@ -188,6 +192,7 @@ def test_openvino_refuses_paddle_ptq_and_nncf_int8_runs_int8(tiny: dict, ov_int8
 # --------------------------------------------------------------------------- onnxruntime
 
 
+@pytest.mark.integration
 def test_onnxruntime_export_dynamic_and_static_int8(tiny: dict) -> None:
     from ppminilm.inference.engines.onnxruntime import (
         export_onnx,
@@ -216,6 +221,7 @@ def test_onnxruntime_export_dynamic_and_static_int8(tiny: dict) -> None:
         open_engine(static["model_dir"], _cfg(engine="onnxruntime"))
 
 
+@pytest.mark.integration
 def test_openvino_runs_our_qdq_ptq_model_through_onnx(tiny: dict) -> None:
     from ppminilm.config import QuantConfig
     from ppminilm.inference.engines.onnxruntime import export_onnx
@@ -236,6 +242,7 @@ def test_openvino_runs_our_qdq_ptq_model_through_onnx(tiny: dict) -> None:
 # --------------------------------------------------------------------------- predict / auto
 
 
+@pytest.mark.integration
 def test_predict_takes_an_engine(tiny: dict) -> None:
     from ppminilm.inference.benchmark import predict
 
@@ -261,6 +268,7 @@ def test_choose_engine_keeps_the_fastest_within_the_accuracy_budget() -> None:
         choose_engine({})
 
 
+@pytest.mark.integration
 def test_benchmark_row_auto_reports_the_fastest_and_deploys_it(tiny: dict) -> None:
     from ppminilm.inference.engines.select import benchmark_row
 
@@ -284,6 +292,7 @@ def test_benchmark_row_auto_reports_the_fastest_and_deploys_it(tiny: dict) -> No
     assert "p99" in plain["latency_ms"] and "AVX2" in plain["cpu_isa"]
 
 
+@pytest.mark.integration
 def test_cli_takes_an_engine_and_reads_it_from_serving_json(
     tiny: dict, ov_int8, tmp_path: Path, capsys
 ) -> None:

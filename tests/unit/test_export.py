@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ppminilm.cli import EXIT_USAGE, main
-from ppminilm.config import FinetuneConfig, InferConfig, ModelArch
+from ppminilm.config import FinetuneConfig, InferConfig
 from ppminilm.data import load_task_dir
 from ppminilm.data.tokenizer import load_tokenizer
 from ppminilm.inference.predictor import Predictor
@@ -20,10 +20,13 @@ from ppminilm.modeling.saved import ModelFormatError, ModelInfo, load_model, sav
 from ppminilm.stages.export import run_export
 from ppminilm.stages.finetune import encode_split, run_finetune
 from ppminilm.training.loop import predict_logits
+from tests.tiny import TINY_ARCH as TINY
 
-TINY_ARCH = ModelArch(
-    num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64, max_position=64, dropout=0.1
-)
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
+#: Dropout on: the export must run in eval mode for static == dynamic.
+TINY_ARCH = TINY.replace(dropout=0.1)
 SEQ = 32
 #: Static and dynamic logits of the same weights may differ by float rounding only.
 LOGIT_ATOL = 1e-4
@@ -40,7 +43,7 @@ def tiny_trained(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         local_data_dir / "tasks" / "local_reviews", "scratch",
         tmp_path_factory.mktemp("exp") / "model", cfg,
         tokenizer_dir=local_data_dir / "vocab", arch=TINY_ARCH,
-    )  # fmt: skip
+    ).to_dict()  # fmt: skip
 
 
 def test_static_model_matches_dynamic(
@@ -88,7 +91,7 @@ def test_cli_export(tiny_trained: dict[str, Any], tmp_path: Path,
                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     out = tmp_path / "infer"
     assert main(["export", "--model-dir", tiny_trained["model_dir"], "--out", str(out)]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)["result"]
     assert printed["max_seq_len"] == 64  # the local profile's fine-tuning max_seq_len
     assert read_serving_config(out).max_seq_len == 64
     assert main(["export", "--model-dir", str(tmp_path / "nope"), "--out", str(out)]) == EXIT_USAGE

@@ -12,7 +12,7 @@ import pytest
 
 from ppminilm.cli import EXIT_USAGE, main
 from ppminilm.compat.paddle import paddle
-from ppminilm.config import FinetuneConfig, ModelArch
+from ppminilm.config import FinetuneConfig
 from ppminilm.data import DataError
 from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.saved import (
@@ -24,11 +24,12 @@ from ppminilm.modeling.saved import (
 )
 from ppminilm.stages.finetune import encode_split, parse_init, run_finetune
 from ppminilm.training.loop import accuracy, predict_logits
+from tests.tiny import TINY_ARCH
+
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
 
 #: 2 layers, 32 wide: trains in seconds on 2 CPU cores.
-TINY_ARCH = ModelArch(
-    num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64, max_position=64, dropout=0.0
-)
 TINY_SEQ = 32
 #: The mean training loss of the last logging window must be below this share of the first.
 LOSS_DROP_RATIO = 0.9
@@ -71,7 +72,7 @@ def trained(
     out = tmp_path_factory.mktemp("ft") / "model"
     return run_finetune(
         reviews_dir, "scratch", out, tiny_config(), tokenizer_dir=vocab_dir, arch=TINY_ARCH
-    )
+    ).to_dict()
 
 
 def test_summary_fields(trained: dict[str, Any]) -> None:
@@ -105,9 +106,9 @@ def test_best_checkpoint_is_kept(trained: dict[str, Any], reviews_dir: Path) -> 
     assert info.kind == "classifier" and info.labels == ["0", "1"] and info.task == "local_reviews"
     assert info.arch.vocab_size == len((model_dir / "vocab.txt").read_text().splitlines())
     provenance = json.loads((model_dir / "provenance.json").read_text())
-    assert provenance["best_step"] == trained["best_step"]
-    assert provenance["dev_acc"] == best
-    assert provenance["majority_acc"] == trained["majority_acc"]
+    assert provenance["details"]["best_step"] == trained["best_step"]
+    assert provenance["details"]["dev_acc"] == best
+    assert provenance["details"]["majority_acc"] == trained["majority_acc"]
     assert provenance["config"]["learning_rate"] == 3e-3
     assert provenance["parent"].startswith("scratch")
 
@@ -130,7 +131,7 @@ def test_init_from_saved_encoder_and_foreign_classifier(
     encoder = build_model(arch, "encoder")
     save_model(encoder, tmp_path / "enc", ModelInfo(arch=arch, kind="encoder"), tokenizer_dir=vocab)
     cfg = tiny_config(max_steps=3, eval_steps=100)
-    summary = run_finetune(reviews_dir, tmp_path / "enc", tmp_path / "ft_enc", cfg)
+    summary = run_finetune(reviews_dir, tmp_path / "enc", tmp_path / "ft_enc", cfg).to_dict()
     assert summary["steps"] == 3 and summary["init"] == str(tmp_path / "enc")
     # The encoder weights were loaded, not re-drawn: the token embedding started equal.
     enc_emb = encoder.embeddings.word_embeddings.weight.numpy()
@@ -147,7 +148,7 @@ def test_init_from_saved_encoder_and_foreign_classifier(
         ModelInfo(arch=arch, kind="classifier", task="cmnli", labels=["a", "b", "c"]),
         tokenizer_dir=vocab,
     )
-    summary = run_finetune(reviews_dir, tmp_path / "cls3", tmp_path / "ft_cls3", cfg)
+    summary = run_finetune(reviews_dir, tmp_path / "cls3", tmp_path / "ft_cls3", cfg).to_dict()
     model, info = load_model(tmp_path / "ft_cls3")
     assert info.labels == ["0", "1"] and list(model.classifier.weight.shape) == [32, 2]
 
@@ -246,8 +247,8 @@ def test_cli_finetune_runs(
          "--out", str(tmp_path / "m"), "--summary", str(tmp_path / "s.json")]
     )  # fmt: skip
     assert code == 0
-    printed = json.loads(capsys.readouterr().out)
-    saved = json.loads((tmp_path / "s.json").read_text())
+    printed = json.loads(capsys.readouterr().out)["result"]
+    saved = json.loads((tmp_path / "s.json").read_text())["result"]
     assert printed["steps"] == saved["steps"] == 2
     assert saved["batch_size"] == 8 and saved["task"] == "local_reviews"
     assert (tmp_path / "m" / "model_state.pdparams").is_file()

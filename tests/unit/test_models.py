@@ -27,11 +27,13 @@ def test_seed_table_counts(arch, params, params_text, flops_text):
     assert format_count(count_flops(arch), "B") == flops_text
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("arch", "params"), [(r[0], r[1]) for r in SEED_ROWS])
 def test_built_models_match_formula(arch, params):
     assert encoder_param_count(build_model(arch)) == params
 
 
+@pytest.mark.integration
 def test_pruned_shapes():
     model = build_model(ModelArch(width=0.75), "classifier", num_classes=3)
     layer = model.ernie.encoder.layers[0]

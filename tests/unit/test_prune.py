@@ -17,20 +17,15 @@ from ppminilm.modeling.export import read_serving_config
 from ppminilm.modeling.saved import ModelInfo, load_model, save_model
 from ppminilm.stages.prune.importance import compute_importance, reorder_heads_and_neurons
 from ppminilm.stages.prune.ofa import _build_ofa, run_prune, submodel_state
+from tests.tiny import TINY_ARCH as TINY
+
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
 
 #: Float32 tolerance for "the same function" comparisons.
 ATOL = 1e-5
 #: Encoder + pooler parameters of PP-MiniLM 6L-768H at width 0.75 (the seed's 49.1M).
 PRUNED_6L768H_PARAMS = 49_115_520
-TINY = ModelArch(
-    num_layers=2,
-    hidden_size=32,
-    num_heads=4,
-    intermediate_size=64,
-    vocab_size=60,
-    max_position=32,
-    dropout=0.0,
-)
 
 
 def _batches(

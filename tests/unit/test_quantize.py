@@ -10,24 +10,21 @@ import pytest
 
 from ppminilm.compat.paddle import paddle
 from ppminilm.compat.paddleslim import calibration_loader, program_op_types, ptq_zero_dim_fix
-from ppminilm.config import CPU_INT8_OPS, ModelArch, QuantConfig
+from ppminilm.config import CPU_INT8_OPS, QuantConfig
+from ppminilm.data import load_task_dir
+from ppminilm.inference.benchmark import predict
 from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.export import INPUT_NAMES, MODEL_PREFIX, export_static, read_serving_config
 from ppminilm.modeling.saved import ModelInfo
 from ppminilm.stages.quantize import _quantize_one, run_quantize, select_best
+from tests.tiny import TINY_ARCH as TINY
+
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
 
 #: Symmetric INT8 range of PaddleSlim's quantized weights.
 INT8_MAX = 127
 MAX_SEQ_LEN = 32
-TINY = ModelArch(
-    num_layers=2,
-    hidden_size=32,
-    num_heads=4,
-    intermediate_size=64,
-    vocab_size=60,
-    max_position=64,
-    dropout=0.0,
-)
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +151,17 @@ def test_run_quantize_keeps_best_int8_candidate(fp32_model: dict[str, Path]) -> 
     summary = run_quantize(fp32_model["task"], fp32_model["model"], out, cfg)
     assert len(summary["candidates"]) == 4
     assert summary["quantizable_op_type"] == ["matmul_v2"]
-    best = select_best(summary["candidates"], ["avg", "abs_max"])
+    # Oracle independent of select_best: the highest dev accuracy; on a tie the first
+    # candidate in search order (algos as given, then fewer batches).
+    top = max(c["dev_acc"] for c in summary["candidates"])
+    best = next(c for c in summary["candidates"] if c["dev_acc"] == top)
     assert summary["best"] == {"algo": best["algo"], "batch_num": best["batch_num"]}
-    assert summary["int8_dev_acc"] == best["dev_acc"]
+    assert summary["int8_dev_acc"] == top
+    # And the model written is that candidate: scoring it afresh gives its accuracy.
+    dev = load_task_dir(fp32_model["task"]).dev
+    predicted = predict(out, dev)
+    fresh = sum(p == e["label"] for p, e in zip(predicted, dev, strict=True)) / len(dev)
+    assert abs(fresh - top) <= 1 / len(dev) + 1e-9
     check = summary["int8_check"]
     assert check["has_quant_ops"] and check["evaluated_with_mkldnn_int8"]
     assert check["mkldnn_int8_ops"] == list(CPU_INT8_OPS)
@@ -166,8 +171,11 @@ def test_run_quantize_keeps_best_int8_candidate(fp32_model: dict[str, Path]) -> 
     assert serving.precision == "int8"
     assert (serving.labels, serving.max_seq_len) == (fp32.labels, fp32.max_seq_len)
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["algo"] == best["algo"] and prov["batch_num"] == best["batch_num"]
-    assert prov["calib_examples"] == best["batch_num"] * 8
+    assert (
+        prov["details"]["algo"] == best["algo"]
+        and prov["details"]["batch_num"] == best["batch_num"]
+    )
+    assert prov["details"]["calib_examples"] == best["batch_num"] * 8
     assert len(json.loads((out / "candidates.json").read_text())) == 4
     assert "| avg | 1 |" in (out / "candidates.md").read_text()
     assert not (out / ".candidates").exists()
@@ -196,3 +204,40 @@ def test_cli_quantize_reports_missing_model_with_exit_2(fp32_model: dict[str, Pa
         str(fp32_model["root"] / "cli"),
     ]
     assert main(argv) == EXIT_USAGE
+
+
+# ----------------------------------------------------------------------------- GPU scoring
+
+
+def test_gpu_candidates_are_scored_with_tensorrt_int8() -> None:
+    from ppminilm.inference.predictor import config_plan
+    from ppminilm.stages.quantize import scoring_config
+
+    cfg = scoring_config("gpu", "int8", 32, MAX_SEQ_LEN, 2)
+    plan = config_plan(cfg, quantized=True, shape_file="shapes.pbtxt")
+    methods = [step.method for step in plan]
+    assert "enable_mkldnn_int8" not in methods and "disable_gpu" not in methods
+    (trt,) = [step for step in plan if step.method == "enable_tensorrt_engine"]
+    assert trt.kwargs["precision_mode"] == paddle.inference.PrecisionType.Int8
+    assert trt.kwargs["use_calib_mode"] is False  # the PTQ model's own scales
+    assert ("enable_tuned_tensorrt_dynamic_shape", ("shapes.pbtxt", True)) in [
+        (s.method, s.args) for s in plan
+    ]
+    # The CPU branch keeps oneDNN INT8 on the fc ops.
+    cpu = config_plan(scoring_config("cpu", "int8", 32, MAX_SEQ_LEN, 2), quantized=True)
+    assert ("enable_mkldnn_int8", ({"fc"},)) in [(s.method, s.args) for s in cpu]
+
+
+def test_gpu_scoring_on_a_cpu_build_fails_before_calibrating(
+    fp32_model: dict[str, Path], tmp_path: Path
+) -> None:
+    from ppminilm.errors import DeviceUnavailableError
+
+    if paddle.device.is_compiled_with_cuda():
+        pytest.skip("this paddle has CUDA")
+    cfg = QuantConfig(algos=("abs_max",), batch_nums=(1,), max_seq_len=MAX_SEQ_LEN, device="gpu")
+    with pytest.raises(DeviceUnavailableError, match="CPU-only build"):
+        run_quantize(fp32_model["task"], fp32_model["model"], tmp_path / "q", cfg)
+    assert not (tmp_path / "q").exists()
+    with pytest.raises(ValueError, match="device"):
+        QuantConfig(device="tpu")

@@ -354,11 +354,13 @@ def test_error_classification(exc: Exception, transient: bool, kind: type) -> No
     assert isinstance(error, kind)
 
 
+@pytest.mark.integration
 def test_auth_server_accepts_its_valid_keys(auth_bucket: str) -> None:
     storage.write_json(f"s3://{auth_bucket}/ok.json", {"ok": True})
     assert storage.read_json(f"s3://{auth_bucket}/ok.json") == {"ok": True}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("wrong", ["secret", "access_key"])
 def test_bad_credentials(
     wrong: str,
@@ -384,6 +386,7 @@ def _use_restricted_user(server: RunningS3Server, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.restricted_keys[1])
 
 
+@pytest.mark.integration
 def test_failed_file_upload_keeps_the_stored_object(
     s3_auth_env: RunningS3Server,
     auth_bucket: str,
@@ -400,6 +403,7 @@ def test_failed_file_upload_keeps_the_stored_object(
     assert storage.list_uris(f"s3://{auth_bucket}/") == [uri]  # no temp object left
 
 
+@pytest.mark.integration
 def test_failed_dir_upload_is_never_marked_complete(
     s3_auth_env: RunningS3Server,
     auth_bucket: str,
@@ -482,6 +486,7 @@ def test_cli_bad_uri_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["storage", "ls", "gs://bkt/x"]) == 2
 
 
+@pytest.mark.integration
 def test_cli_auth_exit_code(auth_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "definitely-wrong")
     assert _cli("storage", "ls", f"s3://{auth_bucket}/") == 13

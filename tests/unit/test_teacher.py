@@ -14,6 +14,10 @@ from ppminilm.data.tokenizer import build_vocab
 from ppminilm.modeling.saved import ModelFormatError, load_model
 from ppminilm.stages.teacher import mask_tokens, run_pretrain_teacher
 
+#: Every test here trains a model or starts another interpreter (not in make test-fast).
+pytestmark = pytest.mark.integration
+
+
 #: Tolerance on the empirical masking shares (200k candidate tokens).
 SHARE_TOL = 0.01
 SPECIAL = {0, 1, 2, 3, 4}  # [PAD] [UNK] [CLS] [SEP] [MASK]

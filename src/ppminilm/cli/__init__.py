@@ -1,7 +1,9 @@
 """``ppminilm`` command line: every stage runs here without Kubeflow.
 
-Subcommands live in sibling modules; each defines ``register(subparsers)`` and is discovered
-automatically, so a stage's CLI ships with the stage.
+Subcommands live in sibling modules; each defines ``register(subparsers)``. They are listed in
+pipeline order (:data:`COMMAND_MODULES`); any other module with a ``register`` is added after.
+Stage commands call the same runner functions as the KFP components (:mod:`ppminilm.runner`);
+an expected failure prints one line and exits with its class's code (:mod:`ppminilm.errors`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ppminilm import __version__
+from ppminilm.errors import EXIT_USAGE
 
 logger = logging.getLogger("ppminilm")
 
-#: Exit code when the user's input is wrong; storage failures exit with 10-16
-#: (``StorageError.exit_code``).
-EXIT_USAGE = 2
+#: Command modules in pipeline order.
+COMMAND_MODULES = ("data", "distill", "finetune", "compress", "infer", "model", "storage")
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -40,19 +42,19 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every discovered subcommand."""
+    """Build the top-level parser with every subcommand, in pipeline order."""
     parser = argparse.ArgumentParser(
         prog="ppminilm",
-        description="PP-MiniLM compression recipe: distil, fine-tune, prune, quantize, benchmark.",
+        description="PP-MiniLM compression recipe: distil, fine-tune, prune, quantize, benchmark. "
+        "The number before each command is its recipe stage.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if mod.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{mod.name}")
-        register = getattr(module, "register", None)
+    found = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    names = [n for n in COMMAND_MODULES if n in found] + sorted(set(found) - set(COMMAND_MODULES))
+    for name in names:
+        register = getattr(importlib.import_module(f"{__name__}.{name}"), "register", None)
         if callable(register):
             register(sub)
     return parser
@@ -65,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        Process exit code.
+        Process exit code: 0, or the failure's code (2 user error, 3 download, 10-16
+        storage, 20 device, 21 cluster job, 143 pre-empted).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,19 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return EXIT_USAGE
-    from ppminilm.storage.errors import StorageError
+    from ppminilm.runner import expected_errors
 
     try:
-        return int(func(args) or 0)
-    except StorageError as exc:
-        # Infrastructure: storage unreachable, bad credentials, missing bucket... each has its
-        # own exit code (see storage_errors) so CI and retries can tell them apart.
-        logger.error("%s", exc)
-        return exc.exit_code
-    except (ValueError, FileNotFoundError) as exc:
-        # User mistakes (bad config, bad data, missing files): one clear line, no traceback.
-        logger.error("%s", exc)
-        return EXIT_USAGE
+        with expected_errors():
+            return int(func(args) or 0)
+    except SystemExit as exc:  # an expected failure (logged) or a pre-emption (143)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
 
 
 if __name__ == "__main__":

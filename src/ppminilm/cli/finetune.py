@@ -3,201 +3,163 @@
 Examples::
 
     ppminilm finetune --task-dir data/tasks/local_reviews --init scratch \\
-        --tokenizer-dir data/vocab --profile local --batch-size 32 --learning-rate 1e-3 \\
-        --out runs/ft
-    ppminilm grid --task-dir data/tasks/local_reviews --init runs/distill --profile local \\
-        --out runs/grid
-    ppminilm select-best runs/grid/grid.json --out runs/grid
+        --tokenizer-dir data/vocab --batch-size 32 --learning-rate 1e-3 --out runs/ft
+    ppminilm grid --task-dir data/tasks/local_reviews --init runs/distill --out runs/grid
+    ppminilm select-best runs/grid/grid.json --grid-md runs/grid/grid.md
     ppminilm export --model-dir runs/grid/bs32_lr0.001 --out runs/infer --max-seq-len 64
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
-from typing import Any
 
-from ppminilm.config import DistillConfig, FinetuneConfig, GridConfig, ModelArch
-from ppminilm.config.profiles import PROFILES, stage_config
-from ppminilm.io import read_json_file
+from ppminilm.cli._common import add_config_flags, add_stage_parser, finish, overrides_of
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task-dir", required=True, help="task directory (train/dev.json ...)")
+    parser.add_argument(
+        "--task-dir", required=True, help="task directory (train/dev/calib/test.json, labels)"
+    )
     parser.add_argument(
         "--init",
         required=True,
-        help="saved model dir, 'scratch' (random init with the profile's "
-        "student arch) or 'scratch:<ModelArch JSON>'",
+        help="saved model dir, 'scratch' (random init with the profile's student shape) or "
+        "'scratch:<ModelArch JSON>'",
     )
     parser.add_argument(
         "--tokenizer-dir",
         default=None,
         help="dir with vocab.txt (default: the init model dir; required for scratch)",
     )
-    parser.add_argument("--profile", default="local", choices=sorted(PROFILES))
     parser.add_argument(
         "--task", default=None, help="task name (default: the task dir's task.json)"
     )
-    parser.add_argument("--epochs", type=int, default=None, help="0 = per-task default")
-    parser.add_argument("--max-steps", type=int, default=None)
-    parser.add_argument("--max-seq-len", type=int, default=None)
-    parser.add_argument("--eval-steps", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
-        "--config",
-        default=None,
-        help="JSON file of FinetuneConfig overrides (applied before flags)",
+        "--epochs", type=int, default=None, help="epochs; 0 = per-task default (profile's)"
     )
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after N steps if > 0")
+    parser.add_argument("--max-seq-len", type=int, default=None, help="tokens per example")
+    parser.add_argument("--eval-steps", type=int, default=None, help="evaluate every N steps")
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    add_config_flags(parser, "finetune")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``finetune``, ``grid``, ``select-best`` and ``export``."""
-    ft = subparsers.add_parser("finetune", help="fine-tune one (batch size, lr) point")
+    ft = add_stage_parser(subparsers, "finetune", "2  fine-tune one (batch size, lr) point")
     _add_common(ft)
-    ft.add_argument("--batch-size", type=int, default=None)
-    ft.add_argument("--learning-rate", type=float, default=None)
+    ft.add_argument("--batch-size", type=int, default=None, help="training batch size")
+    ft.add_argument("--learning-rate", type=float, default=None, help="peak learning rate")
     ft.add_argument("--out", required=True, help="model directory for the best checkpoint")
-    ft.add_argument("--summary", default=None, help="also write the summary JSON here")
     ft.set_defaults(func=_finetune)
 
-    grid = subparsers.add_parser("grid", help="fine-tune a batch size x lr grid sequentially")
+    grid = add_stage_parser(subparsers, "grid", "2  fine-tune a batch size x lr grid in turn")
     _add_common(grid)
-    grid.add_argument("--batch-sizes", type=int, nargs="+", default=None)
-    grid.add_argument("--learning-rates", type=float, nargs="+", default=None)
+    grid.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="grid batch sizes")
+    grid.add_argument(
+        "--learning-rates", type=float, nargs="+", default=None, help="grid learning rates"
+    )
     grid.add_argument(
         "--out", required=True, help="root dir: one model dir per point + grid.json + grid.md"
     )
     grid.set_defaults(func=_grid)
 
-    best = subparsers.add_parser("select-best", help="pick the best grid point of one task")
+    best = add_stage_parser(subparsers, "select-best", "2  pick the best grid point of a task")
     best.add_argument(
-        "results", nargs="+", help="grid.json files, JSON lists of summaries, or summary JSON files"
+        "models",
+        nargs="+",
+        help="fine-tuned model dirs, grid.json files or fine-tune result JSON files",
     )
-    best.add_argument("--out", default=None, help="write grid.json + grid.md here")
+    best.add_argument("--best-out", default=None, help="copy the best model here")
+    best.add_argument(
+        "--inference-out", default=None, help="export the best model here (needs --best-out)"
+    )
+    best.add_argument("--grid-md", default=None, help="write the grid table (Markdown) here")
+    add_config_flags(best, "finetune")
     best.set_defaults(func=_select_best)
 
-    exp = subparsers.add_parser("export", help="export a classifier to a static inference model")
-    exp.add_argument("--model-dir", required=True)
-    exp.add_argument("--out", required=True)
+    exp = add_stage_parser(subparsers, "export", "2  export a classifier as a static model")
+    exp.add_argument("--model-dir", required=True, help="fine-tuned classifier model dir")
+    exp.add_argument("--out", required=True, help="inference model dir to write")
     exp.add_argument(
-        "--max-seq-len",
-        type=int,
-        default=None,
-        help="default: the profile's fine-tuning max_seq_len",
+        "--max-seq-len", type=int, default=None, help="default: the profile's fine-tuning length"
     )
-    exp.add_argument("--profile", default="local", choices=sorted(PROFILES))
     exp.add_argument(
-        "--task-dir",
-        default=None,
-        help="check dynamic vs static predictions on this task's dev split",
+        "--task-dir", default=None, help="check dynamic vs static predictions on its dev split"
     )
+    add_config_flags(exp, "finetune")
     exp.set_defaults(func=_export)
 
 
-def _task_of(task_dir: str) -> str:
-    path = Path(task_dir) / "task.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (is {task_dir} a task directory?)")
-    data = read_json_file(path, ValueError)
-    if not isinstance(data, dict) or not isinstance(data.get("task"), str):
-        raise ValueError(f"{path}: field 'task': expected a task name string")
-    return str(data["task"])
-
-
-def _finetune_config(args: argparse.Namespace, **point: Any) -> FinetuneConfig:
-    overrides: dict[str, Any] = {}
-    if args.config:
-        overrides.update(FinetuneConfig.load(args.config).to_dict())
-    overrides["task"] = args.task or _task_of(args.task_dir)
-    flags = {
+def _fields(args: argparse.Namespace) -> dict[str, object]:
+    return {
         "num_epochs": args.epochs,
         "max_steps": args.max_steps,
         "max_seq_len": args.max_seq_len,
         "eval_steps": args.eval_steps,
         "seed": args.seed,
-        **point,
     }
-    overrides.update({k: v for k, v in flags.items() if v is not None})
-    cfg = stage_config("finetune", args.profile, overrides)
-    assert isinstance(cfg, FinetuneConfig)
-    return cfg
-
-
-def _scratch_arch(args: argparse.Namespace) -> ModelArch:
-    """The profile's distillation student: what 'scratch' is compared against."""
-    cfg = stage_config("distill", args.profile)
-    assert isinstance(cfg, DistillConfig)
-    return cfg.student
-
-
-def _dump(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ppminilm.stages.finetune import run_finetune
+    from ppminilm.runner import finetune
 
-    cfg = _finetune_config(args, batch_size=args.batch_size, learning_rate=args.learning_rate)
-    summary = run_finetune(
+    summary = finetune(
         args.task_dir,
         args.init,
         args.out,
-        cfg,
+        task=args.task,
+        profile=args.profile,
+        overrides=overrides_of(args, "finetune"),
         tokenizer_dir=args.tokenizer_dir,
-        arch=_scratch_arch(args),
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        **_fields(args),
     )
-    if args.summary:
-        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    _dump({k: v for k, v in summary.items() if k != "evals"})
-    return 0
+    return finish(summary, args)
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from ppminilm.stages.grid import run_grid, select_best
+    from ppminilm.runner import grid
 
-    grid_over: dict[str, Any] = {}
-    if args.batch_sizes:
-        grid_over["batch_sizes"] = args.batch_sizes
-    if args.learning_rates:
-        grid_over["learning_rates"] = args.learning_rates
-    grid_cfg = stage_config("grid", args.profile, grid_over)
-    assert isinstance(grid_cfg, GridConfig)
-    results = run_grid(
+    summary = grid(
         args.task_dir,
         args.init,
         args.out,
-        _finetune_config(args),
-        grid_cfg,
+        task=args.task,
+        profile=args.profile,
+        overrides=overrides_of(args, "finetune"),
         tokenizer_dir=args.tokenizer_dir,
-        arch=_scratch_arch(args),
+        batch_sizes=args.batch_sizes,
+        learning_rates=args.learning_rates,
+        **_fields(args),
     )
-    best = select_best(results)
-    sys.stdout.write((Path(args.out) / "grid.md").read_text(encoding="utf-8"))
-    _dump({k: v for k, v in best.items() if k != "evals"})
-    return 0
+    return finish(summary, args)
 
 
 def _select_best(args: argparse.Namespace) -> int:
-    from ppminilm.stages.grid import read_grid_results, select_best, write_grid_table
+    from ppminilm.runner import select_best
 
-    results = [r for path in args.results for r in read_grid_results(path)]
-    best = select_best(results)
-    if args.out:
-        write_grid_table(results, args.out)
-    _dump({k: v for k, v in best.items() if k != "evals"})
-    return 0
+    summary = select_best(
+        args.models,
+        best_out=args.best_out,
+        inference_out=args.inference_out,
+        grid_md=args.grid_md,
+        profile=args.profile,
+        overrides=overrides_of(args, "finetune"),
+    )
+    return finish(summary, args)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ppminilm.stages.export import run_export
+    from ppminilm.runner import export
 
-    max_seq_len = args.max_seq_len
-    if max_seq_len is None:
-        cfg = stage_config("finetune", args.profile)
-        assert isinstance(cfg, FinetuneConfig)
-        max_seq_len = cfg.max_seq_len
-    _dump(run_export(args.model_dir, args.out, max_seq_len, task_dir=args.task_dir))
-    return 0
+    summary = export(
+        args.model_dir,
+        args.out,
+        data=args.task_dir,
+        profile=args.profile,
+        overrides=overrides_of(args, "finetune"),
+        max_seq_len=args.max_seq_len,
+    )
+    return finish(summary, args)

@@ -194,6 +194,7 @@ class DistillConfig(StageConfig):
     weight_decay: float = 0.01
     warmup_steps: int = 4000
     max_steps: int = 400000
+    #: Sequences per device (per data-parallel rank); the global batch is ranks x this.
     batch_size: int = 256
     max_seq_len: int = 128
     max_grad_norm: float = 1.0
@@ -358,6 +359,9 @@ class QuantConfig(StageConfig):
     #: Op types allowed to run oneDNN INT8 kernels when evaluating candidates; empty = all.
     #: See ``CPU_INT8_OPS`` for the default (FC and attention matmuls, one fuse pass deleted).
     mkldnn_int8_ops: Sequence[str] = CPU_INT8_OPS
+    #: Where candidates are scored, as they will serve: ``cpu`` (oneDNN INT8) or ``gpu``
+    #: (TensorRT INT8 with tuned dynamic shapes; the pipeline's GPU branch, T4 pool).
+    device: str = "cpu"
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -370,6 +374,7 @@ class QuantConfig(StageConfig):
         _check_positive(name, "batch_size", self.batch_size)
         _check_positive(name, "max_seq_len", self.max_seq_len)
         _check_positive(name, "num_threads", self.num_threads)
+        _check_choice(name, "device", self.device, ("cpu", "gpu"))
         _check_choice(
             name,
             "weight_quantize_type",

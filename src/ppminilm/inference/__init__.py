@@ -11,14 +11,7 @@
 
 from ppminilm._lazy import lazy_exports
 
-__all__ = [
-    "Predictor",
-    "detect_int8_kernels",
-    "open_engine",
-    "predict",
-    "run_benchmark",
-    "run_infer",
-]
+__all__ = ["Predictor", "detect_int8_kernels", "open_engine", "predict", "run_benchmark"]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -28,6 +21,5 @@ __getattr__, __dir__ = lazy_exports(
         "open_engine": "engines",
         "predict": "benchmark",
         "run_benchmark": "benchmark",
-        "run_infer": "benchmark",
     },
 )

@@ -2,10 +2,10 @@
 
 :class:`Predictor` wraps ``paddle.inference`` for one inference dir (``serving.json`` validated
 first) and lives in :mod:`ppminilm.inference.predictor` with the config building.
-:func:`detect_int8_kernels` proves whether an INT8 model really runs INT8 oneDNN kernels,
+:func:`detect_int8_kernels` proves whether an INT8 model really runs INT8 kernels,
 :func:`run_benchmark` times the whole split end to end on ``cfg.engine`` (Paddle by default;
-OpenVINO and onnxruntime on CPU), :func:`run_infer` is the stage entry that also writes the
-result. ``engine='auto'`` (time several engines, keep the fastest) is
+OpenVINO and onnxruntime on CPU; the runner's ``benchmark`` step writes its result).
+``engine='auto'`` (time several engines, keep the fastest) is
 :func:`ppminilm.inference.engines.select.benchmark_engines`.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from ppminilm.compat.paddle import paddle
 from ppminilm.config import InferConfig
+from ppminilm.contracts import SERVING_FILE, BenchmarkResult
 from ppminilm.inference.cpuinfo import cpu_model, isa_flags
 from ppminilm.inference.engines.base import Engine
 from ppminilm.inference.predictor import (
@@ -34,7 +35,6 @@ from ppminilm.inference.predictor import (
     program_is_quantized,
     require_device,
 )
-from ppminilm.io import atomic_write_json
 from ppminilm.modeling.export import ServingConfig, read_serving_config
 
 __all__ = [
@@ -45,21 +45,16 @@ __all__ = [
     "detect_int8_kernels",
     "predict",
     "run_benchmark",
-    "run_infer",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Result file written by :func:`run_infer`.
-BENCHMARK_FILE = "benchmark.json"
 
 
 def detect_int8_kernels(model_dir: str | Path, cfg: InferConfig) -> dict[str, Any]:
     """Evidence that a model really runs INT8 kernels under ``cfg`` (CPU/oneDNN).
 
     Builds a predictor with the same settings that saves its optimized program, then reads the
-    op types and ``mkldnn_data_type`` attributes (see the module docstring). For another engine
-    (``cfg.engine``), that engine's own evidence (:meth:`Engine.int8_check`).
+    op types and ``mkldnn_data_type`` attributes (see the module docstring).
 
     Args:
         model_dir: An exported inference dir.
@@ -175,16 +170,7 @@ def _encode_split(
     from ppminilm.data.tokenizer import encode_examples, load_tokenizer
 
     data = load_task_dir(task_dir)
-    if serving.task and serving.task != data.task:
-        raise ValueError(
-            f"{model_dir}/serving.json is for task {serving.task!r} but "
-            f"{task_dir} holds task {data.task!r}"
-        )
-    if sorted(data.labels) != sorted(serving.labels):
-        raise ValueError(
-            f"labels differ: {task_dir}/labels.json has {data.labels} but "
-            f"{model_dir}/serving.json 'labels' has {serving.labels}"
-        )
+    data.check_model(serving.task, serving.labels, f"{model_dir}/{SERVING_FILE}", same_order=False)
     examples = data.split(split)
     if not examples:
         raise ValueError(f"{task_dir}/{split}.json is empty; nothing to benchmark")
@@ -230,12 +216,13 @@ def _percentile_ms(values: Sequence[float], q: float) -> float:
 
 
 def run_benchmark(
-    model_dir: str | Path,
     task_dir: str | Path,
+    model_dir: str | Path,
     cfg: InferConfig,
+    *,
     split: str = "dev",
     work_dir: str | Path | None = None,
-) -> dict[str, Any]:
+) -> BenchmarkResult:
     """Time a whole split end to end and score it.
 
     Tokenizes once up front; each of ``cfg.repeats`` passes runs ``cfg.warmup_batches`` warm-up
@@ -245,22 +232,18 @@ def run_benchmark(
     counted once.
 
     Args:
-        model_dir: An exported inference dir (FP32 or quantized).
         task_dir: A task directory (see :mod:`ppminilm.data`).
-        cfg: Engine, device, precision, batch size, threads, warm-up and repeats.
+        model_dir: An exported inference dir (FP32 or quantized).
+        cfg: Device, precision, batch size, threads, warm-up and repeats.
         split: Labelled split to run (``dev`` is the reported one).
         work_dir: Where the TensorRT shape-range file goes when ``cfg.shape_range_file`` is
             relative (default: a temporary directory).
 
     Returns:
-        ``model_dir``, ``task``, ``split``, ``examples``, ``batches``, ``device``, ``cpu``,
-        ``precision``, ``threads``, ``batch_size``, ``max_seq_len``, ``use_mkldnn``,
-        ``use_trt``, ``warmup_batches``, ``repeats``, ``timed_batches`` (per pass),
-        ``timed_examples`` (per pass), ``latency_ms`` (``p50``/``p95``/``p99``/``mean`` per
-        batch over all passes), ``total_s`` (median timed seconds per pass),
-        ``total_s_per_pass``, ``throughput`` (examples/s), ``accuracy``, ``confusion_matrix``
-        (``labels`` and ``matrix``: rows true, columns predicted), ``int8_check``, ``engine``,
-        ``engine_version``, ``engine_config``, ``paddle_version``.
+        The :class:`~ppminilm.contracts.BenchmarkResult`: sizes, settings, per-batch latency
+        (``p50``/``p95``/``mean`` over all passes), ``total_s`` (median timed seconds per
+        pass), throughput (examples/s), accuracy, the confusion matrix (rows true, columns
+        predicted), the INT8-kernel evidence and the config used.
 
     Raises:
         ModelFormatError: On a broken inference dir.
@@ -279,7 +262,7 @@ def run_benchmark(
         runner = open_for_benchmark(model_dir, cfg, batches, Path(work_dir or tmp))
         int8_check = runner.int8_check(batches[0])
         timing = timed_passes({runner.name: runner}, batches, cfg)[runner.name]
-    return _result(
+    return make_result(
         model_dir, serving, task, split, labels, batches, cfg, runner, timing, int8_check
     )
 
@@ -312,7 +295,7 @@ def open_for_benchmark(
     return PaddleEngine(model_dir, cfg, shape_file=shape_file)
 
 
-def _result(
+def make_result(
     model_dir: Path,
     serving: ServingConfig,
     task: str,
@@ -321,52 +304,55 @@ def _result(
     batches: Sequence[Mapping[str, np.ndarray]],
     cfg: InferConfig,
     runner: Engine,
-    timing: dict[str, Any],
+    timing: Mapping[str, Any],
     int8_check: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The benchmark result dict of one engine (see :func:`run_benchmark`)."""
+) -> BenchmarkResult:
+    """The :class:`~ppminilm.contracts.BenchmarkResult` of one engine's timed passes."""
     timing = dict(timing)
     preds = np.concatenate(timing.pop("first_pass_preds"))
     k = len(serving.labels)
     matrix = np.zeros((k, k), dtype=np.int64)
     np.add.at(matrix, (labels, preds), 1)
-    result = {
-        "model_dir": str(model_dir),
-        "task": task,
-        "split": split,
-        "examples": len(labels),
-        "batches": len(batches),
-        "device": cfg.device,
-        "cpu": cpu_model(),
-        "cpu_isa": isa_flags(),
-        "precision": cfg.precision,
-        "threads": cfg.num_threads,
-        "batch_size": cfg.batch_size,
-        "max_seq_len": cfg.max_seq_len,
-        "use_mkldnn": cfg.use_mkldnn,
-        "use_trt": cfg.use_trt,
-        "warmup_batches": cfg.warmup_batches,
-        "repeats": cfg.repeats,
-        **timing,
-        "accuracy": float((preds == labels).mean()),
-        "confusion_matrix": {"labels": list(serving.labels), "matrix": matrix.tolist()},
-        "int8_check": dict(int8_check),
-        "engine": runner.name,
-        "engine_version": runner.version,
-        "engine_config": runner.describe(),
-        "paddle_version": paddle.__version__,
-    }
+    result = BenchmarkResult.from_dict(
+        {
+            "model_dir": str(model_dir),
+            "task": task,
+            "split": split,
+            "examples": len(labels),
+            "batches": len(batches),
+            "device": cfg.device,
+            "cpu": cpu_model(),
+            "cpu_isa": isa_flags(),
+            "precision": cfg.precision,
+            "threads": cfg.num_threads,
+            "batch_size": cfg.batch_size,
+            "max_seq_len": cfg.max_seq_len,
+            "use_mkldnn": cfg.use_mkldnn,
+            "use_trt": cfg.use_trt,
+            "warmup_batches": cfg.warmup_batches,
+            "repeats": cfg.repeats,
+            **timing,
+            "accuracy": float((preds == labels).mean()),
+            "confusion_matrix": {"labels": list(serving.labels), "matrix": matrix.tolist()},
+            "int8_check": dict(int8_check),
+            "engine": runner.name,
+            "engine_version": runner.version,
+            "engine_config": runner.describe(),
+            "paddle_version": paddle.__version__,
+            "config": cfg.to_dict(),
+        }
+    )
     logger.info(
         "%s (%s) on %s/%s: %.2f s/pass (median of %d), p50 %.2f ms, %.1f ex/s, acc %.4f",
         model_dir.name,
         runner.name,
         task,
         split,
-        result["total_s"],
+        result.total_s,
         cfg.repeats,
-        result["latency_ms"]["p50"],
-        result["throughput"],
-        result["accuracy"],
+        result.latency_ms.p50,
+        result.throughput,
+        result.accuracy,
     )
     return result
 
@@ -427,34 +413,3 @@ def timed_passes(
             "first_pass_preds": [first_preds[key][i] for i in range(n)],
         }
     return out
-
-
-def run_infer(
-    model_dir: str | Path,
-    task_dir: str | Path,
-    out_dir: str | Path,
-    cfg: InferConfig,
-    split: str = "dev",
-) -> dict[str, Any]:
-    """Stage entry: benchmark one inference model and write ``benchmark.json``.
-
-    Args:
-        model_dir: An exported inference dir.
-        task_dir: The task directory.
-        out_dir: Output directory (created); gets ``benchmark.json`` (the returned dict) and,
-            on GPU + TensorRT, the shape-range file.
-        cfg: Inference settings.
-        split: Labelled split to run.
-
-    Returns:
-        :func:`run_benchmark`'s dict plus ``benchmark_file`` and the ``config`` used.
-    """
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run_benchmark(model_dir, task_dir, cfg, split=split, work_dir=out)
-    result["config"] = cfg.to_dict()
-    path = out / BENCHMARK_FILE
-    atomic_write_json(path, result)
-    result["benchmark_file"] = str(path)
-    return result

@@ -19,6 +19,7 @@ from typing import Any
 
 from ppminilm.compat.paddle import paddle
 from ppminilm.config import ENGINES, PRECISIONS, ModelArch
+from ppminilm.contracts import MODEL_PREFIX, SERVING_FILE
 from ppminilm.io import read_json_file, staged_dir, write_json
 from ppminilm.modeling.saved import (
     ModelFormatError,
@@ -29,8 +30,6 @@ from ppminilm.modeling.saved import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_PREFIX = "inference"
-SERVING_FILE = "serving.json"
 INPUT_NAMES = ("input_ids", "token_type_ids")
 #: The model files an inference dir holds for each engine (``serving.json`` ``engine``):
 #: Paddle's static program, OpenVINO IR, or ONNX. Declared once; engines read them from here.

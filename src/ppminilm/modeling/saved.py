@@ -20,16 +20,19 @@ from typing import Any
 from ppminilm.compat.paddle import paddle
 from ppminilm.compat.versions import package_versions
 from ppminilm.config import ModelArch
+from ppminilm.contracts import (
+    MODEL_CONFIG_FILE,
+    PROVENANCE_FILE,
+    WEIGHTS_FILE,
+    Lineage,
+    Provenance,
+)
 from ppminilm.errors import UserError
-from ppminilm.io import read_json_file, staged_dir, write_json
+from ppminilm.io import atomic_write_json, read_json_file, staged_dir, write_json
 from ppminilm.modeling.accounting import count_flops, count_params
 from ppminilm.modeling.ernie import KINDS, build_model, encoder_param_count
 
 logger = logging.getLogger(__name__)
-
-WEIGHTS_FILE = "model_state.pdparams"
-MODEL_CONFIG_FILE = "model_config.json"
-PROVENANCE_FILE = "provenance.json"
 
 
 class ModelFormatError(UserError):
@@ -124,16 +127,54 @@ def copy_tokenizer_files(src: str | Path, dst: str | Path) -> None:
             shutil.copy2(src / name, dst / name)
 
 
-def write_provenance(out_dir: str | Path, arch: ModelArch, extra: Mapping[str, Any]) -> Path:
-    """Write ``provenance.json``: params, FLOPs, package versions and the caller's fields."""
-    record = {
-        "params": count_params(arch),
-        "flops_seq128": count_flops(arch),
-        "arch": arch.to_dict(),
-        "versions": package_versions(),
-        **dict(extra),
-    }
-    return write_json(Path(out_dir) / PROVENANCE_FILE, record)
+#: Fields of :class:`~ppminilm.contracts.Provenance` a caller may set; others go to ``details``.
+_PROVENANCE_FIELDS = ("stage", "config", "parent", "format", "precision", "lineage")
+
+
+def make_provenance(arch: ModelArch, fields: Mapping[str, Any]) -> Provenance:
+    """The provenance record of a model of ``arch``: params, FLOPs, versions and ``fields``.
+
+    Args:
+        arch: The model's architecture (params and FLOPs are computed from it).
+        fields: ``stage``, ``config``, ``parent``, ``format``, ``precision``, ``lineage``;
+            any other key is a stage-specific detail.
+    """
+    known = {k: fields[k] for k in _PROVENANCE_FIELDS if k in fields}
+    details = {k: v for k, v in fields.items() if k not in _PROVENANCE_FIELDS}
+    return Provenance(
+        stage=str(known.pop("stage", "")),
+        params=count_params(arch),
+        flops_seq128=count_flops(arch),
+        arch=arch.to_dict(),
+        versions=package_versions(),
+        details=details,
+        **known,
+    )
+
+
+def write_provenance(out_dir: str | Path, arch: ModelArch, fields: Mapping[str, Any]) -> Path:
+    """Write ``provenance.json`` (see :func:`make_provenance`) into a directory being staged."""
+    return write_json(Path(out_dir) / PROVENANCE_FILE, make_provenance(arch, fields).to_dict())
+
+
+def add_lineage(model_dir: str | Path, lineage: Lineage) -> Provenance:
+    """Lay ``lineage`` over the lineage in a model's ``provenance.json`` (atomic rewrite).
+
+    Raises:
+        ModelFormatError: If the directory has no provenance record.
+    """
+    record = Provenance.read(model_dir)
+    if record is None:
+        raise ModelFormatError(f"{model_dir}: no {PROVENANCE_FILE} to add the lineage to")
+    record.lineage = record.lineage.merged(lineage)
+    atomic_write_json(Path(model_dir) / PROVENANCE_FILE, record.to_dict())
+    return record
+
+
+def read_lineage(model_dir: str | Path) -> Lineage:
+    """The lineage recorded in a model's ``provenance.json`` (empty when there is none)."""
+    record = Provenance.read(model_dir)
+    return record.lineage if record is not None else Lineage()
 
 
 def read_model_info(model_dir: str | Path) -> ModelInfo:

@@ -8,15 +8,15 @@ The output follows the schema in :mod:`ppminilm.report.render`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ppminilm.compat.versions import package_versions
-
-LOSS_CURVE_FILE = "loss_curve.json"
+from ppminilm.contracts import LOSS_CURVE_FILE
+from ppminilm.io import read_json_file
+from ppminilm.report.schema import ReportError
 
 
 def _model_row(name: str, per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -77,25 +77,24 @@ def _quantization(merged: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _distill_loss(student: Mapping[str, Any]) -> list[dict[str, float]]:
-    curve_file = Path(str(student.get("model_dir", ""))) / LOSS_CURVE_FILE
-    if not curve_file.is_file():
+def _distill_loss(student_dir: Path | None) -> list[dict[str, float]]:
+    if student_dir is None or not (student_dir / LOSS_CURVE_FILE).is_file():
         return []
-    curve = json.loads(curve_file.read_text(encoding="utf-8"))
+    curve = read_json_file(student_dir / LOSS_CURVE_FILE, ReportError)
     return [{"step": int(p["step"]), "loss": float(p["loss"])} for p in curve]
 
 
 def run_summary_from_results(
     merged: Sequence[Mapping[str, Any]],
     *,
-    student: Mapping[str, Any] | None = None,
+    student_dir: Path | None = None,
     profile: str = "local",
 ) -> dict[str, Any]:
     """Build the report's run summary.
 
     Args:
         merged: One ``{"task", "rows"}`` per task (rows in the same model order for all).
-        student: The distillation step's summary (for the loss curve), if any.
+        student_dir: The distilled student's directory (for the loss curve), if any.
         profile: Profile name, shown in the report.
 
     Returns:
@@ -130,7 +129,7 @@ def run_summary_from_results(
         "models": models,
         "grid": _grid(merged),
         "quantization": _quantization(merged),
-        "distill_loss": _distill_loss(student or {}),
+        "distill_loss": _distill_loss(student_dir),
         "environment": {
             "cpu": str(first.get("cpu", "")),
             "device": str(first.get("device", "cpu")),

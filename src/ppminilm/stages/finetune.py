@@ -23,6 +23,7 @@ import numpy as np
 
 from ppminilm.compat.paddle import paddle, set_seed
 from ppminilm.config import FinetuneConfig, ModelArch
+from ppminilm.contracts import EvalPoint, FinetuneResult
 from ppminilm.data import DataError, TaskData, load_task_dir
 from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.saved import (
@@ -212,7 +213,7 @@ def run_finetune(
     *,
     tokenizer_dir: str | Path | None = None,
     arch: ModelArch | None = None,
-) -> dict[str, Any]:
+) -> FinetuneResult:
     """Fine-tune one grid point and save the best dev checkpoint.
 
     Args:
@@ -227,11 +228,8 @@ def run_finetune(
             tokenizer).
 
     Returns:
-        Summary: ``task``, ``batch_size``, ``learning_rate``, ``best_dev_acc``, ``best_step``,
-        ``majority_acc``, ``train_examples``, ``dev_examples``, ``steps``, ``seconds``,
-        ``model_dir``, plus ``init``, ``epochs``, ``evals`` (every evaluation's step and dev
-        accuracy) and ``train_loss_start``/``train_loss_end`` (mean loss of the first/last
-        logging window).
+        The run's result: best dev accuracy and step, majority-class accuracy, sizes, steps,
+        every evaluation, the mean loss of the first/last logging window, seconds, model dir.
 
     Raises:
         DataError: On a missing/invalid task directory or a task other than ``cfg.task``.
@@ -283,12 +281,12 @@ def run_finetune(
 
     step_log = StepLogger(total=total, every=cfg.logging_steps, name=f"finetune {data.task}")
     losses: list[float] = []
-    evals: list[dict[str, Any]] = []
+    evals: list[EvalPoint] = []
     best: dict[str, Any] = {"acc": -1.0, "step": 0, "state": None}
 
     def evaluate(step: int, epoch: int) -> None:
         acc = _evaluate(model, dev)
-        evals.append({"step": step, "epoch": epoch, "dev_acc": acc})
+        evals.append(EvalPoint(step=step, epoch=epoch, dev_acc=acc))
         improved = acc > best["acc"]  # strict: ties keep the earlier checkpoint
         if improved:
             best.update(acc=acc, step=step, state=_snapshot(model))
@@ -320,29 +318,13 @@ def run_finetune(
                 evaluate(step, epoch)
             if step >= total:
                 break
-        if not evals or evals[-1]["step"] != step:
+        if not evals or evals[-1].step != step:
             evaluate(step, epoch)
         if step >= total:
             break
 
     model.set_state_dict(best["state"])
     window = max(1, min(cfg.logging_steps, len(losses) // 4))
-    summary: dict[str, Any] = {
-        "task": data.task,
-        "batch_size": cfg.batch_size,
-        "learning_rate": cfg.learning_rate,
-        "best_dev_acc": best["acc"],
-        "best_step": best["step"],
-        "majority_acc": majority,
-        "train_examples": len(train["labels"]),
-        "dev_examples": len(dev["labels"]),
-        "steps": step,
-        "epochs": epochs,
-        "init": init.description,
-        "evals": evals,
-        "train_loss_start": float(np.mean(losses[:window])),
-        "train_loss_end": float(np.mean(losses[-window:])),
-    }
     save_model(
         model,
         out_dir,
@@ -356,11 +338,27 @@ def run_finetune(
             "best_step": best["step"],
             "dev_acc": best["acc"],
             "majority_acc": majority,
-            "evals": evals,
+            "evals": [e.to_dict() for e in evals],
         },
     )
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    summary["model_dir"] = str(out_dir)
+    result = FinetuneResult(
+        task=data.task,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        best_dev_acc=best["acc"],
+        best_step=best["step"],
+        majority_acc=majority,
+        train_examples=len(train["labels"]),
+        dev_examples=len(dev["labels"]),
+        steps=step,
+        epochs=epochs,
+        init=init.description,
+        evals=tuple(evals),
+        train_loss_start=float(np.mean(losses[:window])),
+        train_loss_end=float(np.mean(losses[-window:])),
+        seconds=round(time.perf_counter() - t0, 2),
+        model_dir=str(out_dir),
+    )
     logger.info(
         "fine-tune %s bs %d lr %g: best dev acc %.4f at step %d (majority %.4f), %.1f s",
         data.task,
@@ -369,9 +367,9 @@ def run_finetune(
         best["acc"],
         best["step"],
         majority,
-        summary["seconds"],
+        result.seconds,
     )
-    return summary
+    return result
 
 
 __all__ = ["SCRATCH", "DataError", "InitSpec", "encode_split", "parse_init", "run_finetune"]

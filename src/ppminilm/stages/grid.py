@@ -13,25 +13,16 @@ batches are preferred because they are the recipe's more conservative settings.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ppminilm.config import FinetuneConfig, GridConfig, ModelArch
+from ppminilm.contracts import GRID_JSON, GRID_MD, ContractError, FinetuneResult, GridPoint
+from ppminilm.errors import UserError
 from ppminilm.io import atomic_write_json, atomic_write_text, read_json_file
 from ppminilm.stages.finetune import run_finetune
 
 logger = logging.getLogger(__name__)
-
-GRID_JSON = "grid.json"
-GRID_MD = "grid.md"
-#: Keys every grid result must carry for selection and the table.
-RESULT_KEYS = ("task", "batch_size", "learning_rate", "best_dev_acc")
-
-
-def point_dir_name(batch_size: int, learning_rate: float) -> str:
-    """Directory name of one grid point's model, e.g. ``bs32_lr5e-05``."""
-    return f"bs{batch_size}_lr{learning_rate:g}"
 
 
 def run_grid(
@@ -43,7 +34,7 @@ def run_grid(
     *,
     tokenizer_dir: str | Path | None = None,
     arch: ModelArch | None = None,
-) -> list[dict[str, Any]]:
+) -> list[FinetuneResult]:
     """Fine-tune every grid point in turn and write the grid table.
 
     Args:
@@ -58,25 +49,19 @@ def run_grid(
         arch: As for ``run_finetune``.
 
     Returns:
-        One ``run_finetune`` summary per point, in grid order.
+        One result per point, in grid order.
     """
     out_root = Path(out_root)
     results = []
-    points = grid_cfg.points()
+    points = [GridPoint.from_dict(p) for p in grid_cfg.points()]
     for i, point in enumerate(points, start=1):
-        logger.info(
-            "grid point %d/%d: batch size %d, learning rate %g",
-            i,
-            len(points),
-            point["batch_size"],
-            point["learning_rate"],
-        )
-        cfg = finetune_cfg.replace(**point)
+        logger.info("grid point %d/%d: %s", i, len(points), point.tag)
+        cfg = finetune_cfg.replace(**point.to_dict())
         results.append(
             run_finetune(
                 task_dir,
                 init_model,
-                out_root / point_dir_name(cfg.batch_size, cfg.learning_rate),
+                out_root / point.tag,
                 cfg,
                 tokenizer_dir=tokenizer_dir,
                 arch=arch,
@@ -86,61 +71,48 @@ def run_grid(
     return results
 
 
-def _check_results(results: Sequence[Mapping[str, Any]]) -> str:
+def _task_of(results: Sequence[FinetuneResult]) -> str:
     if not results:
-        raise ValueError("no grid results to select from (empty list)")
-    for i, r in enumerate(results):
-        missing = [k for k in RESULT_KEYS if k not in r]
-        if missing:
-            raise ValueError(
-                f"grid result #{i} lacks field(s) {missing}; expected a run_finetune summary"
-            )
-    tasks = sorted({str(r["task"]) for r in results})
+        raise UserError("no grid results to select from (empty list)")
+    tasks = sorted({r.task for r in results})
     if len(tasks) > 1:
-        raise ValueError(f"grid results mix tasks {tasks}; select the best per task")
+        raise UserError(f"grid results mix tasks {tasks}; select the best per task")
     return tasks[0]
 
 
-def select_best(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def select_best(results: Sequence[FinetuneResult]) -> FinetuneResult:
     """Pick the best grid point of one task.
 
     Order: highest ``best_dev_acc``; ties go to the smaller ``learning_rate``, then the
     smaller ``batch_size``, then the earlier result in ``results``.
 
     Args:
-        results: ``run_finetune`` summaries of one task.
+        results: Fine-tuning results of one task.
 
     Returns:
-        A copy of the winning summary.
+        The winning result.
 
     Raises:
-        ValueError: If ``results`` is empty, mixes tasks or lacks required fields.
+        UserError: If ``results`` is empty or mixes tasks.
     """
-    _check_results(results)
+    _task_of(results)
     ranked = sorted(
         enumerate(results),
-        key=lambda ir: (
-            -float(ir[1]["best_dev_acc"]),
-            float(ir[1]["learning_rate"]),
-            int(ir[1]["batch_size"]),
-            ir[0],
-        ),
+        key=lambda ir: (-ir[1].best_dev_acc, ir[1].learning_rate, ir[1].batch_size, ir[0]),
     )
-    return dict(ranked[0][1])
+    return ranked[0][1]
 
 
-def grid_markdown(results: Sequence[Mapping[str, Any]]) -> str:
+def grid_markdown(results: Sequence[FinetuneResult]) -> str:
     """Markdown table of dev accuracy: batch sizes as rows, learning rates as columns.
 
     The best point is shown in bold with a star; missing points show ``-``.
     """
-    task = _check_results(results)
+    task = _task_of(results)
     best = select_best(results)
-    bss = sorted({int(r["batch_size"]) for r in results})
-    lrs = sorted({float(r["learning_rate"]) for r in results})
-    cell = {
-        (int(r["batch_size"]), float(r["learning_rate"])): float(r["best_dev_acc"]) for r in results
-    }
+    bss = sorted({r.batch_size for r in results})
+    lrs = sorted({r.learning_rate for r in results})
+    cell = {(r.batch_size, r.learning_rate): r.best_dev_acc for r in results}
     lines = [
         f"### {task}: dev accuracy, batch size x learning rate",
         "",
@@ -153,57 +125,57 @@ def grid_markdown(results: Sequence[Mapping[str, Any]]) -> str:
             acc = cell.get((bs, lr))
             if acc is None:
                 row.append("-")
-            elif bs == int(best["batch_size"]) and lr == float(best["learning_rate"]):
+            elif (bs, lr) == (best.batch_size, best.learning_rate):
                 row.append(f"**{acc:.4f}** ★")
             else:
                 row.append(f"{acc:.4f}")
         lines.append(f"| {bs} | " + " | ".join(row) + " |")
     lines += [
         "",
-        f"Best: batch size {best['batch_size']}, learning rate "
-        f"{float(best['learning_rate']):g}, dev accuracy {float(best['best_dev_acc']):.4f}"
-        + (
-            f" (majority class {float(best['majority_acc']):.4f})" if "majority_acc" in best else ""
-        ),
+        f"Best: batch size {best.batch_size}, learning rate {best.learning_rate:g}, dev accuracy "
+        f"{best.best_dev_acc:.4f} (majority class {best.majority_acc:.4f})",
         "",
         "Ties go to the smaller learning rate, then the smaller batch size.",
     ]
     return "\n".join(lines) + "\n"
 
 
-def write_grid_table(results: Sequence[Mapping[str, Any]], out_dir: str | Path) -> dict[str, str]:
+def write_grid_table(results: Sequence[FinetuneResult], out_dir: str | Path) -> dict[str, str]:
     """Write ``grid.json`` (all results + the best) and ``grid.md`` (the table).
 
     Args:
-        results: ``run_finetune`` summaries of one task.
+        results: Fine-tuning results of one task.
         out_dir: Target directory (created).
 
     Returns:
         ``{"json": path, "markdown": path}``.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    task = _check_results(results)
-    record = {"task": task, "best": select_best(results), "results": [dict(r) for r in results]}
+    task = _task_of(results)
+    record = {
+        "task": task,
+        "best": select_best(results).to_dict(),
+        "results": [r.to_dict() for r in results],
+    }
     atomic_write_json(out / GRID_JSON, record)
     atomic_write_text(out / GRID_MD, grid_markdown(results))
     return {"json": str(out / GRID_JSON), "markdown": str(out / GRID_MD)}
 
 
-def read_grid_results(path: str | Path) -> list[dict[str, Any]]:
-    """Read results from a ``grid.json``, a JSON list of summaries or one summary JSON.
+def read_grid_results(path: str | Path) -> list[FinetuneResult]:
+    """Read results from a ``grid.json``, a JSON list of results or one result JSON.
 
     Raises:
-        ValueError: If the file is missing, not JSON, or holds no summaries.
+        UserError: If the file is missing, not JSON, or holds no fine-tuning results.
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such grid results file")
-    data = read_json_file(p, ValueError)
+        raise UserError(f"{p}: no such grid results file")
+    data = read_json_file(p, ContractError)
     if isinstance(data, dict) and "results" in data:
         data = data["results"]
     if isinstance(data, dict):
         data = [data]
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise ValueError(f"{p}: expected grid.json, a list of fine-tune summaries or one summary")
-    return data
+    if not isinstance(data, list) or not data:
+        raise ContractError(f"{p}: expected grid.json, a list of fine-tune results or one result")
+    return [FinetuneResult.from_dict(r, where=f"{p}[{i}]") for i, r in enumerate(data)]

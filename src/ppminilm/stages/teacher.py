@@ -24,15 +24,15 @@ import numpy as np
 
 from ppminilm.compat.paddle import paddle, set_seed
 from ppminilm.config import TeacherConfig
+from ppminilm.contracts import Provenance
 from ppminilm.data.corpus import CorpusStream, corpus_fingerprint, encode_sentences
 from ppminilm.data.tokenizer import load_tokenizer, vocab_size
-from ppminilm.io import copy_dir, read_json_file
+from ppminilm.errors import UserError
+from ppminilm.io import copy_dir
 from ppminilm.modeling.accounting import count_params
 from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.saved import (
-    PROVENANCE_FILE,
     WEIGHTS_FILE,
-    ModelFormatError,
     ModelInfo,
     load_pretrained,
     read_model_info,
@@ -105,19 +105,21 @@ def _cached(out_dir: Path, cfg: TeacherConfig, fingerprint: str) -> dict[str, An
     """The previous summary if ``out_dir`` holds a complete teacher of this config and data."""
     try:
         info = read_model_info(out_dir)
-        prov = read_json_file(out_dir / PROVENANCE_FILE, ModelFormatError)
-    except ModelFormatError:
+        prov = Provenance.read(out_dir)
+    except UserError:  # a foreign or damaged directory is not a cache hit
         return None
-    if not (out_dir / WEIGHTS_FILE).is_file() or not (out_dir / "vocab.txt").is_file():
+    if prov is None or not (out_dir / WEIGHTS_FILE).is_file():
+        return None
+    if not (out_dir / "vocab.txt").is_file():
         return None
     if (
-        prov.get("stage") != "teacher"
-        or prov.get("config") != cfg.to_dict()
-        or prov.get("data_fingerprint") != fingerprint
+        prov.stage != "teacher"
+        or prov.config != cfg.to_dict()
+        or prov.details.get("data_fingerprint") != fingerprint
         or info.kind != "mlm"
     ):
         return None
-    return dict(prov.get("summary", {}), cached=True)
+    return dict(prov.details.get("summary", {}), cached=True)
 
 
 def _copy_pretrained(src: Path, out: Path) -> None:

@@ -114,12 +114,18 @@ class S3Settings:
     backoff_s: float = 0.5
     max_backoff_s: float = 8.0
     timeout_s: float = 60.0
+    #: Where the keys come from: ``static`` (the fields above) or a provider chain entry
+    #: (``web-identity``, ``container``, ``shared-file``) resolved by the minio client.
+    credential_source: str = "static"
+    #: Non-secret settings of that provider (token file, role ARN, STS endpoint, file, profile).
+    provider_options: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         key = self.access_key[:4] + "..." if self.access_key else ""
         return (
             f"S3Settings(endpoint={self.endpoint!r}, access_key={key!r}, secret_key='***', "
-            f"secure={self.secure}, region={self.region!r}, max_attempts={self.max_attempts}, "
+            f"secure={self.secure}, region={self.region!r}, "
+            f"credentials={self.credential_source!r}, max_attempts={self.max_attempts}, "
             f"backoff_s={self.backoff_s}, timeout_s={self.timeout_s})"
         )
 
@@ -134,10 +140,17 @@ class S3Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> S3Settings:
         """Read the settings from environment variables.
 
-        ``PPMINILM_S3_ENDPOINT`` (``host:port`` or ``http(s)://host:port``; the scheme decides
-        HTTPS), ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optional ``AWS_SESSION_TOKEN``,
-        ``AWS_REGION`` (default us-east-1), ``PPMINILM_S3_SECURE`` (for a bare ``host:port``),
-        ``PPMINILM_S3_MAX_ATTEMPTS``, ``PPMINILM_S3_BACKOFF_S``, ``PPMINILM_S3_TIMEOUT_S``.
+        Endpoint: ``PPMINILM_S3_ENDPOINT``, else the standard ``AWS_ENDPOINT_URL_S3`` or
+        ``AWS_ENDPOINT_URL`` (``host:port`` or ``http(s)://host:port``; the scheme decides
+        HTTPS). Region: ``AWS_REGION`` or ``AWS_DEFAULT_REGION`` (default us-east-1).
+        Credentials, in the order of the standard AWS chain: ``AWS_ACCESS_KEY_ID`` +
+        ``AWS_SECRET_ACCESS_KEY`` (+ ``AWS_SESSION_TOKEN``); a web identity
+        (``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN``: EKS IRSA, or MinIO's STS with
+        ``AWS_ENDPOINT_URL_STS``); container credentials (``AWS_CONTAINER_CREDENTIALS_FULL_URI``
+        / ``_RELATIVE_URI``: EKS Pod Identity, ECS); a shared credentials file
+        (``AWS_SHARED_CREDENTIALS_FILE`` or ``~/.aws/credentials``, ``AWS_PROFILE``). Also
+        ``PPMINILM_S3_SECURE`` (for a bare ``host:port``), ``PPMINILM_S3_MAX_ATTEMPTS``,
+        ``PPMINILM_S3_BACKOFF_S``, ``PPMINILM_S3_TIMEOUT_S``.
 
         Args:
             env: Mapping to read instead of ``os.environ``.
@@ -149,45 +162,109 @@ class S3Settings:
             StorageConfigError: If a variable is missing or malformed (the message names it).
         """
         env = os.environ if env is None else env
-        raw = env.get("PPMINILM_S3_ENDPOINT", "").strip()
+        names = ("PPMINILM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+        var = next((n for n in names if env.get(n, "").strip()), names[0])
+        raw = env.get(var, "").strip()
         if not raw:
             raise StorageConfigError(
-                "PPMINILM_S3_ENDPOINT is not set: set it to the object store's host:port "
-                "(e.g. minio.ppminilm:9000 or https://s3.amazonaws.com)"
+                "PPMINILM_S3_ENDPOINT (or AWS_ENDPOINT_URL) is not set: set it to the object "
+                "store's host:port (e.g. ppminilm-minio:9000 or https://s3.amazonaws.com)"
             )
         secure_flag = _env_bool(env, "PPMINILM_S3_SECURE")
         if "://" in raw:
             parts = urlsplit(raw)
             if parts.scheme not in {"http", "https"} or not parts.netloc:
                 raise StorageConfigError(
-                    f"PPMINILM_S3_ENDPOINT={raw!r}: expected host:port or http(s)://host:port"
+                    f"{var}={raw!r}: expected host:port or http(s)://host:port"
                 )
             if parts.path.strip("/") or parts.query or "@" in parts.netloc:
                 raise StorageConfigError(
-                    "PPMINILM_S3_ENDPOINT must be scheme://host:port only "
-                    "(no path, query or credentials)"
+                    f"{var} must be scheme://host:port only (no path, query or credentials)"
                 )
             endpoint, secure = parts.netloc, parts.scheme == "https"
             if secure_flag is not None and secure_flag != secure:
                 raise StorageConfigError(
-                    f"PPMINILM_S3_SECURE contradicts the {parts.scheme}:// PPMINILM_S3_ENDPOINT"
+                    f"PPMINILM_S3_SECURE contradicts the {parts.scheme}:// {var}"
                 )
         else:
             endpoint, secure = raw.rstrip("/"), bool(secure_flag)
-        missing = [n for n in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not env.get(n)]
-        if missing:
-            raise StorageConfigError(f"{' and '.join(missing)} not set: object store credentials")
+        source, options = _credential_source(env)
         return cls(
             endpoint=endpoint,
-            access_key=env["AWS_ACCESS_KEY_ID"],
-            secret_key=env["AWS_SECRET_ACCESS_KEY"],
+            access_key=env.get("AWS_ACCESS_KEY_ID", "") if source == "static" else "",
+            secret_key=env.get("AWS_SECRET_ACCESS_KEY", "") if source == "static" else "",
             secure=secure,
-            region=env.get("AWS_REGION") or "us-east-1",
-            session_token=env.get("AWS_SESSION_TOKEN") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            session_token=(env.get("AWS_SESSION_TOKEN") or None) if source == "static" else None,
+            credential_source=source,
+            provider_options=options,
             max_attempts=int(_env_number(env, "PPMINILM_S3_MAX_ATTEMPTS", 5, 1)),
             backoff_s=_env_number(env, "PPMINILM_S3_BACKOFF_S", 0.5, 0),
             timeout_s=_env_number(env, "PPMINILM_S3_TIMEOUT_S", 60.0, 0.1),
         )
+
+
+def _credential_source(env: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Pick the first credential source of the standard chain that the environment sets."""
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if key or secret:
+        if not (key and secret):
+            missing = "AWS_ACCESS_KEY_ID" if not key else "AWS_SECRET_ACCESS_KEY"
+            raise StorageConfigError(f"{missing} not set: object store credentials (half a pair)")
+        return "static", ()
+    token_file, role = env.get("AWS_WEB_IDENTITY_TOKEN_FILE"), env.get("AWS_ROLE_ARN")
+    if token_file:
+        if not role:
+            raise StorageConfigError("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not")
+        opts = {"token_file": token_file, "role_arn": role}
+        for name, var in (("sts_endpoint", "AWS_ENDPOINT_URL_STS"),
+                          ("session_name", "AWS_ROLE_SESSION_NAME")):  # fmt: skip
+            if env.get(var):
+                opts[name] = env[var]
+        return "web-identity", tuple(sorted(opts.items()))
+    for var in ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        if env.get(var):
+            opts = {var.rsplit("_", 2)[-2].lower() + "_uri": env[var]}
+            if env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"):
+                opts["token_file"] = env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]
+            return "container", tuple(sorted(opts.items()))
+    home = env.get("HOME", "")
+    shared = env.get("AWS_SHARED_CREDENTIALS_FILE") or (
+        os.path.join(home, ".aws", "credentials") if home else ""
+    )
+    if shared and os.path.isfile(shared):
+        opts = {"file": shared, "profile": env.get("AWS_PROFILE") or "default"}
+        return "shared-file", tuple(sorted(opts.items()))
+    raise StorageConfigError(
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set: object store credentials (or a "
+        "web identity: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN; container credentials; "
+        "a shared credentials file)"
+    )
+
+
+def _provider(settings: S3Settings, http: object) -> object | None:
+    """The minio credentials provider for a non-static source (None: static keys)."""
+    from minio.credentials import AWSConfigProvider, IamAwsProvider
+
+    opts = dict(settings.provider_options)
+    if settings.credential_source == "static":
+        return None
+    if settings.credential_source == "shared-file":
+        return AWSConfigProvider(filename=opts["file"], profile=opts["profile"])
+    if settings.credential_source == "web-identity":
+        return IamAwsProvider(
+            custom_endpoint=opts.get("sts_endpoint"),
+            token_file=opts["token_file"],
+            role_arn=opts["role_arn"],
+            role_session_name=opts.get("session_name"),
+            region=settings.region,
+            http_client=http,  # type: ignore[arg-type]
+        )
+    return IamAwsProvider(
+        full_uri=opts.get("full_uri"),
+        relative_uri=opts.get("relative_uri"),
+        http_client=http,  # type: ignore[arg-type]
+    )
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -217,11 +294,13 @@ class S3Store:
             cert_reqs="CERT_REQUIRED",
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
         )
+        provider = _provider(settings, http)
         self.client = Minio(
             settings.endpoint,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key,
+            access_key=settings.access_key if provider is None else None,
+            secret_key=settings.secret_key if provider is None else None,
             session_token=settings.session_token,
+            credentials=provider,  # type: ignore[arg-type]
             secure=settings.secure,
             region=settings.region,
             http_client=http,

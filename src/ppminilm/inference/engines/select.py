@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ppminilm.config import ENGINE_AUTO, InferConfig
+from ppminilm.contracts import BenchmarkResult
 from ppminilm.inference.engines import available_engines
 from ppminilm.inference.engines.base import Engine, EngineUnavailableError
 from ppminilm.io import copy_dir
@@ -140,7 +141,7 @@ def benchmark_engines(
     deploy_dir: str | Path | None = None,
     work_dir: str | Path | None = None,
     calib_examples: int | None = None,
-) -> dict[str, Any]:
+) -> BenchmarkResult:
     """Benchmark one row on several engines and keep the fastest (see the module docstring).
 
     Args:
@@ -159,7 +160,7 @@ def benchmark_engines(
         ``engines`` (each candidate's timing, accuracy and INT8 check, or why it did not run),
         ``engine_choice`` and ``deploy_dir``.
     """
-    from ppminilm.inference.benchmark import _encode_split, _result, timed_passes
+    from ppminilm.inference.benchmark import _encode_split, make_result, timed_passes
     from ppminilm.inference.engines import open_engine
     from ppminilm.inference.predictor import check_max_seq_len, require_device
     from ppminilm.training.loop import iterate_batches
@@ -202,7 +203,7 @@ def benchmark_engines(
         checks = {name: e.int8_check(batches[0]) for name, e in opened.items()}
         timings = timed_passes(opened, batches, cfg)
         results = {
-            name: _result(
+            name: make_result(
                 e.model_dir,
                 serving,
                 task,
@@ -216,27 +217,30 @@ def benchmark_engines(
             )
             for name, e in opened.items()
         }
-        best, reason = choose_engine(results)
+        best, reason = choose_engine(
+            {n: {"total_s": r.total_s, "accuracy": r.accuracy} for n, r in results.items()}
+        )
         logger.info("engine auto for %s: %s (%s)", model_dir.name, best, reason)
-        deployed = None
+        deployed = ""
         if deploy_dir:
             deployed = str(copy_dir(opened[best].model_dir, deploy_dir, kind="inference"))
-    summary = {
+    summary: dict[str, Any] = {
         name: {
-            "total_s": r["total_s"],
-            "throughput": r["throughput"],
-            "latency_ms": r["latency_ms"],
-            "accuracy": r["accuracy"],
-            "int8_check": r["int8_check"].get("summary", ""),
-            "engine_version": r["engine_version"],
+            "total_s": r.total_s,
+            "throughput": r.throughput,
+            "latency_ms": r.latency_ms.to_dict(),
+            "accuracy": r.accuracy,
+            "int8_check": r.int8_check.get("summary", ""),
+            "engine_version": r.engine_version,
         }
         for name, r in results.items()
     }
     summary.update({name: {"skipped": why} for name, why in skipped.items()})
-    out = dict(results[best])
     # The peers' converted models lived in a temporary dir: name the row's own model, and the
     # deployable copy of what actually ran.
-    out.update(model_dir=str(model_dir), engines=summary, engine_choice=reason, deploy_dir=deployed)
+    out = results[best].replace(
+        model_dir=str(model_dir), engines=summary, engine_choice=reason, deploy_dir=deployed
+    )
     return out
 
 
@@ -246,7 +250,10 @@ def benchmark_row(
     cfg: InferConfig,
     reference_dir: str | Path | None = None,
     deploy_dir: str | Path | None = None,
-) -> dict[str, Any]:
+    *,
+    split: str = "dev",
+    work_dir: str | Path | None = None,
+) -> BenchmarkResult:
     """One benchmark row on ``cfg.engine`` (the pipeline's benchmark step).
 
     ``paddle``: :func:`ppminilm.inference.benchmark.run_benchmark` on ``model_dir`` as is
@@ -259,6 +266,8 @@ def benchmark_row(
         cfg: The row's settings.
         reference_dir: FP32 model for the peers' own INT8 (INT8 rows).
         deploy_dir: If given, gets a copy of the inference dir the reported engine ran.
+        split: Labelled split to time and score (``dev``; peers always use ``dev``).
+        work_dir: Scratch dir (TensorRT shape ranges; converted peer models).
 
     Returns:
         The benchmark result (``engine`` says which engine it is), plus ``deploy_dir``.
@@ -266,10 +275,11 @@ def benchmark_row(
     from ppminilm.inference.benchmark import run_benchmark
 
     if cfg.engine == "paddle":
-        result = dict(run_benchmark(model_dir, task_dir, cfg))
-        result["deploy_dir"] = (
-            str(copy_dir(model_dir, deploy_dir, kind="inference")) if deploy_dir else None
-        )
+        result = run_benchmark(task_dir, model_dir, cfg, split=split, work_dir=work_dir)
+        if deploy_dir:
+            result = result.replace(
+                deploy_dir=str(copy_dir(model_dir, deploy_dir, kind="inference"))
+            )
         return result
     engines = None if cfg.engine == ENGINE_AUTO else [cfg.engine]
     return benchmark_engines(
@@ -279,4 +289,5 @@ def benchmark_row(
         reference_dir=reference_dir,
         engines=engines,
         deploy_dir=deploy_dir,
+        work_dir=work_dir,
     )

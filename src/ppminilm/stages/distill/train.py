@@ -4,15 +4,26 @@ A randomly initialised student learns the Q/K/V self-attention relations of one 
 (see :mod:`ppminilm.stages.distill.relations`) on the unlabelled corpus. The teacher is
 frozen; its forward pass stops right after the distilled layer's V projection.
 
-Runs on one device or data-parallel under ``python -m paddle.distributed.launch -m ppminilm
-distill ...``: each rank takes its own slice of every global batch, gradients are averaged by
-``paddle.DataParallel``, only rank 0 writes checkpoints and the output model.
+Runs on one device or data-parallel under Paddle's launcher (:mod:`.launch` starts it: one
+process per GPU, or per CPU slot on the gloo backend): each rank takes its own slice of every
+global batch, gradients are averaged by ``paddle.DataParallel``, only rank 0 writes checkpoints
+and the output model.
+
+Data parallelism and the sample relations: ``cfg.batch_size`` is the batch *per device*, and
+each rank computes the relation loss on its own slice, as the seed does (PaddleNLP's
+``general_distill.py`` under ``paddle.distributed.launch``, 8 GPUs x 128). The sample-to-sample
+relation is a softmax over the samples of the *per-device* batch, so a run on 8 GPUs x 128 is
+not the same objective as one device with 1024 (its sample softmax would span 1024 samples).
+The loss that is logged and recorded is the mean over ranks, which is what the averaged
+gradient descends. A checkpoint therefore only resumes on the same number of ranks
+(:func:`check_resume_world_size`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -21,8 +32,10 @@ from typing import Any
 
 from ppminilm.compat.paddle import paddle, set_seed
 from ppminilm.config import DistillConfig
+from ppminilm.contracts import LOSS_CURVE_FILE
 from ppminilm.data.corpus import CorpusStream, corpus_fingerprint, encode_sentences
 from ppminilm.data.tokenizer import load_tokenizer, vocab_size
+from ppminilm.errors import ConfigError
 from ppminilm.io import staged_dir, write_json
 from ppminilm.modeling.accounting import count_params
 from ppminilm.modeling.ernie import build_model
@@ -40,7 +53,6 @@ from ppminilm.training.loop import StepLogger, make_optimizer
 
 logger = logging.getLogger(__name__)
 
-LOSS_CURVE_FILE = "loss_curve.json"
 #: Initial loss scale of the AMP GradScaler (Paddle's default is 2**15).
 AMP_INIT_LOSS_SCALING = 2.0**15
 
@@ -51,6 +63,33 @@ def _dist_env() -> tuple[int, int]:
     if world > 1:
         paddle.distributed.init_parallel_env()
     return paddle.distributed.get_rank(), world
+
+
+class StudentQKV(paddle.nn.Layer):
+    """The student up to the distilled layer's Q/K/V projections, as one Layer.
+
+    Its outputs are exactly the tensors the loss uses, which ``paddle.DataParallel`` needs:
+    wrapped around the whole encoder (whose outputs, the last hidden states and the pooler,
+    the loss never reaches), its reducer waits for gradients that never come and skips the
+    all-reduce without a word, so each rank steps with its own gradient (found by the 2-rank
+    test: rank gradients differed by the other half-batch's share). The forward pass also
+    stops after V, on every rank.
+    """
+
+    def __init__(self, student: paddle.nn.Layer, layer: int) -> None:
+        super().__init__()
+        self.student = student
+        self._capture = QKVCapture(student, layer, stop_early=True)
+
+    def forward(
+        self, input_ids: paddle.Tensor, token_type_ids: paddle.Tensor
+    ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+        """Captured ``(q, k, v)``, each ``[bs, seq, H]``."""
+        return self._capture(input_ids=input_ids, token_type_ids=token_type_ids)
+
+    def remove(self) -> None:
+        """Remove the capture hooks."""
+        self._capture.remove()
 
 
 def load_teacher(teacher_dir: str | os.PathLike[str]) -> paddle.nn.Layer:
@@ -102,6 +141,53 @@ def _any_rank(flag: bool, world: int) -> bool:
     t = paddle.to_tensor([1 if flag else 0], dtype="int32")
     paddle.distributed.all_reduce(t, op=paddle.distributed.ReduceOp.MAX)
     return bool(t.item())
+
+
+def _rank_mean(values: list[paddle.Tensor], world: int) -> list[float]:
+    """Mean over ranks of scalar tensors (one all-reduce for all of them)."""
+    stacked = paddle.stack([v.detach().astype("float32").reshape([]) for v in values])
+    if world > 1:
+        paddle.distributed.all_reduce(stacked)  # SUM
+        stacked = stacked / world
+    return [float(x) for x in stacked.numpy()]
+
+
+def grad_global_norm(parameters: list[paddle.Tensor]) -> float | None:
+    """L2 norm over all gradients (after DataParallel's averaging, before clipping).
+
+    ``None`` when a gradient overflowed (under AMP the scaler then skips the step).
+    """
+    squares = [
+        paddle.sum(paddle.square(p.grad.astype("float32")))
+        for p in parameters
+        if p.grad is not None
+    ]
+    if not squares:
+        return 0.0
+    value = float(paddle.sqrt(paddle.add_n(squares)).item())
+    return value if math.isfinite(value) else None
+
+
+def check_resume_world_size(ckpt_path: str, state: dict[str, Any], world: int, bs: int) -> None:
+    """Refuse to resume a checkpoint written by a different number of data-parallel ranks.
+
+    The global batch (ranks x ``batch_size``), the per-device sample relations and the data
+    position (every rank's slice of each global block) all depend on the rank count, so a
+    "resumed" run on another GPU count would silently train a different objective.
+
+    Raises:
+        ConfigError: Naming the checkpoint, both rank counts and what to do.
+    """
+    saved = state.get("world_size", state.get("data", {}).get("world_size", 1))
+    if int(saved) == world:
+        return
+    raise ConfigError(
+        f"checkpoint {ckpt_path} was written by {saved} data-parallel process(es) (one per "
+        f"GPU: global batch {saved} x {bs}) but this run has {world} ({world} x {bs}): "
+        "resuming would change the global batch, the per-device sample relations and the data "
+        f"order mid-run. Resume with {saved} GPU(s) in total (nodes x gpus_per_node) or "
+        "start from a fresh checkpoint_uri"
+    )
 
 
 #: Config fields that may change between a checkpoint and the run resuming from it.
@@ -201,6 +287,7 @@ def run_distill(
     start_step, curve = 0, []
     ckpt = load_latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
     if ckpt is not None:
+        check_resume_world_size(ckpt.path, ckpt.state, world, cfg.batch_size)
         changed = _config_changes(ckpt.state.get("config", {}), cfg)
         if changed:
             raise ValueError(
@@ -215,14 +302,12 @@ def run_distill(
     if start_step >= cfg.max_steps:
         logger.info("checkpoint is already at max_steps=%d", cfg.max_steps)
 
-    model: paddle.nn.Layer = student
+    s_capture = StudentQKV(student, cfg.student_layer)
+    forward: paddle.nn.Layer = s_capture
     if world > 1:
-        # Only Q/K/V of the distilled layer feed the loss: its attention output, FFN, the
+        # Only the distilled layer's Q/K/V feed the loss: its attention output, FFN, the
         # layers above and the pooler get no gradient, hence find_unused_parameters.
-        model = paddle.DataParallel(student, find_unused_parameters=True)
-    # One process: skip the unused rest of the student's forward pass too. Not under
-    # DataParallel, whose forward must return normally to prepare the gradient all-reduce.
-    s_capture = QKVCapture(model, cfg.student_layer, stop_early=world == 1)
+        forward = paddle.DataParallel(s_capture, find_unused_parameters=True)
     weights = RelationWeights(cfg.alpha, cfg.beta)
     step_log = StepLogger(total=cfg.max_steps, every=cfg.logging_steps, name="distill")
     window: list[float] = []
@@ -234,6 +319,7 @@ def run_distill(
             "loss_curve": curve,
             "config": cfg.to_dict(),
             "teacher": str(teacher_dir),
+            "world_size": world,
         }
 
     def checkpoint(step: int) -> str | None:
@@ -254,29 +340,45 @@ def run_distill(
             with _amp_context(amp):
                 with paddle.no_grad():
                     t_qkv = t_capture(**inputs)
-                s_qkv = s_capture(**inputs)
+                s_qkv = forward(**inputs)
             # Outside auto_cast: the relation softmaxes stay in float32 (see relations.py).
             loss, part_tensors = relation_distill_loss(
                 s_qkv, t_qkv, batch["valid"], cfg.num_relation_heads, weights
             )
+            log_now = step % cfg.logging_steps == 0 or step == cfg.max_steps
+            grad_norm = None
             if scaler is not None:
                 scaler.scale(loss).backward()
+                if log_now:
+                    scaler.unscale_(optimizer)  # step() then does not unscale again
+                    grad_norm = grad_global_norm(student.parameters())
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 loss.backward()
+                if log_now:
+                    grad_norm = grad_global_norm(student.parameters())
                 optimizer.step()
             scheduler.step()
             optimizer.clear_grad()
-            loss_value = float(loss.item())
+            # The recorded loss is the mean over ranks (each rank's own batch slice).
+            names = list(part_tensors)
+            means = _rank_mean([loss, *(part_tensors[n] for n in names)], world)
+            loss_value = means[0]
             window.append(loss_value)
             step_log.update(step, loss_value, lr=optimizer.get_lr())
-            if step % cfg.logging_steps == 0 or step == cfg.max_steps:
-                parts = {k: float(v.item()) for k, v in part_tensors.items()}
-                curve.append({"step": step, "loss": sum(window) / len(window), **parts})
+            if log_now:
+                parts = dict(zip(names, means[1:], strict=True))
+                point: dict[str, Any] = {"step": step, "loss": sum(window) / len(window), **parts}
+                point["grad_norm"] = grad_norm  # before clipping; None: AMP overflow step
+                curve.append(point)
                 window = []
             if _any_rank(guard.requested, world):
                 saved = checkpoint(step)
+                if world > 1:
+                    # Every rank exits together once rank 0's checkpoint is complete: the
+                    # launcher stops the remaining ranks a few seconds after the first exits.
+                    paddle.distributed.barrier()
                 if checkpoint_dir is None:
                     logger.warning(
                         "pre-empted at step %d with no checkpoint_dir: progress is lost", step
@@ -299,6 +401,9 @@ def run_distill(
         "resumed_from_step": start_step,
         "seconds": round(time.perf_counter() - started, 2),
         "world_size": world,
+        "rank": rank,
+        "batch_size_per_device": cfg.batch_size,
+        "global_batch_size": cfg.batch_size * world,
         "amp": amp,
         "teacher": str(teacher_dir),
         "vocab_size": arch.vocab_size,

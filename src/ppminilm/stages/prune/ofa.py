@@ -33,6 +33,7 @@ import numpy as np
 from ppminilm.compat.paddle import paddle, set_seed
 from ppminilm.compat.paddleslim import apply_dynabert_forward, dynabert_net_config, prepare_ofa
 from ppminilm.config import PruneConfig
+from ppminilm.contracts import MODEL_CONFIG_FILE, PRUNE_SUMMARY_FILE
 from ppminilm.data import load_task_dir
 from ppminilm.io import staged_dir, write_json
 from ppminilm.modeling.ernie import build_model, encoder_param_count
@@ -54,7 +55,6 @@ from ppminilm.training.loop import (
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "prune_summary.json"
 EVAL_BATCH_SIZE = 128
 
 
@@ -116,16 +116,7 @@ def _check_inputs(task_data: Any, info: ModelInfo, model_dir: Path) -> None:
         )
     if info.arch.width < 1.0:
         raise ValueError(f"{model_dir}: model is already pruned (arch.width={info.arch.width})")
-    if info.task and info.task != task_data.task:
-        raise ValueError(
-            f"{model_dir}: model was fine-tuned on {info.task!r} but the task "
-            f"directory holds {task_data.task!r}"
-        )
-    if list(info.labels) != list(task_data.labels):
-        raise ValueError(
-            f"{model_dir}: labels {info.labels} differ from the task directory's "
-            f"labels.json {task_data.labels}"
-        )
+    task_data.check_model(info.task, info.labels, f"{model_dir}/{MODEL_CONFIG_FILE}")
     if not task_data.calib:
         raise ValueError("task directory has an empty calib split; importance needs it")
 
@@ -379,5 +370,5 @@ def _export_all(
             **extra,
         }
         summary["seconds"]["total"] = round(time.perf_counter() - t0, 2)
-        write_json(tmp / SUMMARY_FILE, summary)
+        write_json(tmp / PRUNE_SUMMARY_FILE, summary)
     return summary

@@ -1,0 +1,289 @@
+"""What crosses a stage boundary: typed records and the artifact file names, declared once.
+
+Every record is a :class:`~ppminilm.config.Record`: typed fields checked at construction,
+``to_dict``/``from_dict`` with strict keys, ``save``/``load`` as JSON in the project's style.
+
+Artifact layout (the file names below are the only spelling of each):
+
+=======================  ==================================================================
+artifact                 files
+=======================  ==================================================================
+any stage output         ``stage_summary.json`` (:class:`StageSummary`)
+saved model              ``model_state.pdparams``, ``model_config.json``, tokenizer files,
+                         ``provenance.json`` (:class:`Provenance`)
+inference model          ``inference.pdmodel``/``.pdiparams``, ``serving.json``, tokenizer
+                         files, ``provenance.json``
+distilled student        a saved model plus ``loss_curve.json``
+benchmark result         one JSON file (:class:`BenchmarkResult`)
+one task's results       one JSON file (:class:`TaskResults`)
+=======================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ppminilm.config.base import Record
+from ppminilm.errors import UserError
+from ppminilm.io import read_json_file
+
+#: Summary every runner step leaves in its (directory) output.
+STAGE_SUMMARY_FILE = "stage_summary.json"
+#: Weights, config and provenance of a saved (dynamic) model.
+WEIGHTS_FILE = "model_state.pdparams"
+MODEL_CONFIG_FILE = "model_config.json"
+PROVENANCE_FILE = "provenance.json"
+#: Static inference model: ``<MODEL_PREFIX>.pdmodel`` / ``.pdiparams`` and its serving config.
+MODEL_PREFIX = "inference"
+SERVING_FILE = "serving.json"
+#: Distillation loss curve beside the student's weights.
+LOSS_CURVE_FILE = "loss_curve.json"
+#: Grid table written by the grid search and the selection step.
+GRID_JSON = "grid.json"
+GRID_MD = "grid.md"
+#: PTQ candidates written by the quantize stage.
+CANDIDATES_JSON = "candidates.json"
+CANDIDATES_MD = "candidates.md"
+#: Result file written by ``ppminilm infer bench``.
+BENCHMARK_FILE = "benchmark.json"
+#: The core stages' own summaries inside their output directories.
+PRUNE_SUMMARY_FILE = "prune_summary.json"
+QUANT_SUMMARY_FILE = "quantize_summary.json"
+LOCAL_DATA_SUMMARY_FILE = "summary.json"
+
+
+class ContractError(UserError):
+    """An artifact's JSON does not match its contract (names the file and the field)."""
+
+
+@dataclasses.dataclass
+class GridPoint(Record):
+    """One point of the fine-tuning grid (a ``dsl.ParallelFor`` item)."""
+
+    batch_size: int
+    learning_rate: float
+
+    @property
+    def tag(self) -> str:
+        """Short label for logs and directories: ``bs32_lr0.001``."""
+        return f"bs{self.batch_size}_lr{self.learning_rate:g}"
+
+
+@dataclasses.dataclass
+class EvalPoint(Record):
+    """One dev evaluation during training."""
+
+    step: int
+    epoch: int
+    dev_acc: float
+
+
+@dataclasses.dataclass
+class FinetuneResult(Record):
+    """What one fine-tuning run (one grid point) reports; the grid's unit of selection."""
+
+    task: str
+    batch_size: int
+    learning_rate: float
+    best_dev_acc: float
+    best_step: int
+    majority_acc: float = 0.0
+    train_examples: int = 0
+    dev_examples: int = 0
+    steps: int = 0
+    epochs: int = 0
+    init: str = ""
+    evals: Sequence[EvalPoint] = ()
+    train_loss_start: float = 0.0
+    train_loss_end: float = 0.0
+    seconds: float = 0.0
+    model_dir: str = ""
+
+    @property
+    def point(self) -> GridPoint:
+        """The grid point this run trained."""
+        return GridPoint(batch_size=self.batch_size, learning_rate=self.learning_rate)
+
+
+@dataclasses.dataclass
+class Lineage(Record):
+    """How a model came to be: the grid it was selected from and each later stage's record."""
+
+    grid: Sequence[FinetuneResult] = ()
+    finetune: FinetuneResult | None = None
+    prune: dict[str, Any] = dataclasses.field(default_factory=dict)
+    quantize: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def merged(self, other: Lineage) -> Lineage:
+        """This lineage with ``other``'s non-empty parts laid over it."""
+        return Lineage(
+            grid=other.grid or self.grid,
+            finetune=other.finetune or self.finetune,
+            prune=other.prune or self.prune,
+            quantize=other.quantize or self.quantize,
+        )
+
+
+@dataclasses.dataclass
+class Provenance(Record):
+    """``provenance.json`` beside every saved model: how it was made (STYLE rule 5)."""
+
+    stage: str
+    params: int
+    flops_seq128: int
+    arch: dict[str, Any]
+    versions: dict[str, str]
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parent: str = ""
+    format: str = "paddle-dygraph"
+    precision: str = "fp32"
+    lineage: Lineage = dataclasses.field(default_factory=Lineage)
+    #: Stage-specific facts (best step, width, PTQ algo, data fingerprint...).
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def read(cls, model_dir: str | Path) -> Provenance | None:
+        """The provenance of a model directory, or None when it has none.
+
+        Raises:
+            ContractError: If the file exists but does not match the contract.
+        """
+        path = Path(model_dir) / PROVENANCE_FILE
+        if not path.is_file():
+            return None
+        return cls.from_dict(read_json_file(path, ContractError), where=str(path))
+
+
+@dataclasses.dataclass
+class Latency(Record):
+    """Per-batch latency over all timed passes, in milliseconds."""
+
+    p50: float
+    p95: float
+    mean: float
+    p99: float = 0.0
+
+
+@dataclasses.dataclass
+class Confusion(Record):
+    """A confusion matrix: rows are true labels, columns predicted ones."""
+
+    labels: Sequence[str]
+    matrix: Sequence[Sequence[int]]
+
+
+@dataclasses.dataclass
+class BenchmarkResult(Record):
+    """One model timed end to end on one task's split (the benchmark stage's output)."""
+
+    task: str
+    split: str
+    examples: int
+    batches: int
+    device: str
+    precision: str
+    threads: int
+    batch_size: int
+    max_seq_len: int
+    warmup_batches: int
+    repeats: int
+    timed_batches: int
+    timed_examples: int
+    latency_ms: Latency
+    total_s: float
+    total_s_per_pass: Sequence[float]
+    throughput: float
+    accuracy: float
+    confusion_matrix: Confusion
+    #: Evidence of INT8 kernels (see ``ppminilm.inference.predictor.inspect_optimized_program``).
+    int8_check: dict[str, Any]
+    model_dir: str = ""
+    cpu: str = ""
+    use_mkldnn: bool = True
+    use_trt: bool = False
+    paddle_version: str = ""
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Report row name, architecture and size (filled in by the pipeline's benchmark step).
+    name: str = ""
+    arch: dict[str, Any] = dataclasses.field(default_factory=dict)
+    params: int | None = None
+    flops: int | None = None
+    lineage: Lineage = dataclasses.field(default_factory=Lineage)
+    #: The engine that ran it (``ppminilm.inference.engines``), its version and settings; with
+    #: ``engine='auto'`` every candidate's figures (``engines``) and why this one won.
+    engine: str = "paddle"
+    engine_version: str = ""
+    engine_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    engines: dict[str, Any] = dataclasses.field(default_factory=dict)
+    engine_choice: str = ""
+    #: Where the deployable copy of the model that ran went (its serving.json names the engine).
+    deploy_dir: str = ""
+    #: CPU ISA flags (AVX2/AVX-512/VNNI/BF16/AMX; ``ppminilm.inference.cpuinfo``).
+    cpu_isa: dict[str, bool] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TaskResults(Record):
+    """One task's benchmark rows, in report order (fine-tuned FP32, pruned FP32, INT8)."""
+
+    task: str
+    rows: Sequence[BenchmarkResult]
+
+    @classmethod
+    def of(cls, rows: Sequence[BenchmarkResult]) -> TaskResults:
+        """Group rows of one task.
+
+        Raises:
+            ContractError: If the rows belong to several tasks (or there are none).
+        """
+        tasks = sorted({r.task for r in rows})
+        if len(tasks) != 1:
+            raise ContractError(f"benchmark results of one task expected, got tasks {tasks}")
+        return cls(task=tasks[0], rows=tuple(rows))
+
+
+@dataclasses.dataclass
+class StageSummary(Record):
+    """What a runner step reports: its result, the config it ran with, KFP metrics/metadata."""
+
+    stage: str
+    profile: str = ""
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The stage's own result (a typed record's ``to_dict`` where the stage has one).
+    result: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Numbers for KFP ``Metrics``.
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Metadata for the output artifact (shown in the KFP UI).
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    confusion: Confusion | None = None
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write ``stage_summary.json`` into a (finished) output directory."""
+        return self.save(Path(out_dir) / STAGE_SUMMARY_FILE)
+
+    @classmethod
+    def read(cls, artifact_dir: str | Path) -> StageSummary:
+        """Read the summary a runner step left in its output directory.
+
+        Raises:
+            ContractError: Naming the directory when the summary is missing or malformed.
+        """
+        path = Path(artifact_dir) / STAGE_SUMMARY_FILE
+        if not path.is_file():
+            raise ContractError(
+                f"{artifact_dir}: no {STAGE_SUMMARY_FILE} (not written by a ppminilm stage, or "
+                "the stage did not finish)"
+            )
+        return cls.from_dict(read_json_file(path, ContractError), where=str(path))
+
+
+def numbers(values: Mapping[str, Any], keys: Sequence[str]) -> dict[str, float]:
+    """The numeric entries of ``values`` among ``keys``, as floats (for KFP metrics)."""
+    return {
+        k: float(values[k])
+        for k in keys
+        if isinstance(values.get(k), int | float) and not isinstance(values.get(k), bool)
+    }
