@@ -187,10 +187,16 @@ def train_local_models(
     from ppminilm.stages.quantize import run_quantize
 
     student = stage_config("distill", "local").student  # type: ignore[attr-defined]
+    from ppminilm.data import load_task_dir
+
     ft_cfg = config_for(
         FinetuneConfig,
         "local",
-        {"learning_rate": FINETUNE_LR, "max_steps": finetune_steps},
+        {
+            "task": load_task_dir(task_dir).task,
+            "learning_rate": FINETUNE_LR,
+            "max_steps": finetune_steps,
+        },
     )
     ft = run_finetune(
         task_dir,
@@ -199,7 +205,7 @@ def train_local_models(
         ft_cfg,
         tokenizer_dir=None if init else vocab_dir,
         arch=None if init else student,
-    )
+    ).to_dict()
     # The FP32 6L row needs a static model of the fine-tuned classifier.
     from ppminilm.modeling.saved import load_model
 
