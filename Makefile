@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools<80' wheel
 	$(PIP) install -c $(CONSTRAINTS) paddlepaddle==2.6.2
-	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,docker,dev]'
+	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,docker,dev,peers]'
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
@@ -78,7 +78,7 @@ dockerd-stop:  ## stop the private dockerd
 deploy: install  ## apply OVERLAY=local-kind (standalone KFP) | cluster (multi-user Kubeflow)
 	KUBECTL=$(KUBECTL) bash scripts/deploy.sh $(OVERLAY)
 
-bench: install  ## speed/accuracy table on CPU (GPU=1 adds TensorRT rows)
+bench: install  ## speed/accuracy of every engine on CPU (GPU=1 adds TensorRT rows)
 	$(PY) -m benchmarks.run --gpu $(GPU) --out runs/bench
 
 clean:  ## remove run outputs and caches (keeps .venv)

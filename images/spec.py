@@ -149,6 +149,10 @@ CUDA11_WHEELS = (
 )
 
 
+#: The CPU peer engines (pyproject extra ``peers``): OpenVINO + NNCF, onnxruntime + paddle2onnx
+#: (onnxruntime.quantization imports ml_dtypes without declaring it).
+PEERS = ("openvino", "nncf", "onnxruntime", "paddle2onnx", "ml_dtypes")
+
 #: Installed in every image beside the project: paddleslim imports pkg_resources without
 #: declaring setuptools.
 COMMON = ("setuptools",)
@@ -163,8 +167,9 @@ def image_specs() -> dict[str, ImageSpec]:
             title="ppminilm-cpu",
             description=f"PP-MiniLM Kubeflow Pipelines stages, CPU (paddlepaddle {paddle})",
             runtime=DEBIAN_RUNTIME,
-            # kubeflow-training: the PaddleJob launcher step may run here.
-            requirements=(f"paddlepaddle=={paddle}", "kubeflow-training", *COMMON),
+            # kubeflow-training: the PaddleJob launcher step may run here. PEERS: the CPU
+            # engines the benchmark's engine='auto' compares (and a model server runs).
+            requirements=(f"paddlepaddle=={paddle}", "kubeflow-training", *COMMON, *PEERS),
             doctor_profile="cpu",
         ),
         ImageSpec(
