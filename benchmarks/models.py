@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ppminilm.compat.paddle import set_seed
 from ppminilm.config import FinetuneConfig, ModelArch, PruneConfig, QuantConfig, bert_base_arch
 from ppminilm.config.profiles import config_for
@@ -105,12 +107,23 @@ def export_seed_models(
 
 
 def quantize_seed_model(
-    out_dir: Path, fp32_dir: Path, data: TaskData, seq_len: int
+    out_dir: Path, fp32_dir: Path, data: TaskData, seq_len: int, *, onnx_format: bool = False
 ) -> dict[str, Any]:
     """PTQ of the seed-shape pruned model (a train sample; a short dev slice for the candidate).
 
+    The task is a slice of ``data`` written to ``out_dir/seed_ptq_task`` (its path is the
+    returned ``task_dir``).
+
+    Args:
+        out_dir: Parent dir (``6l_pruned_int8`` or, QDQ format, ``6l_pruned_int8_qdq``).
+        fp32_dir: The pruned FP32 inference dir.
+        data: The local task.
+        seq_len: ``max_seq_len`` of the calibration inputs.
+        onnx_format: PaddleSlim's QDQ format (``quantize_linear``/``dequantize_linear``), the
+            one other runtimes can import through ONNX.
+
     Returns:
-        :func:`ppminilm.stages.quantize.run_quantize`'s summary.
+        :func:`ppminilm.stages.quantize.run_quantize`'s summary, plus ``task_dir``.
     """
     from ppminilm.stages.quantize import run_quantize
 
@@ -125,8 +138,28 @@ def quantize_seed_model(
         labels=list(data.labels),
         source="bench: dev slice for the random-weight seed PTQ",
     )
-    cfg = QuantConfig(max_seq_len=seq_len, **SEED_PTQ)  # type: ignore[arg-type]
-    return run_quantize(small, fp32_dir, out_dir / "6l_pruned_int8", cfg)
+    cfg = QuantConfig(max_seq_len=seq_len, onnx_format=onnx_format, **SEED_PTQ)  # type: ignore[arg-type]
+    name = "6l_pruned_int8_qdq" if onnx_format else "6l_pruned_int8"
+    return {**run_quantize(small, fp32_dir, out_dir / name, cfg), "task_dir": str(small)}
+
+
+def ptq_calibration_inputs(
+    fp32_dir: str | Path, int8_dir: str | Path, task_dir: str | Path, seq_len: int
+) -> dict[str, np.ndarray]:
+    """The train sample our Paddle PTQ model was calibrated on, encoded (inputs only).
+
+    The peers' INT8 variants calibrate on exactly these examples.
+
+    Args:
+        fp32_dir: The FP32 inference dir (its tokenizer encodes the sample).
+        int8_dir: Our PTQ model (its provenance records the sample's size and seed).
+        task_dir: The task directory it was calibrated from.
+        seq_len: Encoded length.
+    """
+    from ppminilm.inference.engines.select import calibration_sample, ptq_calibration
+
+    examples, seed = ptq_calibration(int8_dir)
+    return calibration_sample(Path(fp32_dir), task_dir, examples, seed, seq_len)
 
 
 def find_distilled_student(run_dir: str | Path) -> Path:
@@ -169,9 +202,9 @@ def train_local_models(
         prune_steps: If > 0, stop pruning after this many steps (overrides epochs).
 
     Returns:
-        ``arch`` (student), ``init``, ``finetune``/``prune``/``quantize`` summaries, and the
-        three inference dirs ``fp32_6l``, ``fp32_pruned``, ``int8_pruned`` plus
-        ``seq_len``.
+        ``arch`` (student), ``init``, ``finetune``/``prune``/``quantize``/``quantize_qdq``
+        summaries, and the inference dirs ``fp32_6l``, ``fp32_pruned``, ``int8_pruned``,
+        ``int8_pruned_qdq`` (the same PTQ in QDQ format) plus ``seq_len``.
     """
     from ppminilm.config.profiles import stage_config
     from ppminilm.stages.finetune import run_finetune
@@ -179,10 +212,16 @@ def train_local_models(
     from ppminilm.stages.quantize import run_quantize
 
     student = stage_config("distill", "local").student  # type: ignore[attr-defined]
+    from ppminilm.data import load_task_dir
+
     ft_cfg = config_for(
         FinetuneConfig,
         "local",
-        {"learning_rate": FINETUNE_LR, "max_steps": finetune_steps},
+        {
+            "task": load_task_dir(task_dir).task,
+            "learning_rate": FINETUNE_LR,
+            "max_steps": finetune_steps,
+        },
     )
     ft = run_finetune(
         task_dir,
@@ -191,7 +230,7 @@ def train_local_models(
         ft_cfg,
         tokenizer_dir=None if init else vocab_dir,
         arch=None if init else student,
-    )
+    ).to_dict()
     # The FP32 6L row needs a static model of the fine-tuned classifier.
     from ppminilm.modeling.saved import load_model
 
@@ -220,6 +259,9 @@ def train_local_models(
     pr = run_prune(task_dir, ft["model_dir"], out_dir / "prune", pr_cfg)
     q_cfg = config_for(QuantConfig, "local", TRAINED_PTQ)
     qu = run_quantize(task_dir, pr["inference_dir"], out_dir / "quantize", q_cfg)
+    # The same PTQ in QDQ format: how OpenVINO (through ONNX) runs our own quantized model.
+    qdq_cfg = config_for(QuantConfig, "local", {**TRAINED_PTQ, "onnx_format": True})
+    qdq = run_quantize(task_dir, pr["inference_dir"], out_dir / "quantize_qdq", qdq_cfg)
     return {
         "arch": info.arch.to_dict(),
         "init": str(init) if init else "scratch (random init; no distilled student given)",
@@ -229,5 +271,7 @@ def train_local_models(
         "fp32_6l": str(fp32_6l),
         "fp32_pruned": pr["inference_dir"],
         "int8_pruned": qu["model_dir"],
+        "int8_pruned_qdq": qdq["model_dir"],
+        "quantize_qdq": qdq,
         "seq_len": ft_cfg.max_seq_len,
     }

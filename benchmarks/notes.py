@@ -90,25 +90,27 @@ def gap_notes(
             parts = {k: v for k, v in p8.items() if k != "wall"}
             text += (
                 f" Profiled INT8 batch ({p8['wall']:.0f} ms): {_fmt(parts, p8['wall'])}."
-                " FP32 compute left = attention matmuls, kept FP32 on purpose (INT8 op set"
-                " `fc` only: paddle 2.6.2's INT8 fused_matmul gives wrong logits)."
+                " INT8 op set: FC layers and attention matmuls (with the mask-add fuse pass"
+                " deleted, see the INT8 attention section); FP32 compute left = what oneDNN"
+                " keeps FP32 around them."
             )
             if p32:
                 text += (
                     f" Pruned FP32 batch for comparison: {p32['wall']:.0f} ms, of which "
                     f"{p32['fp32_compute']:.0f} ms FP32 inner product/matmul."
                 )
-        elif goal["goal"].startswith("Paddle INT8") and p8 and ort_int8_ops:
-            o8 = ort_breakdown(ort_int8_ops)
+        elif goal["goal"].startswith("Paddle INT8") and p8:
             parts = {k: v for k, v in p8.items() if k != "wall"}
-            oparts = {k: v for k, v in o8.items() if k != "kernels_total"}
-            text += (
-                f" Paddle INT8 batch: {_fmt(parts, p8['wall'])}. ORT INT8 batch (kernel time"
-                f" {o8['kernels_total']:.0f} ms): {_fmt(oparts, o8['kernels_total'] or 1.0)}."
-                " ORT's dynamic quantization runs the attention MatMuls in FP32 too; the"
-                " difference is in the INT8 GEMMs, the FP32<->INT8 reorders and the time"
-                " outside oneDNN listed above."
-            )
+            text += f" Paddle INT8 batch (oneDNN verbose): {_fmt(parts, p8['wall'])}."
+            if goal.get("peer_int8"):
+                text += f" {goal.get('peer_engine', 'The peer')} runs: {goal['peer_int8']}."
+            if goal.get("peer", "").startswith("ort") and ort_int8_ops:
+                o8 = ort_breakdown(ort_int8_ops)
+                oparts = {k: v for k, v in o8.items() if k != "kernels_total"}
+                text += (
+                    f" ORT dynamic INT8 batch (kernel time {o8['kernels_total']:.0f} ms): "
+                    f"{_fmt(oparts, o8['kernels_total'] or 1.0)}."
+                )
         elif goal["goal"].startswith("accuracy drop"):
             a6, ap, a8 = (accuracies.get(k) for k in ("fp32_6l", "fp32_pruned", "int8_pruned"))
             if a6 is not None and ap is not None and a8 is not None:

@@ -1,9 +1,9 @@
-"""Measure one bench row: Paddle Inference (CPU oneDNN / GPU TensorRT) or onnxruntime.
+"""Open, time and score bench rows on any engine (:mod:`ppminilm.inference.engines`).
 
-Every Paddle row goes through the project's :class:`ppminilm.inference.benchmark.Predictor` with an
-:class:`ppminilm.config.InferConfig`; the INT8 evidence is the project's own
-:func:`ppminilm.inference.predictor.inspect_optimized_program` on the program the predictor
-optimized.
+A row is one model on one engine at one precision. Paddle rows go through the project's
+:class:`ppminilm.inference.engines.paddle.PaddleEngine` (the pipeline's predictor, INT8 checked in
+the optimized program); OpenVINO and onnxruntime rows through their engines (INT8 checked in
+OpenVINO's runtime graph and in an onnxruntime profile of one batch).
 """
 
 from __future__ import annotations
@@ -18,14 +18,18 @@ import numpy as np
 
 from benchmarks.timing import Batch, RunFn, TimingPlan, accuracy_pass, time_models
 from ppminilm.config import InferConfig
-from ppminilm.inference.benchmark import collect_shape_ranges
-from ppminilm.inference.predictor import OPTIMIZED_PROGRAM, Predictor, inspect_optimized_program
+from ppminilm.inference.engines import Engine, engine_class
 
 logger = logging.getLogger(__name__)
 
 
 def infer_config(
-    precision: str, seq_len: int, batch_size: int, num_threads: int, device: str = "cpu"
+    precision: str,
+    seq_len: int,
+    batch_size: int,
+    num_threads: int,
+    device: str = "cpu",
+    engine: str = "paddle",
 ) -> InferConfig:
     """The InferConfig of a row (CPU: oneDNN, project INT8 op set; GPU: TensorRT)."""
     return InferConfig(
@@ -35,192 +39,136 @@ def infer_config(
         max_seq_len=seq_len,
         num_threads=num_threads,
         use_trt=device == "gpu",
+        engine=engine,
     )
 
 
-def int8_note(check: Mapping[str, Any] | None, precision: str) -> str:
-    """Table text for the INT8-kernel evidence of a Paddle row."""
-    if precision != "int8":
-        return f"- ({precision})"
-    if not check or not check.get("checked"):
-        return "unchecked: " + str((check or {}).get("reason", "no check"))
-    if not check.get("runs_int8"):
-        return (
-            f"NO: FP32 fallback ({check.get('fake_quant_ops', 0)} fake-quant ops left, "
-            f"{check.get('int8_ops', 0)} INT8 compute ops)"
-        )
-    types = ", ".join(f"{t} x{n}" for t, n in check.get("int8_op_types", {}).items())
-    return f"yes: {types} INT8; {check['quant_dequant_ops']} quant/dequant; 0 fake-quant"
+def open_engine_row(
+    engine: str,
+    model_dir: str | Path,
+    precision: str,
+    seq_len: int,
+    batch_size: int,
+    num_threads: int,
+    options: Mapping[str, Any] | None = None,
+) -> Engine:
+    """Open one CPU row's engine."""
+    cfg = infer_config(precision, seq_len, batch_size, num_threads, engine=engine)
+    return engine_class(engine)(model_dir, cfg, **dict(options or {}))
 
 
-def open_paddle(
+def open_row(
+    meta: Mapping[str, Any],
+    engine: str,
+    model_dir: str | Path,
+    precision: str,
+    batches: Sequence[Batch],
+    plan: TimingPlan,
+    num_threads: int,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[Engine, dict[str, Any]]:
+    """Open a CPU row and check its INT8 kernels.
+
+    Args:
+        meta: Row fields (``key``, ``model``, ``engine``, ``params``, ``flops``...).
+        engine: Engine name.
+        model_dir: The row's inference dir.
+        precision: ``fp32``/``bf16``/``int8``.
+        batches: Dev batches (the first is the INT8-check sample).
+        plan: Timing schedule (batch size, sequence length).
+        num_threads: CPU threads.
+        options: Extra engine arguments.
+
+    Returns:
+        ``(engine, row)``: the row is ``meta`` plus ``device``, ``precision``, ``model_dir``,
+        ``config``, ``int8_check`` and ``int8_note`` (no ``timing`` yet).
+    """
+    runner = open_engine_row(
+        engine, model_dir, precision, plan.seq_len, plan.batch_size, num_threads, options
+    )
+    check = runner.int8_check(batches[0])
+    row = {
+        **meta,
+        "device": "cpu",
+        "precision": precision,
+        "engine_name": engine,
+        "model_dir": str(model_dir),
+        "config": runner.describe(),
+        "int8_check": {k: v for k, v in check.items() if k != "op_times"},
+        "int8_note": check.get("summary", ""),
+    }
+    if "op_times" in check:
+        row["op_times"] = check["op_times"]
+    return runner, row
+
+
+def open_trt_row(
     meta: Mapping[str, Any],
     model_dir: str | Path,
     precision: str,
     batches: Sequence[Batch],
     plan: TimingPlan,
     num_threads: int,
-    device: str = "cpu",
     work_dir: str | Path | None = None,
-) -> tuple[RunFn, dict[str, Any]]:
-    """Build the Predictor of one Paddle row and check its INT8 kernels.
+) -> tuple[Engine, dict[str, Any]]:
+    """Open a GPU TensorRT row (shape ranges collected on the first and last batch first)."""
+    from ppminilm.inference.benchmark import collect_shape_ranges
+    from ppminilm.inference.engines.paddle import PaddleEngine
 
-    Args:
-        meta: Row fields (``key``, ``model``, ``engine``, ``params``, ``flops``...).
-        model_dir: Inference dir.
-        precision: ``fp32``/``fp16``/``int8``.
-        batches: Full dev batches (TensorRT shape collection uses the first and last).
-        plan: Timing schedule (batch size, sequence length).
-        num_threads: CPU math threads.
-        device: ``cpu`` (oneDNN) or ``gpu`` (TensorRT with tuned dynamic shape).
-        work_dir: Where the TensorRT shape-range file goes (GPU).
-
-    Returns:
-        ``(run, row)``: the predictor's ``run`` and ``meta`` plus ``device``, ``precision``,
-        ``model_dir``, ``config``, ``int8_check`` and ``int8_note`` (no ``timing`` yet).
-    """
-    cfg = infer_config(precision, plan.seq_len, plan.batch_size, num_threads, device)
-    if device == "gpu":
-        shape_file = Path(work_dir or tempfile.mkdtemp()) / f"{meta['key']}.pbtxt"
-        collect_shape_ranges(model_dir, cfg, shape_file, [batches[0], batches[-1]])
-        predictor = Predictor(model_dir, cfg, shape_file=str(shape_file))
-        check: dict[str, Any] = {"checked": False, "reason": "TensorRT engine (opaque)"}
-        note = f"TensorRT {precision}"
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-optim-") as tmp:
-            predictor = Predictor(model_dir, cfg, optim_dir=tmp)
-            check = inspect_optimized_program(Path(tmp) / OPTIMIZED_PROGRAM, predictor.quantized)
-        note = int8_note(check, precision)
+    cfg = infer_config(precision, plan.seq_len, plan.batch_size, num_threads, "gpu")
+    shape_file = Path(work_dir or tempfile.mkdtemp()) / f"{meta['key']}.pbtxt"
+    collect_shape_ranges(model_dir, cfg, shape_file, [batches[0], batches[-1]])
+    runner = PaddleEngine(model_dir, cfg, shape_file=str(shape_file))
+    check = runner.int8_check()
     row = {
         **meta,
-        "device": device,
+        "device": "gpu",
         "precision": precision,
+        "engine_name": "paddle",
         "model_dir": str(model_dir),
-        "config": cfg.to_dict(),
+        "config": runner.describe(),
         "int8_check": check,
-        "int8_note": note,
+        "int8_note": check["summary"],
     }
-    return predictor.run, row
-
-
-def open_ort(
-    meta: Mapping[str, Any],
-    onnx_path: str | Path,
-    num_threads: int,
-    int8: Mapping[str, Any] | None = None,
-) -> tuple[RunFn, dict[str, Any]]:
-    """Build the onnxruntime session of one row.
-
-    Args:
-        meta: Row fields.
-        onnx_path: The ONNX model.
-        num_threads: ``intra_op_num_threads``.
-        int8: For the INT8 row: ``quantize`` (graph counts) and ``profile`` (kernels run).
-
-    Returns:
-        ``(run, row)`` as :func:`open_paddle`.
-    """
-    from benchmarks.onnx_bench import OrtRunner
-
-    runner = OrtRunner(onnx_path, num_threads)
-    note = "- (fp32)"
-    if int8:
-        graph = int8["quantize"]["int8_nodes"]
-        ran = int8["profile"]["int8_kernels_run"]
-        kernels = " + ".join(f"{op} x{n}" for op, n in ran.items()) or "none"
-        note = (
-            f"{'yes' if ran else 'NO'}: MatMulInteger x{graph.get('MatMulInteger', 0)} in graph; "
-            f"INT8 kernels run per batch (ORT profile): {kernels}; "
-            f"{int8['quantize']['matmul_fp32']} MatMul left FP32"
-        )
-    row = {
-        **meta,
-        "device": "cpu",
-        "precision": "int8" if int8 else "fp32",
-        "model_dir": str(onnx_path),
-        "config": {"onnxruntime": runner.version, "intra_op_num_threads": num_threads},
-        "int8_check": dict(int8) if int8 else None,
-        "int8_note": note,
-    }
-    return runner.run, row
+    return runner, row
 
 
 def time_rows(
-    opened: Sequence[tuple[RunFn, dict[str, Any]]], batches: Sequence[Batch], plan: TimingPlan
+    opened: Sequence[tuple[Engine, dict[str, Any]]], batches: Sequence[Batch], plan: TimingPlan
 ) -> list[dict[str, Any]]:
     """Time opened rows together (interleaved, :func:`benchmarks.timing.time_models`)."""
-    runs = {row["key"]: run for run, row in opened}
+    runs: dict[str, RunFn] = {row["key"]: runner.run for runner, row in opened}
     logger.info("timing %d rows interleaved: %s", len(runs), ", ".join(runs))
     timings = time_models(runs, batches, plan)
     rows = []
     for _, row in opened:
         row["timing"] = timings[row["key"]]
         logger.info(
-            "%s %s: %.1f ms/batch (median of %d passes), %.1f ex/s",
+            "%s %s: %.1f ms/batch (median of %d passes, spread %.0f%%), %.1f ex/s",
             row["model"],
             row["engine"],
             row["timing"]["batch_ms"],
             plan.repeats,
+            row["timing"]["spread_pct"],
             row["timing"]["throughput"],
         )
         rows.append(row)
     return rows
 
 
-def paddle_row(
-    meta: Mapping[str, Any],
-    model_dir: str | Path,
-    precision: str,
-    batches: Sequence[Batch],
-    plan: TimingPlan,
-    num_threads: int,
-) -> dict[str, Any]:
-    """One CPU Paddle row, opened and timed on its own."""
-    return time_rows(
-        [open_paddle(meta, model_dir, precision, batches, plan, num_threads)], batches, plan
-    )[0]
-
-
-def ort_row(
-    meta: Mapping[str, Any],
-    onnx_path: str | Path,
-    batches: Sequence[Batch],
-    plan: TimingPlan,
-    num_threads: int,
-    int8: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One onnxruntime row, opened and timed on its own."""
-    return time_rows([open_ort(meta, onnx_path, num_threads, int8)], batches, plan)[0]
-
-
-def paddle_accuracy(
-    model_dir: str | Path,
-    precision: str,
-    arrays: Mapping[str, np.ndarray],
-    labels: np.ndarray,
-    batch_size: int,
-    num_threads: int,
-) -> dict[str, Any]:
-    """Dev accuracy (one pass, every example) of a Paddle inference dir on CPU."""
-    seq = int(arrays["input_ids"].shape[1])
-    predictor = Predictor(model_dir, infer_config(precision, seq, batch_size, num_threads))
-    result = accuracy_pass(predictor.run, arrays, labels, batch_size)
-    result.update(engine=f"Paddle {precision.upper()}", model_dir=str(model_dir))
-    return result
-
-
-def ort_accuracy(
-    onnx_path: str | Path,
-    arrays: Mapping[str, np.ndarray],
-    labels: np.ndarray,
-    batch_size: int,
-    num_threads: int,
+def row_accuracy(
     engine: str,
+    model_dir: str | Path,
+    precision: str,
+    arrays: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    batch_size: int,
+    num_threads: int,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Dev accuracy (one pass, every example) of an ONNX model under onnxruntime."""
-    from benchmarks.onnx_bench import OrtRunner
-
-    runner = OrtRunner(onnx_path, num_threads)
+    """Dev accuracy (one pass, every example) of an inference dir on one CPU engine."""
+    seq = int(arrays["input_ids"].shape[1])
+    runner = open_engine_row(engine, model_dir, precision, seq, batch_size, num_threads, options)
     result = accuracy_pass(runner.run, arrays, labels, batch_size)
-    result.update(engine=engine, model_dir=str(onnx_path))
+    result.update(engine=engine, precision=precision, model_dir=str(model_dir))
     return result

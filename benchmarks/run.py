@@ -1,27 +1,31 @@
 """``make bench``: speed and accuracy side by side (``python -m benchmarks.run --gpu 0|1``).
 
-Speed rows (seed shapes, random weights, vocab 21128): Paddle Inference CPU BERT-base 12L-768H
-FP32, 6L-768H FP32, 6L pruned 0.75 FP32 and INT8; the same pruned model through paddle2onnx +
-onnxruntime FP32 and dynamic INT8; with ``--gpu 1`` TensorRT FP32/FP16/INT8 rows. Accuracy
-columns come from the local profile's trained 6L-64H student (fine-tuned, pruned, quantized here)
-on the full local review dev set. Timing schedule: :mod:`benchmarks.timing`. Outputs in
-``--out``: ``bench.md``, ``bench.json``, ``profile.txt`` (unless ``--no-profile`` and no speed goal
-is missed), ``pipeline_timing.json`` (``--pipeline``).
+Speed rows (seed shapes, random weights, vocab 21128), batch 32 x 128: Paddle CPU BERT-base
+12L-768H FP32 and 6L-768H FP32 (baselines), then the pruned 6L-768H on every engine and
+precision of :data:`benchmarks.variants.VARIANTS` (Paddle FP32/BF16/INT8, OpenVINO FP32/BF16/
+INT8 NNCF/INT8 of our PTQ, onnxruntime FP32/INT8 dynamic/INT8 static QDQ), all interleaved;
+batch-1 p50/p99 of the same engines; throughput vs batch size and threads of the fastest INT8
+engine (``scaling.png``); with ``--gpu 1`` TensorRT FP32/FP16/INT8 rows. Accuracy columns come
+from the local profile's trained 6L-64H student (fine-tuned, pruned, quantized and converted
+here the same way) on the full local review dev set. Timing schedule: :mod:`benchmarks.timing`.
+Outputs in ``--out``: ``bench.md``, ``bench.json``, ``scaling.png``, ``profile.txt`` (unless
+``--no-profile`` and no speed goal is missed), ``pipeline_timing.json`` (``--pipeline``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from ppminilm.errors import exit_code_of, is_expected
+from ppminilm.io import atomic_write_json, atomic_write_text, read_json_file
 
 logger = logging.getLogger("benchmarks.run")
 
@@ -38,9 +42,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu", type=int, choices=[0, 1], default=0, help="1: add TensorRT rows")
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per engine")
-    p.add_argument("--warmup", type=int, default=20, help="warm-up batches per model")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up batches per model")
     p.add_argument("--repeats", type=int, default=5, help="timed passes (median reported)")
     p.add_argument("--timed-batches", type=int, default=2, help="dev batches per timed pass")
+    p.add_argument("--latency-samples", type=int, default=100, help="batch-1 examples timed")
+    p.add_argument("--latency-warmup", type=int, default=10, help="batch-1 warm-up examples")
     p.add_argument("--finetune-steps", type=int, default=0, help="0: one epoch (local profile)")
     p.add_argument("--prune-epochs", type=int, default=1)
     p.add_argument("--prune-steps", type=int, default=0, help="> 0: stop pruning after N steps")
@@ -81,26 +87,22 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from benchmarks import models as bm
-    from benchmarks.onnx_bench import (
-        OnnxUnavailableError,
-        export_onnx,
-        ort_profile,
-        quantize_onnx_dynamic,
-    )
-    from benchmarks.rows import (
-        open_ort,
-        open_paddle,
-        ort_accuracy,
-        paddle_accuracy,
-        time_rows,
+    from benchmarks.cpu_rows import (
+        attach_accuracy,
+        fastest_int8,
+        open_cpu_rows,
+        time_cpu_rows,
+        trained_accuracy,
     )
     from benchmarks.timing import TimingPlan, split_batches
+    from benchmarks.variants import build_variants
     from ppminilm.compat.versions import package_versions
     from ppminilm.config import DataConfig
     from ppminilm.config.profiles import config_for
     from ppminilm.data import load_task_dir
     from ppminilm.data.local import build_local
     from ppminilm.data.tokenizer import encode_examples, load_tokenizer
+    from ppminilm.inference.cpuinfo import cpu_model, isa_flags
 
     t0 = time.perf_counter()
     stage_s: dict[str, float] = {}
@@ -131,10 +133,23 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
     seeds = bm.export_seed_models(out / "models", data, vocab_dir, plan.seq_len)
     t = lap("export_seed_models", t)
-    seed_q = bm.quantize_seed_model(
-        out / "models", seeds["6l_pruned"].inference_dir, data, plan.seq_len
+    pruned_dir = seeds["6l_pruned"].inference_dir
+    seed_q = bm.quantize_seed_model(out / "models", pruned_dir, data, plan.seq_len)
+    seed_qdq = bm.quantize_seed_model(
+        out / "models", pruned_dir, data, plan.seq_len, onnx_format=True
     )
-    t = lap("quantize_seed", t)
+    calib128 = bm.ptq_calibration_inputs(
+        pruned_dir, seed_q["model_dir"], seed_q["task_dir"], plan.seq_len
+    )
+    seed_dirs, seed_errors, seed_info = build_variants(
+        pruned_dir,
+        Path(seed_q["model_dir"]),
+        Path(seed_qdq["model_dir"]),
+        calib128,
+        seed_q["calib_examples"],
+        out / "variants" / "seed",
+    )
+    t = lap("quantize_seed_variants", t)
     init = bm.find_distilled_student(args.from_run) if args.from_run else None
     trained = bm.train_local_models(
         out / "trained",
@@ -145,128 +160,72 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         prune_epochs=args.prune_epochs,
         prune_steps=args.prune_steps,
     )
+    seq = trained["seq_len"]
+    small_tok = load_tokenizer(trained["fp32_6l"])
+    calib_small = bm.ptq_calibration_inputs(
+        trained["fp32_pruned"], trained["int8_pruned"], task_dir, seq
+    )
+    tr_dirs, tr_errors, tr_info = build_variants(
+        Path(trained["fp32_pruned"]),
+        Path(trained["int8_pruned"]),
+        Path(trained["int8_pruned_qdq"]),
+        calib_small,
+        trained["quantize"]["calib_examples"],
+        out / "variants" / "trained",
+    )
     t = lap("train_local_models", t)
 
-    # ---- speed rows (CPU)
-
-    def meta(key: str, seed_key: str, engine: str) -> dict[str, Any]:
-        s = seeds[seed_key]
-        return {
-            "key": key,
-            "model": s.label,
-            "engine": engine,
-            "params": s.params,
-            "flops": s.flops,
-        }
-
-    # Open every CPU row first, then time them together, interleaved round by round.
-    opened = []
-    for key in ("bert_base", "6l", "6l_pruned"):
-        m = {**meta(f"paddle_{key}_fp32", key, "Paddle CPU FP32"), "baseline": key == "bert_base"}
-        opened.append(open_paddle(m, seeds[key].inference_dir, "fp32", batches, plan, args.threads))
-    int8_dir = Path(seed_q["model_dir"])
-    m = meta("paddle_6l_pruned_int8", "6l_pruned", "Paddle CPU INT8")
-    opened.append(open_paddle(m, int8_dir, "int8", batches, plan, args.threads))
-
-    onnx_dir = out / "onnx"
-    ort_ops: dict[str, Any] | None = None
-    missing: list[dict[str, Any]] = []
-    try:
-        fp32_onnx = export_onnx(seeds["6l_pruned"].inference_dir, onnx_dir / "6l_pruned.onnx")
-        m = meta("ort_6l_pruned_fp32", "6l_pruned", "onnxruntime FP32")
-        opened.append(open_ort(m, fp32_onnx, args.threads))
-        q = quantize_onnx_dynamic(fp32_onnx, onnx_dir / "6l_pruned_int8.onnx")
-        prof = ort_profile(q["int8_path"], batches[0], args.threads, onnx_dir / "ort_profile")
-        ort_ops = prof["op_times"]
-        m = meta("ort_6l_pruned_int8", "6l_pruned", "onnxruntime INT8 (dynamic)")
-        opened.append(open_ort(m, q["int8_path"], args.threads, {"quantize": q, "profile": prof}))
-    except OnnxUnavailableError as exc:
-        logger.error("ONNX rows not run: %s", exc)
-        done = {row["key"] for _, row in opened}
-        for key, engine in (("fp32", "onnxruntime FP32"), ("int8", "onnxruntime INT8 (dynamic)")):
-            if f"ort_6l_pruned_{key}" not in done:
-                m = meta(f"ort_6l_pruned_{key}", "6l_pruned", engine)
-                missing.append({**m, "device": "cpu", "error": str(exc)})
+    # ---- speed rows (CPU): open all, then time them together, interleaved round by round
+    opened, missing = open_cpu_rows(seeds, seed_dirs, seed_errors, batches, plan, args.threads)
     t = lap("open_cpu_rows", t)
-    rows = time_rows(opened, batches, plan) + missing
-    del opened  # frees the predictors and sessions
+    rows = (
+        time_cpu_rows(opened, batches, plan, dev128, args.latency_samples, args.latency_warmup)
+        + missing
+    )
     t = lap("time_cpu_rows", t)
 
+    del opened  # frees the predictors and sessions
+    # ---- scaling of the fastest INT8 engine (and Paddle INT8 beside it)
+    scaling = _scaling(rows, dev128, seed_dirs, plan, out)
+    t = lap("scaling", t)
+
     if args.gpu:
-        rows += _trt_rows(seeds, int8_dir, batches, plan, args.threads, out / "trt", meta)
+        rows += _trt_rows(
+            seeds, Path(seed_q["model_dir"]), batches, plan, args.threads, out / "trt"
+        )
         t = lap("tensorrt_rows", t)
 
     # ---- accuracy of the trained local models (full dev, their own max_seq_len)
-    seq = trained["seq_len"]
-    dev_small = encode_examples(load_tokenizer(trained["fp32_6l"]), data.dev, data.task, seq)
+    dev_small = encode_examples(small_tok, data.dev, data.task, seq)
     labels = np.asarray([label_ids[e["label"]] for e in data.dev], dtype=np.int64)
-    acc: dict[str, Any] = {
-        "fp32_6l": paddle_accuracy(
-            trained["fp32_6l"], "fp32", dev_small, labels, plan.batch_size, args.threads
-        ),
-        "fp32_pruned": paddle_accuracy(
-            trained["fp32_pruned"], "fp32", dev_small, labels, plan.batch_size, args.threads
-        ),
-        "int8_pruned": paddle_accuracy(
-            trained["int8_pruned"], "int8", dev_small, labels, plan.batch_size, args.threads
-        ),
-    }
-    try:
-        tr_onnx = export_onnx(trained["fp32_pruned"], onnx_dir / "trained_pruned.onnx")
-        acc["ort_fp32_pruned"] = ort_accuracy(
-            tr_onnx, dev_small, labels, plan.batch_size, args.threads, "onnxruntime FP32"
-        )
-        tq = quantize_onnx_dynamic(tr_onnx, onnx_dir / "trained_pruned_int8.onnx")
-        acc["ort_int8_pruned"] = ort_accuracy(
-            tq["int8_path"],
-            dev_small,
-            labels,
-            plan.batch_size,
-            args.threads,
-            "onnxruntime INT8 (dynamic)",
-        )
-    except OnnxUnavailableError as exc:
-        logger.error("ONNX accuracy not measured: %s", exc)
+    acc = trained_accuracy(
+        trained, tr_dirs, tr_errors, dev_small, labels, plan.batch_size, args.threads
+    )
+    acc["fp32_pruned"] = acc.get("paddle_fp32", {})
+    acc["int8_pruned"] = acc.get("paddle_int8", {})
+    attach_accuracy(rows, acc, TRAINED_MARK)
     t = lap("accuracy", t)
-    source = {
-        "paddle_6l_fp32": "fp32_6l",
-        "paddle_6l_pruned_fp32": "fp32_pruned",
-        "paddle_6l_pruned_int8": "int8_pruned",
-        "ort_6l_pruned_fp32": "ort_fp32_pruned",
-        "ort_6l_pruned_int8": "ort_int8_pruned",
-    }
-    for row in rows:
-        name = source.get(row["key"]) if row["device"] == "cpu" else None
-        if name and name in acc:
-            row.update(
-                accuracy=acc[name]["accuracy"], accuracy_mark=TRAINED_MARK, accuracy_from=name
-            )
-        else:
-            row["accuracy_note"] = (
-                "n/a (random weights)"
-                if row["key"].startswith(("paddle_bert", "trt_bert"))
-                else "n/a"
-            )
 
     from benchmarks.notes import gap_notes
     from benchmarks.table import add_speedups, evaluate_goals
 
     add_speedups(rows)
-    goals = evaluate_goals(rows, acc["fp32_6l"]["accuracy"], acc["int8_pruned"]["accuracy"])
+    goals = evaluate_goals(rows, acc["fp32_6l"].get("accuracy"), acc["int8_pruned"].get("accuracy"))
     speed_missed = any(g["met"] is False for g in goals if "accuracy" not in g["goal"])
     profiles: dict[str, Any] = {}
     if speed_missed or args.profile:
-        profiles = _profile(
-            seeds["6l_pruned"].inference_dir, int8_dir, batches[0], args.threads, out
-        )
+        profiles = _profile(pruned_dir, Path(seed_q["model_dir"]), batches[0], args.threads, out)
         t = lap("profile", t)
+    ort_ops = next((r.get("op_times") for r in rows if r["key"] == "ort_int8_dynamic"), None)
     notes = gap_notes(
         goals,
         profiles.get("paddle_int8"),
         profiles.get("paddle_fp32"),
         ort_ops,
-        {k: v["accuracy"] for k, v in acc.items()},
+        {k: v.get("accuracy") for k, v in acc.items()},
     )
+    repro = _int8_repro(out)
+    t = lap("int8_attention_repro", t)
 
     pipeline = None
     if args.pipeline:
@@ -276,29 +235,40 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
         cmd = [sys.executable, "-m", "benchmarks.pipeline_timing", "--out", str(out)]
         subprocess.run(cmd, check=False)
-        pipeline = json.loads((out / "pipeline_timing.json").read_text(encoding="utf-8"))
+        pipeline = read_json_file(out / "pipeline_timing.json")
         t = lap("pipeline", t)
     elif (out / "pipeline_timing.json").is_file():
-        pipeline = json.loads((out / "pipeline_timing.json").read_text(encoding="utf-8"))
+        pipeline = read_json_file(out / "pipeline_timing.json")
         pipeline["reused_from_earlier_run"] = True
 
+    fastest = fastest_int8(rows)
     return {
         "plan": plan.to_dict(),
         "plan_text": plan.describe(),
-        "rows": rows,
+        "latency_plan": {"warmup": args.latency_warmup, "samples": args.latency_samples},
+        "rows": [{k: v for k, v in r.items() if k != "op_times"} for r in rows],
         "accuracy": acc,
         "goals": goals,
         "notes": notes,
         "profiles": profiles,
         "ort_int8_op_times": ort_ops,
-        "trained": {k: v for k, v in trained.items() if k not in ("finetune", "prune", "quantize")}
+        "fastest_int8": fastest["key"] if fastest else None,
+        "scaling": scaling,
+        "int8_attention_repro": repro,
+        "trained": {
+            k: v
+            for k, v in trained.items()
+            if k not in ("finetune", "prune", "quantize", "quantize_qdq")
+        }
         | {
             "finetune_dev_acc": trained["finetune"]["best_dev_acc"],
             "finetune_steps": trained["finetune"]["steps"],
             "prune_dev_acc": trained["prune"]["pruned_dev_acc"],
             "quantize_best": trained["quantize"]["best"],
+            "calib_examples": trained["quantize"]["calib_examples"],
         },
         "seed_ptq": {k: seed_q[k] for k in ("best", "int8_check", "calib_examples")},
+        "peer_quantization": {"seed": seed_info, "trained": tr_info},
         "vocab": (
             "seed shapes use vocab 21128 (the seed's); inputs are ids of the local vocab "
             f"(size {summary['vocab_size']})"
@@ -310,26 +280,73 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_start": load_start,
         "loadavg_end": _loadavg(),
         "threads": args.threads,
+        "cpu": {"model": cpu_model(), "isa": isa_flags(), "cores": os.cpu_count()},
         "versions": package_versions(),
     }
 
 
-def _trt_rows(seeds, int8_dir, batches, plan, threads, work, meta) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def _scaling(rows, arrays, dirs, plan, out: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Throughput vs batch size and threads of the fastest INT8 row (and Paddle INT8)."""
+    from benchmarks.cpu_rows import fastest_int8
+    from benchmarks.rows import open_engine_row
+    from benchmarks.scaling import PLOT_FILE, THREADS, measure_scaling, plot_scaling
+    from benchmarks.table import PADDLE_INT8
+    from benchmarks.variants import BY_KEY
+    from ppminilm.inference.cpuinfo import cpu_model
+
+    fastest = fastest_int8(rows)
+    if fastest is None:
+        return {}
+    keys = [fastest["key"]] + ([PADDLE_INT8] if fastest["key"] != PADDLE_INT8 else [])
+    timed = {r["key"] for r in rows if r.get("timing")}
+    series: dict[str, Any] = {}
+    for key in keys:
+        if key not in dirs or key not in timed:
+            continue
+        v = BY_KEY[key]
+        runs = {}
+        for threads in THREADS:
+            runs[threads] = open_engine_row(
+                v.engine, dirs[key], v.precision, plan.seq_len, 64, threads, v.options
+            ).run
+        series[v.label] = measure_scaling(runs, arrays)
+    plot = plot_scaling(
+        series, out / PLOT_FILE, f"pruned 6L-768H INT8, seq {plan.seq_len}, {cpu_model()}"
+    )
+    return {"fastest": fastest["key"], "series": series, "plot": str(plot)}
+
+
+def _int8_repro(out: Path) -> dict[str, Any]:
+    """The INT8 attention-matmul reproduction (:mod:`benchmarks.int8_attention_repro`)."""
+    from benchmarks.int8_attention_repro import reproduce
+
+    with tempfile.TemporaryDirectory(prefix="int8-repro-") as tmp:
+        cases = reproduce(Path(tmp))
+    return {"cases": cases}
+
+
+def _trt_rows(seeds, int8_dir, batches, plan, threads, work) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     """TensorRT rows (GPU mode): FP32 and FP16 for every seed shape, INT8 for the PTQ model."""
-    from benchmarks.rows import open_paddle, time_rows
+    from benchmarks.cpu_rows import row_meta
+    from benchmarks.rows import open_trt_row, time_rows
 
     work.mkdir(parents=True, exist_ok=True)
     opened = []
     for key in ("bert_base", "6l", "6l_pruned"):
         for precision in ("fp32", "fp16"):
-            m = {
-                **meta(f"trt_{key}_{precision}", key, f"TensorRT {precision.upper()}"),
-                "baseline": key == "bert_base" and precision == "fp32",
-            }
-            model_dir = seeds[key].inference_dir
-            opened.append(open_paddle(m, model_dir, precision, batches, plan, threads, "gpu", work))
-    m = meta("trt_6l_pruned_int8", "6l_pruned", "TensorRT INT8")
-    opened.append(open_paddle(m, int8_dir, "int8", batches, plan, threads, "gpu", work))
+            meta = row_meta(
+                f"trt_{key}_{precision}",
+                seeds[key],
+                f"TensorRT {precision.upper()}",
+                baseline=key == "bert_base" and precision == "fp32",
+            )
+            opened.append(
+                open_trt_row(
+                    meta, seeds[key].inference_dir, precision, batches, plan, threads, work
+                )
+            )
+    meta = row_meta("trt_6l_pruned_int8", seeds["6l_pruned"], "TensorRT INT8")
+    opened.append(open_trt_row(meta, int8_dir, "int8", batches, plan, threads, work))
     return time_rows(opened, batches, plan)
 
 
@@ -354,13 +371,10 @@ def write_outputs(result: dict[str, Any], out: Path) -> str:
     from benchmarks.render import render_markdown, render_profile
 
     text = render_markdown(result)
-    files = {BENCH_JSON: json.dumps(result, indent=2, ensure_ascii=False) + "\n", BENCH_MD: text}
+    atomic_write_json(out / BENCH_JSON, result)
+    atomic_write_text(out / BENCH_MD, text)
     if result["profiles"] or result.get("ort_int8_op_times"):
-        files[PROFILE_TXT] = render_profile(result)
-    for name, content in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(content, encoding="utf-8")
-        os.replace(tmp, out / name)
+        atomic_write_text(out / PROFILE_TXT, render_profile(result))
     return text
 
 

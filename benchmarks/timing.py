@@ -1,4 +1,4 @@
-"""The bench's timing schedule and accuracy pass, shared by every engine (Paddle, onnxruntime).
+"""The bench's timing schedule and accuracy pass, shared by every engine (Paddle, OpenVINO, ORT).
 
 Why not :func:`ppminilm.inference.run_benchmark` as is: it re-runs the warm-up batches and the
 whole dev split on every repetition. BERT-base shape FP32 takes ~5 s per batch of 32 x 128 on
@@ -6,8 +6,10 @@ two cores, so 5 passes over the 31 dev batches (plus 5 x 20 warm-up) would take 
 that row alone. The bench therefore warms up once per model on ``warmup_batches`` dev batches,
 then times ``repeats`` passes over a fixed slice of ``timed_batches`` further dev batches (the
 same slice for every row) and reports the median pass. The model is always driven through the
-project's :class:`ppminilm.inference.Predictor` (or an onnxruntime session for the ONNX
-rows).
+project's engines (:mod:`ppminilm.inference.engines`). Ten warm-up batches by default, not the
+seed's 20: with 13 rows the other ten would add ~2 minutes on 2 cores, and every engine here is
+at its steady speed from the second or third batch on (oneDNN primitive creation, OpenVINO's
+first inference).
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ INPUT_KEYS = ("input_ids", "token_type_ids")
 
 @dataclass(frozen=True)
 class TimingPlan:
-    """What is timed: the issue's batch 32, seq 128, 20 warm-up batches, >= 5 repetitions."""
+    """What is timed: the seed's batch 32 and seq 128, 10 warm-up batches, 5 repetitions."""
 
     batch_size: int = 32
     seq_len: int = 128
-    warmup_batches: int = 20
+    warmup_batches: int = 10
     repeats: int = 5
     timed_batches: int = 2
 
@@ -114,9 +116,10 @@ def summarize_passes(
         batch_size: Examples per batch.
 
     Returns:
-        ``pass_s`` (all), ``median_pass_s``, ``batch_ms`` (median pass / batches),
-        ``latency_ms`` (``p50``/``p95``/``mean`` over every timed batch), ``throughput``
-        (examples per second at the median pass).
+        ``pass_s`` (all), ``median_pass_s``, ``spread_pct`` ((slowest - fastest pass) / median,
+        in percent), ``batch_ms`` (median pass / batches), ``latency_ms``
+        (``p50``/``p95``/``mean`` over every timed batch), ``throughput`` (examples per second
+        at the median pass).
     """
     if not pass_seconds or not latencies_s:
         raise ValueError("no timed passes to summarize")
@@ -125,6 +128,7 @@ def summarize_passes(
     return {
         "pass_s": [round(s, 4) for s in pass_seconds],
         "median_pass_s": round(median, 4),
+        "spread_pct": round((max(pass_seconds) - min(pass_seconds)) / median * 100, 1),
         "batch_ms": round(median / batches_per_pass * 1e3, 2),
         "latency_ms": {
             "p50": round(float(np.percentile(lat_ms, 50)), 2),
@@ -205,3 +209,49 @@ def accuracy_pass(
         "pass_s": round(seconds, 3),
         "batch_ms": round(seconds / len(preds) * 1e3, 2),
     }
+
+
+def time_latency(
+    runs: Mapping[str, RunFn], examples: Sequence[Batch], warmup: int
+) -> dict[str, dict[str, Any]]:
+    """Batch-1 (online) latency: every model runs each example alone, models interleaved.
+
+    Args:
+        runs: Row key -> logits for one batch.
+        examples: Single-example batches (``[1, seq]`` each); the first ``warmup`` are not
+            timed.
+        warmup: Untimed examples per model.
+
+    Returns:
+        Row key -> ``samples``, ``p50_ms``, ``p99_ms``, ``mean_ms``, ``throughput`` (examples/s
+        at the mean).
+    """
+    if len(examples) <= warmup:
+        raise ValueError(f"{len(examples)} examples leave none to time after {warmup} warm-up")
+    for run in runs.values():
+        for ex in examples[:warmup]:
+            run(ex)
+    lat: dict[str, list[float]] = {key: [] for key in runs}
+    for ex in examples[warmup:]:
+        for key, run in runs.items():
+            t0 = time.perf_counter()
+            run(ex)
+            lat[key].append(time.perf_counter() - t0)
+    out = {}
+    for key, values in lat.items():
+        ms = np.asarray(values) * 1e3
+        out[key] = {
+            "samples": len(values),
+            "p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2),
+            "mean_ms": round(float(ms.mean()), 2),
+            "throughput": round(1e3 / float(ms.mean()), 1),
+        }
+    return out
+
+
+def single_examples(arrays: Mapping[str, np.ndarray], count: int, start: int = 0) -> list[Batch]:
+    """``count`` one-example batches from ``arrays`` (from row ``start``, cycling if short)."""
+    n = len(arrays["input_ids"])
+    rows = [(start + i) % n for i in range(count)]
+    return [{k: np.ascontiguousarray(arrays[k][r : r + 1]) for k in INPUT_KEYS} for r in rows]

@@ -19,6 +19,7 @@ def distill(
     overrides: dict = {},  # noqa: B006
     nodes: int = 1,
     gpus_per_node: int = 8,
+    run_id: str = "",
 ):
     """Distil the teacher's Q/K/V relations into a 6-layer student, or import a student.
 
@@ -37,7 +38,10 @@ def distill(
         overrides: Stage config overrides, {"distill": {...}}.
         nodes: GPU nodes; more than 1 runs a Training Operator PaddleJob (needs an s3://
             checkpoint_uri through which the workers get their inputs).
-        gpus_per_node: GPUs per node of the PaddleJob.
+        gpus_per_node: GPUs per node: data-parallel ranks here (one node) or per PaddleJob
+            worker; the step must be given as many GPUs.
+        run_id: KFP run id (dsl.PIPELINE_JOB_ID_PLACEHOLDER); names the PaddleJob so a
+            retried step adopts it.
     """
     from ppminilm.runner import run_step
 
@@ -55,4 +59,5 @@ def distill(
         checkpoint_uri=checkpoint_uri,
         nodes=nodes,
         gpus_per_node=gpus_per_node,
+        run_id=run_id,
     )

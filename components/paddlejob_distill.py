@@ -34,17 +34,22 @@ def paddlejob_distill(
         job_record: Output: JSON with the submitted PaddleJob and its final status.
         workers: Worker pods (nodes).
         gpus_per_worker: GPUs per worker; one Paddle rank per GPU.
-        image: Worker image; empty means the project's GPU training image.
-        namespace: Namespace of the job; empty means the project's namespace.
+        image: Worker image; empty means ``PPMINILM_WORKER_IMAGE`` if set, else the
+            project's GPU training image.
+        namespace: Namespace of the job; empty means this step's own (it must be, for the
+            job's ownerReference to this pod: set PPMINILM_POD_NAME/_UID/_NAMESPACE, and
+            _SERVICE_ACCOUNT for the workers' service account, from the downward API with
+            ``kfp.kubernetes.use_field_path_as_env``, see
+            ``ppminilm.cluster.jobs.POD_FIELD_PATHS``).
         cpu: CPU request and limit per worker.
         memory: Memory request and limit per worker.
         shm_size: Size of the memory-backed /dev/shm per worker.
-        timeout_s: Seconds to wait for the job to succeed before deleting it and failing.
+        timeout_s: The job's activeDeadlineSeconds; the step waits as long (then deletes it).
     """
     # Defaults (image, namespace) are resolved in the core: KFP ships this source alone.
-    from ppminilm.cluster import paddlejob
+    from ppminilm.cluster import jobs
 
-    paddlejob.run_distill_job(
+    jobs.run_distill_job(
         job_record.path,
         job_name=job_name,
         distill_args=distill_args,

@@ -16,6 +16,7 @@ def quantize(
     task: str,
     profile: str = "local",
     overrides: dict = {},  # noqa: B006
+    device: str = "cpu",
 ):
     """Run quant_post_static over algorithms x calibration sizes and keep the best.
 
@@ -30,6 +31,8 @@ def quantize(
         task: Task name.
         profile: local or cluster.
         overrides: Stage config overrides, {"quantize": {...}}.
+        device: Where candidates are scored, as they will be served: cpu (oneDNN INT8)
+            or gpu (TensorRT INT8, the T4 pool).
     """
     from ppminilm.runner import run_step
 
@@ -44,4 +47,5 @@ def quantize(
         task=task,
         profile=profile,
         overrides=overrides,
+        device=device,
     )

@@ -5,12 +5,21 @@
                                                │  Collected -> select-best -> prune -> quantize│
                                                │  benchmark FP32 / pruned / INT8               │
                                                └── Collected results -> report ────────────────┘
-    exit handler: record-status
 
 ``use_gpu`` picks one of two identical sub-graphs: the GPU one runs teacher/distillation/
-fine-tuning/pruning on the V100 pool (GPU training image) and benchmarks on the T4 pool
-(TensorRT image); the CPU one runs everything on the CPU image. Branching the whole recipe
-avoids ``dsl.OneOf`` over artifacts, which KFP's local runner does not resolve.
+fine-tuning/pruning on the V100 pool (GPU training image) and quantization scoring and
+benchmarks on the T4 pool (TensorRT image); the CPU one runs everything on the CPU image.
+Branching the whole recipe avoids ``dsl.OneOf`` over artifacts, which KFP's local runner does
+not resolve; the one ``OneOf`` (single-node vs PaddleJob distillation) lives inside the GPU
+branch, which only runs on a cluster.
+
+Every task gets its Kubernetes settings from :func:`pipelines.kube.configure` (resources,
+/dev/shm, deadline, retries, non-root user, storage env) and both loops are bounded by
+compile-time constants (``platform.TASK_LOOP_PARALLELISM`` / ``GRID_LOOP_PARALLELISM``).
+
+No ``dsl.ExitHandler``: a ``ParallelFor`` inside one fails at run time on the KFP backends we
+support (kubeflow/pipelines#12390, open; #13321 on 2.16), so the run's final state comes from
+KFP itself (``make submit --wait`` prints it); ``record-status`` stays a reusable component.
 """
 
 from typing import Any
@@ -23,17 +32,19 @@ from components.distill import distill
 from components.finetune import finetune
 from components.prune import prune
 from components.quantize import quantize
-from components.report import record_status, report
+from components.report import report
 from components.results import merge_results
 from components.select_best import select_best
 from components.teacher import pretrain_teacher
 from components.timing import time_rows
+from pipelines.kube import configure
+from ppminilm.cluster.jobs import POD_FIELD_PATHS, WORKER_IMAGE_ENV
 from ppminilm.cluster.platform import (
     GPU_INFER_IMAGE,
     GPU_TRAIN_IMAGE,
-    S3_SECRET_KEYS,
-    S3_SECRET_NAME,
+    GRID_LOOP_PARALLELISM,
     T4_POOL,
+    TASK_LOOP_PARALLELISM,
     V100_POOL,
     NodePool,
 )
@@ -43,12 +54,18 @@ from ppminilm.config.profiles import config_for
 PIPELINE_NAME = "ppminilm"
 #: Models benchmarked per task, in report order: (row key, display name of its benchmark).
 BENCH_ROWS = (("fp32", "FP32"), ("pruned", "pruned FP32"), ("int8", "pruned INT8"))
+#: The row whose engine the CPU branch chooses (cpu_engine); the FP32 rows stay on Paddle
+#: (the speed-up baseline), the GPU branch on TensorRT.
+ENGINE_ROW = "int8"
 #: The pipeline's default grid is the local profile's (the UI can paste the seed grid).
 DEFAULT_LOCAL_GRID = config_for(GridConfig, "local").points()
 
 
-def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: int = 1) -> None:
-    """Place a task on a GPU node pool with the matching image and /dev/shm."""
+def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: Any = 1) -> None:
+    """Place a task on a GPU node pool with the matching image (/dev/shm: ``configure``).
+
+    ``gpus`` may be a pipeline parameter (the single-node distillation's ``gpus_per_node``).
+    """
     task.set_container_image(image)
     task.set_accelerator_type(pool.gpu_resource)
     task.set_accelerator_limit(gpus)
@@ -56,16 +73,6 @@ def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: int = 1) 
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     kubernetes.add_toleration(
         task, key=pool.taint_key, operator="Equal", value=pool.taint_value, effect=pool.taint_effect
-    )
-    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
-
-
-def _with_s3(task: dsl.PipelineTask) -> None:
-    """Give a task the object-store credentials (for direct corpus/checkpoint access)."""
-    kubernetes.use_secret_as_env(
-        task,
-        secret_name=S3_SECRET_NAME,
-        secret_key_to_env={v: k for k, v in S3_SECRET_KEYS.items()},
     )
 
 
@@ -80,8 +87,10 @@ def _task_recipe(gpu: bool) -> Any:
         grid: list,
         profile: str,
         overrides: dict,
+        engine: str,
     ) -> dsl.Artifact:
-        with dsl.ParallelFor(grid, name="grid") as point:
+        branch = "gpu" if gpu else "cpu"
+        with dsl.ParallelFor(grid, name="grid", parallelism=GRID_LOOP_PARALLELISM[branch]) as point:
             ft = finetune(
                 data=data,
                 init_model=student,
@@ -103,6 +112,8 @@ def _task_recipe(gpu: bool) -> Any:
             task=task,
             profile=profile,
             overrides=overrides,
+            # issue 14: INT8 candidates are scored where they will serve (TensorRT on T4).
+            device="gpu" if gpu else "cpu",
         ).set_display_name("quantize (PTQ INT8)")
         benches = []
         for (key, label), source in zip(
@@ -114,6 +125,9 @@ def _task_recipe(gpu: bool) -> Any:
             ),
             strict=True,
         ):
+            # CPU INT8 row: `engine` (auto = fastest installed engine at Paddle's accuracy);
+            # peers quantize the pruned FP32 model themselves on the PTQ's train sample.
+            peer = {"engine": engine, "reference": pr.outputs["inference_model"]}
             b = benchmark(
                 data=data,
                 model=source,
@@ -122,6 +136,7 @@ def _task_recipe(gpu: bool) -> Any:
                 profile=profile,
                 device="gpu" if gpu else "cpu",
                 overrides=overrides,
+                **(peer if not gpu and key == ENGINE_ROW else {}),
             )
             b.set_display_name(f"benchmark {label}")
             benches.append(b)
@@ -129,7 +144,8 @@ def _task_recipe(gpu: bool) -> Any:
             data=data,
             fp32=best.outputs["inference_model"],
             pruned=pr.outputs["inference_model"],
-            int8=qt.outputs["quantized"],
+            # The INT8 row as served: on the engine its benchmark chose (CPU peers included).
+            int8=benches[-1].outputs["deployable"],
             task=task,
             profile=profile,
             device="gpu" if gpu else "cpu",
@@ -140,7 +156,7 @@ def _task_recipe(gpu: bool) -> Any:
         if gpu:
             for t in (ft, pr):
                 _on_pool(t, V100_POOL, GPU_TRAIN_IMAGE)
-            for b in (*benches, timing):
+            for b in (qt, *benches, timing):
                 _on_pool(b, T4_POOL, GPU_INFER_IMAGE)
         # One artifact per task for the report: the benchmark rows (the INT8 row records the
         # lineage: grid, pruning and quantization summaries) and the interleaved timing.
@@ -150,6 +166,8 @@ def _task_recipe(gpu: bool) -> Any:
             int8=benches[2].outputs["result"],
             timing=timing.outputs["timing"],
         ).set_display_name("merge task results")
+        for t in (ft, best, pr, qt, *benches, timing, merged):
+            configure(t, gpu=gpu)
         return merged.outputs["merged"]
 
     return task_recipe
@@ -174,6 +192,7 @@ def _recipe(
     overrides: dict,
     distill_nodes: Any,
     gpus_per_node: Any,
+    cpu_engine: Any,
 ) -> None:
     """Wire the whole recipe into the current pipeline context (inside an If/Else branch)."""
     data = build_data(
@@ -187,7 +206,7 @@ def _recipe(
     teacher = pretrain_teacher(
         data=data.outputs["data"], profile=profile, teacher_uri=teacher_uri, overrides=overrides
     ).set_display_name("teacher")
-    student = distill(
+    distill_inputs = dict(
         data=data.outputs["data"],
         teacher=teacher.outputs["teacher"],
         profile=profile,
@@ -195,33 +214,75 @@ def _recipe(
         student_uri=student_uri,
         checkpoint_uri=checkpoint_uri,
         overrides=overrides,
-        # Multi-node distillation (a PaddleJob) only makes sense on the GPU pools.
-        nodes=distill_nodes if gpu else 1,
-        gpus_per_node=gpus_per_node,
-    ).set_display_name("general distillation")
-    for t in (data, teacher, student):
+    )
+    for t in (data, teacher):
         t.set_caching_options(True)
+    if gpu:
+        student = _distill_on_gpus(distill_inputs, distill_nodes, gpus_per_node)
+    else:
+        cpu_distill = distill(**distill_inputs, nodes=1, gpus_per_node=1)
+        configure(cpu_distill.set_display_name("general distillation"), gpu=False)
+        cpu_distill.set_caching_options(True)
+        student = cpu_distill.outputs["student"]
     recipe = TASK_RECIPE_GPU if gpu else TASK_RECIPE_CPU
-    with dsl.ParallelFor(tasks, name="tasks") as task:
+    branch = "gpu" if gpu else "cpu"
+    with dsl.ParallelFor(tasks, name="tasks", parallelism=TASK_LOOP_PARALLELISM[branch]) as task:
         per_task = recipe(
             data=data.outputs["data"],
-            student=student.outputs["student"],
+            student=student,
             task=task,
             grid=grid,
             profile=profile,
             overrides=overrides,
+            engine=cpu_engine,
         ).set_display_name("task recipe")
-    report(
+    summary = report(
         results=dsl.Collected(per_task.output),
-        student=student.outputs["student"],
+        student=student,
         teacher=teacher.outputs["teacher"],
         profile=profile,
     ).set_display_name("run report")
     if gpu:
         _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
-        _on_pool(student, V100_POOL, GPU_TRAIN_IMAGE)
-        for t in (data, teacher, student):
-            _with_s3(t)
+    for t in (data, teacher, summary):
+        configure(t, gpu=gpu)
+
+
+def _distill_on_gpus(inputs: dict, nodes: Any, gpus_per_node: Any) -> Any:
+    """issue 14: distillation in the GPU branch, on one node or as a PaddleJob.
+
+    One node: the step itself holds ``gpus_per_node`` V100s and runs one rank per GPU.
+    Several nodes: the step only launches and waits for the PaddleJob (whose workers hold the
+    GPUs), so it runs on a CPU node in the CPU image (which has ``kubeflow-training``), knows
+    its pod (downward API: owner, namespace and service account of the job), tells the job
+    the GPU training image this package was compiled with, and is retried, adopting the job
+    (its sizes, deadline and retries: the ``paddlejob-distill`` row of
+    ``platform.TASK_RESOURCES``). Both get the storage env (``configure``).
+
+    Returns:
+        The student artifact of whichever branch ran (``dsl.OneOf``).
+    """
+    with dsl.If(nodes > 1, name="distill-on-paddlejob"):
+        waiting = distill(
+            **inputs,
+            nodes=nodes,
+            gpus_per_node=gpus_per_node,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        ).set_display_name("distill (PaddleJob)")
+        for env_name, field_path in POD_FIELD_PATHS.items():
+            kubernetes.use_field_path_as_env(waiting, env_name=env_name, field_path=field_path)
+        # pipelines.compile retargets this value together with the executor images.
+        waiting.set_env_variable(WORKER_IMAGE_ENV, GPU_TRAIN_IMAGE)
+        configure(waiting, gpu=True, resources="paddlejob-distill")
+    with dsl.Else(name="distill-on-one-node"):
+        one_node = distill(**inputs, nodes=1, gpus_per_node=gpus_per_node).set_display_name(
+            "general distillation (one node)"
+        )
+        _on_pool(one_node, V100_POOL, GPU_TRAIN_IMAGE, gpus=gpus_per_node)
+        configure(one_node, gpu=True)
+    for t in (waiting, one_node):
+        t.set_caching_options(True)
+    return dsl.OneOf(waiting.outputs["student"], one_node.outputs["student"])
 
 
 @dsl.pipeline(
@@ -244,6 +305,7 @@ def ppminilm_pipeline(
     overrides: dict = {},  # noqa: B006
     distill_nodes: int = 1,
     gpus_per_node: int = 8,
+    cpu_engine: str = "auto",
 ) -> None:
     """The whole PP-MiniLM recipe.
 
@@ -262,26 +324,28 @@ def ppminilm_pipeline(
         overrides: Per-stage config overrides, e.g. {"distill": {"max_steps": 1000}}.
         distill_nodes: GPU nodes for distillation (use_gpu only); more than 1 launches a
             Training Operator PaddleJob and needs an s3:// checkpoint_uri.
-        gpus_per_node: GPUs per node of that PaddleJob.
+        gpus_per_node: GPUs per node for distillation (use_gpu only): one data-parallel
+            rank per GPU, batch_size per GPU (the seed: 8 x 128).
+        cpu_engine: Engine of the CPU branch's INT8 row: auto (the fastest installed of
+            paddle/openvino/onnxruntime at Paddle's accuracy), or one of them.
     """
-    status = record_status().set_display_name("record run status")
-    with dsl.ExitHandler(status, name="recipe"):
-        args: dict[str, Any] = dict(
-            profile=profile,
-            tasks=tasks,
-            grid=grid,
-            do_distill=do_distill,
-            teacher_uri=teacher_uri,
-            student_uri=student_uri,
-            corpus_uri=corpus_uri,
-            vocab_uri=vocab_uri,
-            data_source=data_source,
-            checkpoint_uri=checkpoint_uri,
-            overrides=overrides,
-            distill_nodes=distill_nodes,
-            gpus_per_node=gpus_per_node,
-        )
-        with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
-            _recipe(gpu=True, **args)
-        with dsl.Else(name="cpu-only"):
-            _recipe(gpu=False, **args)
+    args: dict[str, Any] = dict(
+        profile=profile,
+        tasks=tasks,
+        grid=grid,
+        do_distill=do_distill,
+        teacher_uri=teacher_uri,
+        student_uri=student_uri,
+        corpus_uri=corpus_uri,
+        vocab_uri=vocab_uri,
+        data_source=data_source,
+        checkpoint_uri=checkpoint_uri,
+        overrides=overrides,
+        distill_nodes=distill_nodes,
+        gpus_per_node=gpus_per_node,
+        cpu_engine=cpu_engine,
+    )
+    with dsl.If(use_gpu == True, name="gpu-node-pools"):  # noqa: E712 -- KFP condition
+        _recipe(gpu=True, **args)
+    with dsl.Else(name="cpu-only"):
+        _recipe(gpu=False, **args)

@@ -1,7 +1,9 @@
 """Run the whole pipeline on this machine through KFP local execution (``make run``).
 
 Every component runs as a subprocess of this interpreter (``SubprocessRunner(use_venv=False)``),
-so the project's venv must have ``ppminilm`` installed. Outputs land under ``--out``:
+so the project's venv must have ``ppminilm`` installed; with ``--runner docker`` each runs in the
+CPU image instead (``kfp.local.DockerRunner``, see :mod:`pipelines.containers`; ``make images``
+first). Outputs land under ``--out``:
 ``report.md`` (plots in ``plots/`` beside it), ``report.html`` (self-contained),
 ``report.json``, ``last_run.json``; ``pipeline_root/`` holds every artifact and ``cache/`` the
 step cache (a re-run reuses every step whose inputs are unchanged).
@@ -16,6 +18,7 @@ Flags (``make run ARGS="..."``):
 --no-distill       skip distillation and use --student-uri as the student
 --student-uri DIR  pretrained student (with --no-distill)
 --no-cache         run every step again
+--runner R         subprocess (default: this venv) or docker (every step in the CPU image)
 --verbose          keep KFP's per-task executor-input dumps and artifact listings
 """
 
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -77,6 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--overrides",
         default="{}",
         help='JSON stage overrides, e.g. \'{"distill": {"max_steps": 50}}\'',
+    )
+    parser.add_argument(
+        "--runner",
+        default="subprocess",
+        choices=["subprocess", "docker"],
+        help="run each step as a subprocess of this venv, or in the CPU image (make images)",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="keep KFP's executor-input dumps and listings"
@@ -139,16 +150,45 @@ def main(argv: list[str] | None = None) -> int:
         work_scale(args.profile, params["overrides"], len(params.get("grid", DEFAULT_LOCAL_GRID)))
     )
     clock.install()
+    runner: local.SubprocessRunner | local.DockerRunner = local.SubprocessRunner(use_venv=False)
+    cache_root = out / "cache"
+    run_id = ""
+    if args.runner == "docker":
+        from images.spec import image_specs, source_digest
+        from pipelines.containers import ContainerRunError, docker_runner, prepare_pipeline_root
+
+        spec = image_specs()["cpu"]
+        run_id = f"{os.getpid()}-{int(time.time())}"
+        try:
+            runner, image_id = docker_runner(spec.tag, source_digest(spec), run_id)
+        except ContainerRunError as exc:
+            logger.error("%s", exc)
+            return 3
+        prepare_pipeline_root(root)
+        # SIGTERM (CI timeout, kill) unwinds like Ctrl-C, so the step containers get stopped.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        # Per image: steps cached by the venv or by another image are not reused.
+        cache_root = out / f"cache-docker-{image_id.split(':')[-1][:12]}"
+        logger.info("running every step in %s (%s)", spec.tag, image_id[:19])
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=runner,
         pipeline_root=str(root),
         raise_on_error=True,
         enable_caching=not args.no_cache,
-        cache_root=str(out / "cache"),
+        cache_root=str(cache_root),
     )
     started = time.time()
-    with quiet_kfp(args.verbose):
-        ppminilm_pipeline(**params)
+    try:
+        with quiet_kfp(args.verbose):
+            ppminilm_pipeline(**params)
+    except BaseException:
+        if run_id:  # an interrupted or failed container run: stop the steps it left running
+            from pipelines.containers import stop_run_containers
+
+            stopped = stop_run_containers(run_id)
+            if stopped:
+                logger.error("stopped %d step container(s) of the interrupted run", stopped)
+        raise
     elapsed = time.time() - started
     bundle = find_bundle(root, started)
     if bundle is None:
@@ -157,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = publish_report(bundle, out)
     from ppminilm.io import atomic_write_json
 
-    atomic_write_json(out / "last_run.json", {"seconds": round(elapsed, 1), **paths})
+    summary = {"runner": args.runner, "seconds": round(elapsed, 1), **paths}
+    atomic_write_json(out / "last_run.json", summary)
     # sys.stdout.write, not print: KFP's local runner leaves print indenting its output.
     write = sys.stdout.write
     write((out / "report.md").read_text(encoding="utf-8"))

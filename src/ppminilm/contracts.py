@@ -170,6 +170,7 @@ class Latency(Record):
     p50: float
     p95: float
     mean: float
+    p99: float = 0.0
 
 
 @dataclasses.dataclass
@@ -221,6 +222,17 @@ class BenchmarkResult(Record):
     #: no selection.
     test_accuracy: float | None = None
     test_examples: int = 0
+    #: The engine that ran it (``ppminilm.inference.engines``), its version and settings; with
+    #: ``engine='auto'`` every candidate's figures (``engines``) and why this one won.
+    engine: str = "paddle"
+    engine_version: str = ""
+    engine_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    engines: dict[str, Any] = dataclasses.field(default_factory=dict)
+    engine_choice: str = ""
+    #: Where the deployable copy of the model that ran went (its serving.json names the engine).
+    deploy_dir: str = ""
+    #: CPU ISA flags (AVX2/AVX-512/VNNI/BF16/AMX; ``ppminilm.inference.cpuinfo``).
+    cpu_isa: dict[str, bool] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -236,6 +248,8 @@ class TimedRow(Record):
     speedup_high: float
     precision: str = "fp32"
     arch: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The engine the row ran on (serving.json's; the INT8 row's may be a CPU peer).
+    engine: str = "paddle"
 
 
 @dataclasses.dataclass

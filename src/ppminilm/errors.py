@@ -16,7 +16,9 @@ code  meaning
 10-16 object storage (:mod:`ppminilm.storage.errors`)
 20    the requested device is not available (:class:`DeviceUnavailableError`)
 21    a cluster job failed or timed out (:class:`ClusterJobError`)
-143   pre-empted (SIGTERM): a checkpoint was written, the step can be retried
+130   interrupted (Ctrl-C, SIGINT): stopped, outputs left as they were
+143   terminated (SIGTERM): stopped, outputs left as they were; a training step first wrote a
+      checkpoint, so a retry resumes
 ====  =====================================================================================
 
 ``UserError`` subclasses ``ValueError`` so code that guards with ``except ValueError`` keeps
@@ -35,8 +37,10 @@ EXIT_DOWNLOAD = 3
 EXIT_DEVICE = 20
 #: Exit code of a failed cluster job (PaddleJob).
 EXIT_CLUSTER_JOB = 21
-#: Exit code after a SIGTERM that was turned into a checkpoint (the POSIX 128 + 15).
+#: Exit code after a SIGTERM (the POSIX 128 + 15); training steps checkpoint first.
 EXIT_PREEMPTED = 143
+#: Exit code after Ctrl-C / SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 class PPMiniLMError(Exception):
@@ -77,6 +81,20 @@ class ClusterJobError(InfraError, RuntimeError):
     """A job launched on the cluster (a Training Operator PaddleJob) failed or timed out."""
 
     exit_code = EXIT_CLUSTER_JOB
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: the step stops where it is and exits with :data:`EXIT_PREEMPTED`.
+
+    Raised by the termination handler (:func:`ppminilm.runner.signals.handle_termination`)
+    in the main thread, so every ``finally`` and staged writer unwinds: temp directories and
+    in-flight multipart uploads are removed, outputs keep their previous content. A
+    ``SystemExit``, so ``except Exception`` blocks (retry loops) do not swallow it.
+    """
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__(EXIT_PREEMPTED)
+        self.signum = signum
 
 
 def exit_code_of(exc: BaseException) -> int:

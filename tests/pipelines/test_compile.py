@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.compile import COMPONENTS_DIR, PIPELINE_YAML, compile_all
+from pipelines.compile import CLUSTER_YAML, COMPONENTS_DIR, PIPELINE_YAML, compile_all
 from ppminilm.cluster.platform import (
     CPU_IMAGE,
     GPU_INFER_IMAGE,
@@ -22,6 +22,10 @@ from ppminilm.cluster.platform import (
 REGENERATE = "stale compiled YAML: run `make compile` and commit the result"
 #: Stages that train and must land on the V100 pool in the GPU branch.
 V100_STAGES = {"pretrain-teacher", "distill", "finetune", "prune"}
+#: Stages that run (or score models) where they will serve: the T4 pool in the GPU branch.
+T4_STAGES = {"benchmark", "quantize"}
+#: The accelerator count of the single-node distill step: the gpus_per_node parameter.
+GPUS_PER_NODE = "{{$.inputs.parameters['pipelinechannel--gpus_per_node']}}"
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +45,10 @@ def ir(fresh):
     return pipeline, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
-def test_golden_pipeline(fresh):
-    assert PIPELINE_YAML.is_file(), REGENERATE
-    assert _docs(fresh / "ppminilm.yaml") == _docs(PIPELINE_YAML), REGENERATE
+@pytest.mark.parametrize("golden", [PIPELINE_YAML, CLUSTER_YAML], ids=lambda p: p.name)
+def test_golden_pipeline(fresh, golden):
+    assert golden.is_file(), REGENERATE
+    assert _docs(fresh / golden.name) == _docs(golden), REGENERATE
 
 
 def test_golden_components(fresh):
@@ -110,18 +115,19 @@ def test_gpu_placement(ir):
         if spec["container"].get("resources", {}).get("accelerator")
     ]
     assert gpu_execs, "no task asks for a GPU"
-    for stage in V100_STAGES | {"benchmark"}:
+    for stage in V100_STAGES | T4_STAGES:
         placed = [e for e in by_stage[stage] if e in gpu_execs]
         assert placed, f"{stage} has no GPU variant"
         assert any(e not in gpu_execs for e in by_stage[stage]), f"{stage} has no CPU variant"
         pool, image = (
-            (T4_POOL, GPU_INFER_IMAGE) if stage == "benchmark" else (V100_POOL, GPU_TRAIN_IMAGE)
+            (T4_POOL, GPU_INFER_IMAGE) if stage in T4_STAGES else (V100_POOL, GPU_TRAIN_IMAGE)
         )
         for e in placed:
             container = executors[e]["container"]
             assert container["image"] == image, e
             assert container["resources"]["accelerator"]["resourceType"] == pool.gpu_resource
-            assert int(container["resources"]["accelerator"]["resourceCount"]) >= 1
+            count = container["resources"]["accelerator"]["resourceCount"]
+            assert count == GPUS_PER_NODE if stage == "distill" else int(count) >= 1, (e, count)
             assert k8s[e]["nodeSelector"]["labels"] == pool.node_selector, e
             assert k8s[e]["tolerations"] == [
                 {
@@ -131,20 +137,20 @@ def test_gpu_placement(ir):
                     "effect": pool.taint_effect,
                 }
             ], e
-            assert {"medium": "Memory", "mountPath": "/dev/shm", "volumeName": "dshm"} in k8s[e][
-                "emptyDirMounts"
-            ]
+            (shm,) = k8s[e]["emptyDirMounts"]
+            assert {k: shm[k] for k in ("medium", "mountPath", "volumeName")} == {
+                "medium": "Memory", "mountPath": "/dev/shm", "volumeName": "dshm"
+            } and shm["sizeLimit"], e  # fmt: skip
     for e, spec in executors.items():
         if e not in gpu_execs:
             assert spec["container"]["image"] == CPU_IMAGE, e
             assert "nodeSelector" not in k8s.get(e, {}), e
 
 
-def test_exit_handler_records_status(ir):
+def test_no_exit_handler_around_the_loops(ir):
+    """kubeflow/pipelines#12390: a ParallelFor inside an ExitHandler fails at run time."""
     pipeline, _ = ir
-    tasks = pipeline["root"]["dag"]["tasks"]
-    assert tasks["record-status"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
-    assert tasks["record-status"]["dependentTasks"] == ["exit-handler-1"]
+    assert not [n for n in pipeline["components"] if n.startswith("comp-exit-handler")]
 
 
 def test_ui_parameters_have_defaults(ir):
@@ -195,3 +201,70 @@ def test_descriptions_are_plain_text(fresh):
     descriptions = re.findall(r"description: (.*)", text)
     assert descriptions
     assert not [d for d in descriptions if "``" in d or ":func:" in d]
+
+
+def _task_and_executor(pipeline: dict, component: str, task: str) -> tuple[dict, str]:
+    spec = pipeline["components"][component]["dag"]["tasks"][task]
+    return spec, _executor_of(pipeline, spec["componentRef"]["name"])
+
+
+def _branch_of_condition(pipeline: dict, condition: str) -> str:
+    """Name of the condition component triggered by exactly ``condition``."""
+    for comp in pipeline["components"].values():
+        for task in comp.get("dag", {}).get("tasks", {}).values():
+            if task.get("triggerPolicy", {}).get("condition") == condition:
+                return task["componentRef"]["name"]
+    raise AssertionError(f"no condition {condition!r}")
+
+
+def test_distillation_requests_gpus_per_node_gpus_or_waits_on_a_cpu_node(ir):
+    """issue 14: one node holds gpus_per_node V100s; a PaddleJob's waiting step holds none."""
+    pipeline, k8s = ir
+    executors = pipeline["deploymentSpec"]["executors"]
+    nodes = "int(inputs.parameter_values['pipelinechannel--distill_nodes'])"
+    one_node = _branch_of_condition(pipeline, f"!({nodes} > 1)")
+    many = _branch_of_condition(pipeline, f"{nodes} > 1")
+    task, e = _task_and_executor(pipeline, one_node, "distill-2")
+    container = executors[e]["container"]
+    assert container["resources"]["accelerator"]["resourceCount"] == GPUS_PER_NODE
+    assert container["image"] == GPU_TRAIN_IMAGE
+    assert k8s[e]["nodeSelector"]["labels"] == V100_POOL.node_selector
+    params = task["inputs"]["parameters"]
+    assert params["nodes"]["runtimeValue"]["constant"] == 1
+    assert params["gpus_per_node"]["componentInputParameter"] == "pipelinechannel--gpus_per_node"
+
+    from ppminilm.cluster.jobs import POD_FIELD_PATHS
+
+    task, e = _task_and_executor(pipeline, many, "distill")
+    container = executors[e]["container"]
+    assert container["image"] == CPU_IMAGE and "accelerator" not in container.get("resources", {})
+    assert "nodeSelector" not in k8s[e] and "tolerations" not in k8s[e]
+    env = {f["name"]: f["fieldPath"] for f in k8s[e]["fieldPathAsEnv"]}
+    assert env == POD_FIELD_PATHS
+    assert task["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"] == (
+        "{{$.pipeline_job_uuid}}"
+    )
+    assert task["retryPolicy"]["maxRetryCount"] >= 1
+    assert k8s[e]["secretAsEnv"][0]["secretName"] == S3_SECRET_NAME
+    # issue 13: the waiting step is sized as a CPU step that outlives its PaddleJob, and tells
+    # the job which GPU training image this package was compiled with.
+    from ppminilm.cluster.jobs import WAIT_MARGIN_S, WORKER_IMAGE_ENV
+    from ppminilm.cluster.paddlejob import PaddleJobSpec
+    from ppminilm.cluster.platform import quantity, task_resources
+
+    row = task_resources("paddlejob-distill", gpu=True)
+    res = container["resources"]
+    assert quantity(res["resourceCpuLimit"]) == quantity(row.cpu_limit)
+    assert quantity(res["resourceMemoryLimit"]) == quantity(row.memory_limit)
+    assert int(k8s[e]["activeDeadlineSeconds"]) == row.timeout_s
+    assert row.timeout_s > PaddleJobSpec.active_deadline_s + WAIT_MARGIN_S
+    assert task["retryPolicy"]["maxRetryCount"] == row.retries
+    assert {v["name"]: v["value"] for v in container["env"]} == {WORKER_IMAGE_ENV: GPU_TRAIN_IMAGE}
+
+
+def test_gpu_branch_scores_int8_candidates_on_the_t4_pool(ir):
+    pipeline, _ = ir
+    gpu = pipeline["components"]["comp-task-recipe-gpu"]["dag"]["tasks"]["quantize"]
+    cpu = pipeline["components"]["comp-task-recipe-cpu"]["dag"]["tasks"]["quantize"]
+    assert gpu["inputs"]["parameters"]["device"]["runtimeValue"]["constant"] == "gpu"
+    assert cpu["inputs"]["parameters"]["device"]["runtimeValue"]["constant"] == "cpu"

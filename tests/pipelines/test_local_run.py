@@ -6,8 +6,6 @@ teacher, distils, runs a 2-point grid, prunes, quantizes, benchmarks and writes 
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -15,33 +13,6 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-#: Stage overrides on top of the local profile: a few steps each.
-TINY = {
-    "data": {
-        "reviews_train": 400,
-        "reviews_dev": 200,
-        "reviews_test": 50,
-        "pairs_train": 200,
-        "pairs_dev": 100,
-        "pairs_test": 20,
-        "num_shards": 2,
-    },
-    "teacher": {"max_steps": 10, "warmup_steps": 2},
-    "distill": {"max_steps": 10, "warmup_steps": 2, "save_steps": 5},
-    "finetune": {"max_steps": 15, "eval_steps": 5},
-    "prune": {"max_steps": 6, "eval_steps": 3, "importance_examples": 32},
-    "quantize": {"algos": ["mse", "avg"], "batch_nums": [2]},
-    "infer": {
-        "warmup_batches": 1,
-        "repeats": 1,
-        "timing": {"rounds": 2, "min_time_s": 0.2},
-        # A small speed baseline keeps the test quick; the local profile's is the teacher shape.
-        "baseline": {"num_layers": 2, "hidden_size": 128, "num_heads": 4, "intermediate_size": 256},
-    },
-}
-GRID = [{"batch_size": 16, "learning_rate": 1e-3}, {"batch_size": 32, "learning_rate": 1e-3}]
-#: Generous bound for a ~1-2 minute run on a loaded 2-core machine.
-RUN_TIMEOUT_S = 900
 #: Row names of the local profile's report: honest about what the models are.
 ROWS = (
     "2L-128H teacher shape FP32 (random weights)",
@@ -53,13 +24,10 @@ ROWS = (
 MAX_LOG_LINES = 600
 
 
-def test_pipeline_runs_end_to_end(tmp_path):
-    # In a subprocess, as `make run` does: KFP's local runner re-indents this process's stdout
-    # for good, which would leak into later tests.
-    cmd = [sys.executable, "-m", "pipelines.run_local", "--out", str(tmp_path),
-           "--overrides", json.dumps(TINY), "--grid", json.dumps(GRID)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_pipeline_runs_end_to_end(tiny_subprocess_run):
+    # The run (tests/pipelines/conftest.py) is in a subprocess, as `make run` does: KFP's local
+    # runner re-indents this process's stdout for good. The container test compares with it.
+    tmp_path, proc = tiny_subprocess_run.out, tiny_subprocess_run.proc
     log = proc.stdout + proc.stderr
     assert len(log.splitlines()) < MAX_LOG_LINES, log[-3000:]
     assert "Got executor_input" not in log and "[stage 9/9] report" in log

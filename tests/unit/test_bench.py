@@ -69,44 +69,58 @@ def test_speedup_math_and_per_device_baseline() -> None:
         speedup(5000.0, 0.0)
     rows = [
         _timed_row("paddle_bert_base_fp32", "cpu", 4000.0, baseline=True),
-        _timed_row("paddle_6l_pruned_int8", "cpu", 500.0),
+        _timed_row("paddle_int8", "cpu", 500.0),
         _timed_row("trt_bert_base_fp32", "gpu", 40.0, baseline=True),
         _timed_row("trt_6l_pruned_int8", "gpu", 10.0),
-        {"key": "ort_6l_pruned_int8", "device": "cpu", "error": "no onnxruntime"},
+        {"key": "ort_int8_dynamic", "device": "cpu", "error": "no onnxruntime"},
     ]
     add_speedups(rows)
     assert [r.get("speedup") for r in rows] == [1.0, 8.0, 1.0, 4.0, None]
 
 
+def _with_acc(row: dict, acc: float) -> dict:
+    row["accuracy"] = acc
+    return row
+
+
 def test_goals_met_missed_and_unmeasured() -> None:
     rows = [
         _timed_row("paddle_bert_base_fp32", "cpu", 3000.0, baseline=True),
-        _timed_row("paddle_6l_pruned_int8", "cpu", 600.0),
-        _timed_row("ort_6l_pruned_int8", "cpu", 400.0),
+        _with_acc(_timed_row("paddle_int8", "cpu", 600.0), 0.79),
+        _with_acc(_timed_row("ov_int8", "cpu", 400.0), 0.79),
+        _with_acc(_timed_row("ort_int8_static", "cpu", 500.0), 0.80),
+        {"key": "ov_int8_ours", "device": "cpu", "error": "no openvino"},
     ]
     add_speedups(rows)
     goals = evaluate_goals(rows, acc_fp32_6l=0.80, acc_int8=0.79)
-    speed, drop, ort = goals
+    speed, drop, peer, deploy = goals
     assert speed["met"] is False and f"{GOAL_INT8_SPEEDUP - 5.0:.2f}x" in speed["gap"]
     assert drop["met"] is False
     assert drop["gap"] == f"over by {1.0 - GOAL_MAX_ACC_DROP_POINTS:.2f} points"
-    assert ort["met"] is False and "1.50x slower" in ort["gap"]
+    assert peer["met"] is False and "1.50x slower" in peer["gap"] and peer["peer"] == "ov_int8"
+    assert deploy["engine"] == "openvino" and deploy["verdict"] == "deploys openvino"
 
     rows[1]["timing"]["batch_ms"] = 300.0
     add_speedups(rows)
     goals = evaluate_goals(rows, acc_fp32_6l=0.80, acc_int8=0.798)
-    assert [g["met"] for g in goals] == [True, True, True]
-    assert all(g["gap"] == "" for g in goals)
+    assert [g["met"] for g in goals] == [True, True, True, True]
+    assert all(g["gap"] == "" for g in goals) and goals[3]["engine"] == "paddle"
+
+    # As fast but less accurate than the fastest peer: missed, and said so.
+    rows[2]["timing"]["batch_ms"] = 300.0
+    rows[2]["accuracy"] = 0.80
+    peer = evaluate_goals(rows, 0.80, 0.798)[2]
+    assert peer["met"] is False and "less accurate" in peer["gap"]
 
     unmeasured = evaluate_goals(rows[:1], None, None)
-    assert [g["met"] for g in unmeasured] == [None, None, None]
+    assert [g["met"] for g in unmeasured] == [None, None, None, None]
     assert "not measured" in goals_markdown(unmeasured)
 
 
 def test_markdown_table_has_every_row_and_column() -> None:
     base = _timed_row("paddle_bert_base_fp32", "cpu", 3000.0, True)
     base.update(params=102267648, flops=10871635968, accuracy_note="n/a (random weights)")
-    int8 = _timed_row("paddle_6l_pruned_int8", "cpu", 400.0)
+    int8 = _timed_row("paddle_int8", "cpu", 400.0)
     int8.update(params=49115520, flops=4076863488, accuracy=0.7913, accuracy_mark=" †")
     int8["int8_note"] = "yes: fc x38"
     failed = {"key": "ort", "device": "cpu", "model": "m", "engine": "ORT", "error": "no ml_dtypes"}
@@ -131,7 +145,7 @@ def test_timing_plan_slices_and_summary() -> None:
     with pytest.raises(ValueError, match="needs 5"):
         plan_slices(batches[:4], plan)
     s = summarize_passes([3.0, 1.0, 2.0, 9.0, 2.5], [0.5] * 15, batches_per_pass=3, batch_size=4)
-    assert s["median_pass_s"] == 2.5
+    assert s["median_pass_s"] == 2.5 and s["spread_pct"] == pytest.approx(320.0)
     assert s["batch_ms"] == pytest.approx(2500 / 3, abs=0.01)
     assert s["throughput"] == pytest.approx(12 / 2.5)
     assert s["latency_ms"]["p50"] == 500.0
@@ -237,6 +251,7 @@ def tiny_bench(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     labels = np.asarray([data.labels.index(e["label"]) for e in data.dev])
     return {
         "root": root,
+        "arch": arch,
         "fp32": fp32,
         "data": data,
         "arrays": arrays,
@@ -246,50 +261,91 @@ def tiny_bench(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.mark.integration
-def test_paddle_rows_fp32_and_int8_with_kernel_check(tiny_bench: dict) -> None:
-    from benchmarks.models import quantize_seed_model
-    from benchmarks.rows import paddle_accuracy, paddle_row
+def test_rows_on_every_engine_time_and_check_int8(tiny_bench: dict) -> None:
+    from benchmarks.cpu_rows import open_cpu_rows, time_cpu_rows
+    from benchmarks.models import SeedModel, ptq_calibration_inputs, quantize_seed_model
+    from benchmarks.variants import VARIANTS, build_variants
 
-    meta = {"key": "k", "model": "tiny", "engine": "Paddle CPU"}
-    row = paddle_row(meta, tiny_bench["fp32"], "fp32", tiny_bench["batches"], TINY_PLAN, 1)
-    assert row["timing"]["batch_ms"] > 0 and len(row["timing"]["pass_s"]) == TINY_PLAN.repeats
-    assert row["int8_note"] == "- (fp32)" and row["int8_check"]["int8_ops"] == 0
-
-    summary = quantize_seed_model(tiny_bench["root"], tiny_bench["fp32"], tiny_bench["data"], SEQ)
-    row8 = paddle_row(meta, summary["model_dir"], "int8", tiny_bench["batches"], TINY_PLAN, 1)
-    assert row8["int8_check"]["runs_int8"] is True
-    assert row8["int8_note"].startswith("yes: fc x")
-
-    acc = paddle_accuracy(
-        tiny_bench["fp32"], "fp32", tiny_bench["arrays"], tiny_bench["labels"], BATCH, 1
+    root = tiny_bench["root"]
+    q = quantize_seed_model(root, tiny_bench["fp32"], tiny_bench["data"], SEQ)
+    qdq = quantize_seed_model(root, tiny_bench["fp32"], tiny_bench["data"], SEQ, onnx_format=True)
+    calib = ptq_calibration_inputs(tiny_bench["fp32"], q["model_dir"], q["task_dir"], SEQ)
+    assert len(calib["input_ids"]) == q["calib_examples"] == 16  # 4 batches of 4
+    dirs, errors, info = build_variants(
+        tiny_bench["fp32"],
+        Path(q["model_dir"]),
+        Path(qdq["model_dir"]),
+        calib,
+        q["calib_examples"],
+        root / "variants",
     )
-    assert acc["examples"] == len(tiny_bench["labels"]) and 0.0 <= acc["accuracy"] <= 1.0
+    assert not errors and set(dirs) == {v.key for v in VARIANTS}
+    assert info["nncf"]["calib_examples"] == info["ort_static"]["calib_examples"]
+    seed = SeedModel("6l_pruned", "tiny", tiny_bench["arch"], tiny_bench["fp32"])
+    seeds = {"bert_base": seed, "6l": seed, "6l_pruned": seed}
+    opened, missing = open_cpu_rows(seeds, dirs, {}, tiny_bench["batches"], TINY_PLAN, 1)
+    assert not missing and len(opened) == 2 + len(VARIANTS)
+    rows = time_cpu_rows(opened, tiny_bench["batches"], TINY_PLAN, tiny_bench["arrays"], 4, 1)
+    by = {r["key"]: r for r in rows}
+    for v in VARIANTS:
+        row = by[v.key]
+        assert row["timing"]["batch_ms"] > 0 and row["latency_bs1"]["samples"] == 4
+        if v.precision == "int8":
+            assert row["int8_check"]["runs_int8"], (v.key, row["int8_note"])
+            assert row["int8_note"].startswith("yes"), (v.key, row["int8_note"])
+        else:
+            assert row["int8_note"] == f"- ({v.precision})"
+    assert "fused_matmul x" in by["paddle_int8"]["int8_note"]
 
 
-@pytest.mark.integration
-def test_onnx_export_matches_paddle_and_dynamic_int8_runs_int8(tiny_bench: dict) -> None:
-    from benchmarks.onnx_bench import OrtRunner, export_onnx, ort_profile, quantize_onnx_dynamic
-    from benchmarks.rows import ort_row
-    from ppminilm.config import InferConfig
-    from ppminilm.inference.predictor import Predictor
+def test_time_latency_interleaves_single_examples() -> None:
+    from benchmarks.timing import single_examples, time_latency
 
-    onnx_dir = tiny_bench["root"] / "onnx"
-    fp32 = export_onnx(tiny_bench["fp32"], onnx_dir / "tiny.onnx")
-    batch = tiny_bench["batches"][0]
-    cfg = InferConfig(max_seq_len=SEQ, batch_size=BATCH, num_threads=1, use_trt=False)
-    expected = Predictor(tiny_bench["fp32"], cfg).run(batch)
-    np.testing.assert_allclose(OrtRunner(fp32, 1).run(batch), expected, atol=ORT_ATOL)
+    arrays = {k: np.arange(12).reshape(6, 2) for k in ("input_ids", "token_type_ids")}
+    examples = single_examples(arrays, 8)
+    assert len(examples) == 8 and examples[6]["input_ids"].tolist() == [[0, 1]]  # cycled
+    calls: list[str] = []
 
-    q = quantize_onnx_dynamic(fp32, onnx_dir / "tiny_int8.onnx")
-    assert q["int8_nodes"].get("MatMulInteger", 0) > 0
-    prof = ort_profile(q["int8_path"], batch, 1, onnx_dir / "profile")
-    assert sum(prof["int8_kernels_run"].values()) > 0
-    meta = {"key": "ort_6l_pruned_int8", "model": "tiny", "engine": "ORT INT8"}
-    row = ort_row(
-        meta, q["int8_path"], tiny_bench["batches"], TINY_PLAN, 1, {"quantize": q, "profile": prof}
+    def runner(name: str):
+        def run(batch: dict) -> np.ndarray:
+            calls.append(name)
+            return np.zeros((1, 2))
+
+        return run
+
+    lat = time_latency({"a": runner("a"), "b": runner("b")}, examples, warmup=2)
+    assert calls[:4] == ["a", "a", "b", "b"] and calls[4:] == ["a", "b"] * 6
+    assert lat["a"]["samples"] == 6 and lat["a"]["p99_ms"] >= lat["a"]["p50_ms"]
+    with pytest.raises(ValueError, match="none to time"):
+        time_latency({"a": runner("a")}, examples[:2], warmup=2)
+
+
+def test_scaling_points_table_and_plot(tmp_path: Path) -> None:
+    from benchmarks.scaling import (
+        EXAMPLES_PER_PASS,
+        PASSES,
+        measure_scaling,
+        plot_scaling,
+        scaling_table,
     )
-    assert row["precision"] == "int8" and row["int8_note"].startswith("yes: MatMulInteger x")
-    assert row["timing"]["throughput"] > 0
+
+    arrays = {
+        k: np.zeros((EXAMPLES_PER_PASS, 4), dtype=np.int64) for k in ("input_ids", "token_type_ids")
+    }
+    sizes: list[int] = []
+
+    def run(batch: dict) -> None:
+        sizes.append(len(batch["input_ids"]))
+
+    points = measure_scaling({1: run, 2: run}, arrays, batch_sizes=(1, 32))
+    assert [(p["threads"], p["batch_size"]) for p in points] == [(1, 1), (2, 1), (1, 32), (2, 32)]
+    # 2 batches a pass, PASSES timed + 1 untimed, 2 engines
+    assert sizes.count(32) == 2 * (PASSES + 1) * 2
+    assert all(len(p["pass_s"]) == PASSES for p in points)
+    table = scaling_table({"eng": points})
+    assert "bs 32 ex/s" in table and table.count("| eng |") == 2
+    png = plot_scaling({"eng": points}, tmp_path / "scaling.png", "t")
+    assert png.stat().st_size > 1000
 
 
 @pytest.mark.integration
@@ -358,3 +414,51 @@ def test_from_run_without_a_distilled_student_is_a_clear_error(tmp_path: Path) -
     student.mkdir(parents=True)
     (student / "model_config.json").write_text("{}", encoding="utf-8")
     assert find_distilled_student(tmp_path) == student
+
+
+def test_render_has_header_isa_rows_batch1_goals_and_repro() -> None:
+    from benchmarks.render import render_markdown
+
+    base = _timed_row("paddle_bert_base_fp32", "cpu", 3000.0, baseline=True)
+    ours = _with_acc(_timed_row("paddle_int8", "cpu", 300.0), 0.79)
+    peer = _with_acc(_timed_row("ov_int8", "cpu", 250.0), 0.79)
+    bs1 = {"samples": 10, "p50_ms": 9.0, "p99_ms": 12.0, "mean_ms": 9.5, "throughput": 105.3}
+    for row in (base, ours, peer):
+        row.update(params=1, flops=1, precision="int8", latency_bs1=bs1)
+    rows = [base, ours, peer]
+    add_speedups(rows)
+    case = {
+        "case": "broadcast",
+        "mask_shape": [4, 1, 1, 32],
+        "int8_ops": ["fused_matmul[int8]"],
+        "max_rel_error_vs_fp32": 1.2,
+        "run_to_run_rel_spread": 1.2,
+        "correct": False,
+    }
+    result = {
+        "rows": rows,
+        "cpu": {"model": "AMD EPYC", "cores": 2, "isa": {"AVX2": True, "AMX": False}},
+        "threads": 2,
+        "loadavg_start": [1.0, 1.0, 1.0],
+        "loadavg_end": [2.0, 1.0, 1.0],
+        "plan_text": "plan",
+        "latency_plan": {"warmup": 10, "samples": 100},
+        "vocab": "v",
+        "fastest_int8": "ov_int8",
+        "goals": evaluate_goals(rows, 0.8, 0.79),
+        "notes": [],
+        "accuracy": {"fp32_6l": {"accuracy": 0.8, "engine": "paddle", "batch_ms": 1.0}},
+        "trained": {"arch": {}},
+        "int8_attention_repro": {"cases": [case]},
+        "scaling": {},
+        "stage_seconds": {"data": 1.0},
+        "seconds": 1.0,
+        "peak_rss_mib": 1.0,
+    }
+    text = render_markdown(result)
+    assert "AMD EPYC, 2 cores; ISA: AVX2 yes, AMX no" in text
+    assert "at start [1.0, 1.0, 1.0], end [2.0, 1.0, 1.0]" in text
+    assert "Fastest INT8 on this CPU (batch 32 x 128): **e**, 250 ms/batch" in text
+    assert "| 9.0 | 12.0 |" in text  # batch-1 p50 / p99
+    assert "Paddle INT8 (our PTQ) vs fastest peer INT8" in text and "deploys openvino" in text
+    assert "| broadcast | [4, 1, 1, 32] | fused_matmul[int8] |" in text and "WRONG" in text

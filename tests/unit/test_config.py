@@ -1,6 +1,7 @@
 """Stage configs: recipe defaults, validation at construction, strict dict round-trip."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -93,7 +94,7 @@ def test_profiles_only_list_differences():
             for key, value in overrides.items():
                 assert key in default, f"{profile}.{stage}.{key} is not a config field"
                 assert value != default[key], f"{profile}.{stage}.{key} repeats the default"
-    assert stage_config("distill", "cluster") == DistillConfig()
+    assert stage_config("distill", "cluster") == DistillConfig(batch_size=128, use_amp=True)
 
 
 def test_profile_overrides_merge():
@@ -167,3 +168,35 @@ def test_config_show_prints_the_resolution(capsys):
         assert shown["stages"][name] == cfg.to_dict()
     assert shown["stages"]["finetune"]["max_seq_len"] == 256
     assert shown["stages"]["teacher"]["max_seq_len"] == 128  # not a per-task stage
+
+
+@pytest.mark.parametrize(
+    ("stage", "cls", "field", "value", "kept"),
+    [
+        ("finetune", "FinetuneConfig", "seed", 3, {"max_seq_len": 64, "num_epochs": 1}),
+        ("prune", "PruneConfig", "learning_rate", 1e-4, {"max_seq_len": 64, "num_epochs": 1}),
+        ("quantize", "QuantConfig", "algos", ["mse"], {"max_seq_len": 64, "batch_sizes": [8]}),
+    ],
+)
+def test_partial_config_file_merges_over_the_profile(
+    tmp_path: Path, stage: str, cls: str, field: str, value: object, kept: dict
+) -> None:
+    """A ``--config`` naming one field changes that field only: the rest stays the profile's
+    (it used to reset the stage to the cluster defaults)."""
+    import argparse
+
+    from ppminilm import config as config_module
+    from ppminilm.cli._common import overrides_of
+
+    config_cls = getattr(config_module, cls)
+    for document in ({field: value}, {stage: {field: value}}):
+        path = tmp_path / f"{stage}.json"
+        path.write_text(json.dumps(document))
+        args = argparse.Namespace(config=str(path))
+        cfg = config_module.resolve(config_cls, "local", overrides_of(args, stage))
+        got = getattr(cfg, field)
+        assert (list(got) if isinstance(got, tuple) else got) == value
+        for name, expected in kept.items():
+            kept_value = getattr(cfg, name)
+            kept_value = list(kept_value) if isinstance(kept_value, tuple) else kept_value
+            assert kept_value == expected, (document, name)

@@ -50,15 +50,42 @@ def test_defaults_build_a_v100_paddlejob() -> None:
     assert {"name": "master", "containerPort": 37777, "protocol": "TCP"} in c["ports"]
 
 
-def test_command_wraps_the_cli_in_paddles_launcher() -> None:
+def test_command_runs_the_launch_wrapper_around_the_cli() -> None:
     spec = PaddleJobSpec(name="distill-1", distill_args=ARGS, workers=4, gpus_per_worker=2)
     command = container(build_paddlejob(spec))["command"]
-    assert command[:3] == ["python", "-m", "paddle.distributed.launch"]
+    assert command[:3] == ["python", "-m", "ppminilm.stages.distill.launch"]
     assert command[command.index("--nnodes") + 1] == "4"
-    assert command[command.index("--nproc_per_node") + 1] == "2"
-    tail = command.index("ppminilm.cli")
-    assert command[tail - 2 : tail + 2] == ["python", "-m", "ppminilm.cli", "distill"]
-    assert tuple(command[tail + 2 :]) == ARGS
+    assert command[command.index("--nproc-per-node") + 1] == "2"
+    assert tuple(command[command.index("--") + 1 :]) == ARGS
+    # What the wrapper runs: Paddle's launcher around the CLI, with the same arguments.
+    from ppminilm.stages.distill.launch import launcher_command
+
+    inner = launcher_command(2, list(ARGS), log_dir=paddlejob.LAUNCH_LOG_DIR, nnodes=4)
+    assert inner[1:3] == ["-m", "paddle.distributed.launch"]
+    assert inner[-len(ARGS) - 3 : -len(ARGS)] == ["-m", "ppminilm", "distill"]
+
+
+def test_lifecycle_fields() -> None:
+    spec = PaddleJobSpec(
+        name="distill-1",
+        active_deadline_s=3600,
+        ttl_after_finished_s=600,
+        labels={paddlejob.RUN_ID_LABEL: "run-1"},
+    )
+    owner = paddlejob.owner_reference("step-pod", "uid-1")
+    job = build_paddlejob(spec, "team-a", owner)
+    assert job["metadata"]["namespace"] == "team-a"
+    assert job["metadata"]["ownerReferences"] == [owner]
+    assert owner["kind"] == "Pod" and owner["blockOwnerDeletion"] is False
+    assert job["metadata"]["labels"][paddlejob.RUN_ID_LABEL] == "run-1"
+    policy = job["spec"]["runPolicy"]
+    assert policy["activeDeadlineSeconds"] == 3600 and policy["ttlSecondsAfterFinished"] == 600
+    # Pre-emption (exit 143/137) restarts a worker; errors (1-127) fail the job.
+    assert worker(job)["restartPolicy"] == "ExitCode"
+    assert worker(job)["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
+    assert "ownerReferences" not in build_paddlejob(spec)["metadata"]
+    with pytest.raises(ValueError, match="owner pod"):
+        paddlejob.owner_reference("step-pod", "")
 
 
 def test_shm_is_memory_backed() -> None:
@@ -109,6 +136,9 @@ def test_manifest_is_plain_json() -> None:
         ({"env": {"AWS_ACCESS_KEY_ID": "x"}}, "env"),
         ({"env": {"1BAD": "x"}}, "env"),
         ({"distill_args": ("ok", 3)}, "distill_args"),
+        ({"active_deadline_s": 0}, "active_deadline_s"),
+        ({"ttl_after_finished_s": -1}, "ttl_after_finished_s"),
+        ({"labels": {"ppminilm.io/run-id": "not a label!"}}, "labels"),
     ],
 )
 def test_invalid_specs_are_rejected_naming_the_field(changes: dict, field: str) -> None:
@@ -135,23 +165,28 @@ def test_dict_round_trip_and_unknown_keys() -> None:
 
 
 def test_save_job_record_writes_complete_json(tmp_path: Path) -> None:
+    from ppminilm.cluster import jobs
+
     record = {"manifest": build_paddlejob(PaddleJobSpec(name="distill-1")), "status": {}}
     out = tmp_path / "out" / "record.json"
-    paddlejob.save_job_record(record, out)
+    jobs.save_job_record(record, out)
     assert json.loads(out.read_text()) == record
     assert [p.name for p in out.parent.iterdir()] == ["record.json"]
 
 
-def test_launch_and_wait_rejects_bad_timeouts() -> None:
-    with pytest.raises(ValueError, match="timeout_s"):
-        paddlejob.launch_and_wait(PaddleJobSpec(name="distill-1"), timeout_s=0)
+def test_job_runner_rejects_bad_polling() -> None:
+    from ppminilm.cluster import jobs
+
+    with pytest.raises(ValueError, match="polling_interval_s"):
+        jobs.JobRunner(client=None, namespace="ns", polling_interval_s=0)
 
 
 def test_manifest_deserialises_into_the_sdk_model() -> None:
     pytest.importorskip("kubeflow.training", reason=f"needs {paddlejob.SDK_REQUIREMENT}")
     from kubeflow.training import ApiClient, KubeflowOrgV1PaddleJob
 
-    job = build_paddlejob(PaddleJobSpec(name="distill-1", distill_args=ARGS))
+    spec = PaddleJobSpec(name="distill-1", distill_args=ARGS, labels={"ppminilm.io/run-id": "r"})
+    job = build_paddlejob(spec, owner=paddlejob.owner_reference("pod", "uid"))
     model = paddlejob.to_sdk_model(job)
     assert isinstance(model, KubeflowOrgV1PaddleJob)
     # Every field survives the SDK's typed model: no misspelled keys are silently dropped.

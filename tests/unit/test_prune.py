@@ -186,6 +186,10 @@ def test_run_prune_rejects_non_classifier(tiny_task: dict[str, Path]) -> None:
     cfg = PruneConfig(max_steps=1, batch_size=8, learning_rate=1e-3)
     with pytest.raises(ValueError, match="pruning needs a fine-tuned 'classifier'"):
         run_prune(tiny_task["task"], tiny_task["encoder"], out, cfg)
+    # The model is checked before the hparams: a wrong model dir is named even when they
+    # are unset too.
+    with pytest.raises(ValueError, match="pruning needs a fine-tuned 'classifier'"):
+        run_prune(tiny_task["task"], tiny_task["encoder"], out, PruneConfig(max_steps=1))
     assert not out.exists()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from ppminilm.compat.paddle import paddle
 from ppminilm.compat.paddleslim import calibration_loader, program_op_types, ptq_zero_dim_fix
-from ppminilm.config import QuantConfig
+from ppminilm.config import CPU_INT8_OPS, QuantConfig
 from ppminilm.data import load_task_dir
 from ppminilm.inference.benchmark import predict
 from ppminilm.modeling.ernie import build_model
@@ -187,7 +187,7 @@ def test_run_quantize_keeps_best_int8_candidate(
     assert abs(fresh - top) <= 1 / len(dev) + 1e-9
     check = summary["int8_check"]
     assert check["has_quant_ops"] and check["evaluated_with_mkldnn_int8"]
-    assert check["mkldnn_int8_ops"] == ["fc"]
+    assert check["mkldnn_int8_ops"] == list(CPU_INT8_OPS)
     assert isinstance(check["runs_int8"], bool)
     serving = read_serving_config(out)
     fp32 = read_serving_config(fp32_model["model"])
@@ -229,3 +229,40 @@ def test_cli_quantize_reports_missing_model_with_exit_2(fp32_model: dict[str, Pa
         str(fp32_model["root"] / "cli"),
     ]
     assert main(argv) == EXIT_USAGE
+
+
+# ----------------------------------------------------------------------------- GPU scoring
+
+
+def test_gpu_candidates_are_scored_with_tensorrt_int8() -> None:
+    from ppminilm.inference.predictor import config_plan
+    from ppminilm.stages.quantize import scoring_config
+
+    cfg = scoring_config("gpu", "int8", 32, MAX_SEQ_LEN, 2)
+    plan = config_plan(cfg, quantized=True, shape_file="shapes.pbtxt")
+    methods = [step.method for step in plan]
+    assert "enable_mkldnn_int8" not in methods and "disable_gpu" not in methods
+    (trt,) = [step for step in plan if step.method == "enable_tensorrt_engine"]
+    assert trt.kwargs["precision_mode"] == paddle.inference.PrecisionType.Int8
+    assert trt.kwargs["use_calib_mode"] is False  # the PTQ model's own scales
+    assert ("enable_tuned_tensorrt_dynamic_shape", ("shapes.pbtxt", True)) in [
+        (s.method, s.args) for s in plan
+    ]
+    # The CPU branch keeps oneDNN INT8 on the fc ops.
+    cpu = config_plan(scoring_config("cpu", "int8", 32, MAX_SEQ_LEN, 2), quantized=True)
+    assert ("enable_mkldnn_int8", ({"fc"},)) in [(s.method, s.args) for s in cpu]
+
+
+def test_gpu_scoring_on_a_cpu_build_fails_before_calibrating(
+    fp32_model: dict[str, Path], tmp_path: Path
+) -> None:
+    from ppminilm.errors import DeviceUnavailableError
+
+    if paddle.device.is_compiled_with_cuda():
+        pytest.skip("this paddle has CUDA")
+    cfg = QuantConfig(algos=("abs_max",), batch_nums=(1,), max_seq_len=MAX_SEQ_LEN, device="gpu")
+    with pytest.raises(DeviceUnavailableError, match="CPU-only build"):
+        run_quantize(fp32_model["task"], fp32_model["model"], tmp_path / "q", cfg)
+    assert not (tmp_path / "q").exists()
+    with pytest.raises(ValueError, match="device"):
+        QuantConfig(device="tpu")

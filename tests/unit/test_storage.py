@@ -25,6 +25,7 @@ from s3server import FORBIDDEN_SEGMENT, RunningS3Server
 
 from ppminilm import storage
 from ppminilm.cli import storage as storage_cli
+from ppminilm.io import STAGED_MARKER
 from ppminilm.storage import (
     BucketNotFoundError,
     IncompleteArtifactError,
@@ -87,7 +88,7 @@ def _read_tree(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in root.rglob("*")
-        if p.is_file() and p.name != storage.SUCCESS_MARKER
+        if p.is_file() and p.name not in (storage.SUCCESS_MARKER, STAGED_MARKER)
     }
 
 
@@ -194,8 +195,12 @@ def test_local_paths_need_no_s3_config(tmp_path: Path, monkeypatch: pytest.Monke
 
     with pytest.raises(ObjectNotFoundError, match=re.escape("missing.txt")):
         storage.read_text(tmp_path / "missing.txt")
+    # A plain directory (no manifest) is read as it is; an unfinished publish is refused.
+    storage.download_dir(tmp_path / "src", tmp_path / "x")
+    assert _read_tree(tmp_path / "x") == files
+    (tmp_path / "src" / storage.PUBLISHING_MARKER).write_text("{}")
     with pytest.raises(IncompleteArtifactError, match="incomplete artifact"):
-        storage.download_dir(tmp_path / "src", tmp_path / "x")
+        storage.download_dir(tmp_path / "src", tmp_path / "y")
 
 
 # --------------------------------------------------------------------------- remote roundtrips
@@ -253,15 +258,30 @@ def test_dir_roundtrip_with_manifest(bucket: str, tmp_path: Path) -> None:
     assert _read_tree(tmp_path / "copy") == files
 
 
-def test_download_dir_refuses_incomplete_prefix(bucket: str, tmp_path: Path) -> None:
-    (tmp_path / "part.txt").write_text("half")
-    storage.upload_file(tmp_path / "part.txt", f"s3://{bucket}/partial/part.txt")
-    with pytest.raises(IncompleteArtifactError, match="incomplete artifact") as info:
+def test_download_dir_reads_a_user_upload_as_it_is(bucket: str, tmp_path: Path) -> None:
+    """Objects without a manifest (``aws s3 cp --recursive``) are a user's upload: read them."""
+    (tmp_path / "part.txt").write_text("uploaded by hand")
+    storage.upload_file(tmp_path / "part.txt", f"s3://{bucket}/by-hand/part.txt")
+    got = storage.download_dir(f"s3://{bucket}/by-hand", tmp_path / "out")
+    assert got == [tmp_path / "out" / "part.txt"]
+    assert (tmp_path / "out" / "part.txt").read_text() == "uploaded by hand"
+
+
+def test_download_dir_refuses_an_unfinished_publish(bucket: str, tmp_path: Path) -> None:
+    """Our in-progress marker without a manifest: never read as a user upload."""
+    storage.write_text(f"s3://{bucket}/partial/part.txt", "half")
+    storage.write_text(f"s3://{bucket}/partial/{storage.PUBLISHING_MARKER}", "{}")
+    with pytest.raises(IncompleteArtifactError, match="unfinished publish") as info:
         storage.download_dir(f"s3://{bucket}/partial", tmp_path / "out")
     assert f"s3://{bucket}/partial" in str(info.value)
     assert not (tmp_path / "out").exists()
     got = storage.download_dir(f"s3://{bucket}/partial", tmp_path / "out", require_complete=False)
     assert got == [tmp_path / "out" / "part.txt"]
+
+
+def test_download_dir_of_nothing_is_a_missing_object(bucket: str, tmp_path: Path) -> None:
+    with pytest.raises(ObjectNotFoundError, match=f"no object at s3://{bucket}/nothing"):
+        storage.download_dir(f"s3://{bucket}/nothing", tmp_path / "out")
 
 
 def test_download_dir_detects_files_not_matching_manifest(bucket: str, tmp_path: Path) -> None:
@@ -404,7 +424,7 @@ def test_failed_file_upload_keeps_the_stored_object(
 
 
 @pytest.mark.integration
-def test_failed_dir_upload_is_never_marked_complete(
+def test_failed_dir_upload_keeps_the_previous_version(
     s3_auth_env: RunningS3Server,
     auth_bucket: str,
     tmp_path: Path,
@@ -414,21 +434,30 @@ def test_failed_dir_upload_is_never_marked_complete(
     old = tmp_path / "old"
     (old / FORBIDDEN_SEGMENT).mkdir(parents=True)
     (old / FORBIDDEN_SEGMENT / "weights.bin").write_bytes(b"old weights")
+    (old / "a_config.json").write_text('{"v": 1}')
     storage.upload_dir(old, prefix)
+    before = storage.list_uris(prefix + "/")
 
     new = tmp_path / "new"
     (new / FORBIDDEN_SEGMENT).mkdir(parents=True)
-    (new / "a_config.json").write_text("{}")  # sorted first: uploaded before the failure
+    (new / "a_config.json").write_text('{"v": 2}')  # sorted first: uploaded before the failure
     (new / FORBIDDEN_SEGMENT / "weights.bin").write_bytes(b"new weights")
     _use_restricted_user(s3_auth_env, monkeypatch)
     with pytest.raises(StorageAuthError):
         storage.upload_dir(new, prefix)
 
-    assert not storage.exists(f"{prefix}/_SUCCESS")
-    assert storage.read_text(f"{prefix}/{FORBIDDEN_SEGMENT}/weights.bin") == "old weights"
-    assert not [u for u in storage.list_uris(prefix + "/") if ".tmp-" in u]
-    with pytest.raises(IncompleteArtifactError, match="incomplete artifact"):
-        storage.download_dir(prefix, tmp_path / "out")
+    assert storage.list_uris(prefix + "/") == before
+    storage.download_dir(prefix, tmp_path / "out")
+    assert _read_tree(tmp_path / "out") == _read_tree(old)
+    raw = minio.Minio(
+        s3_auth_env.endpoint, *s3_auth_env.restricted_keys, secure=False, region="us-east-1"
+    )
+    left = [o.object_name for o in raw.list_objects(auth_bucket, prefix="run/", recursive=True)]
+    assert sorted(left) == [
+        "run/_SUCCESS",
+        "run/a_config.json",
+        f"run/{FORBIDDEN_SEGMENT}/weights.bin",
+    ]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -457,8 +486,9 @@ def test_cli_cp_and_ls(bucket: str, tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_cli_exit_codes(bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     storage.write_text(f"s3://{bucket}/partial/x.txt", "x")
+    storage.write_text(f"s3://{bucket}/partial/{storage.PUBLISHING_MARKER}", "{}")
     assert _cli("storage", "cp", f"s3://{bucket}/partial", str(tmp_path / "o")) == 16
-    assert _cli("storage", "cp", f"s3://{bucket}/nothing-here", str(tmp_path / "o")) == 16
+    assert _cli("storage", "cp", f"s3://{bucket}/nothing-here", str(tmp_path / "o")) == 15
     assert _cli("storage", "ls", "s3://no-such-bucket-ppminilm/") == 14
     assert _cli("storage", "cp", str(tmp_path / "missing"), f"s3://{bucket}/x") == 15
     monkeypatch.setenv("PPMINILM_S3_ENDPOINT", f"127.0.0.1:{_closed_port()}")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ppminilm import __version__
-from ppminilm.errors import EXIT_USAGE
+from ppminilm.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 logger = logging.getLogger("ppminilm")
 
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         Process exit code: 0, or the failure's code (2 user error, 3 download, 10-16
-        storage, 20 device, 21 cluster job, 143 pre-empted).
+        storage, 20 device, 21 cluster job, 130 interrupted, 143 terminated by SIGTERM).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -83,12 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from ppminilm.runner import expected_errors
+    from ppminilm.runner.signals import handle_termination
 
     try:
-        with expected_errors():
+        with handle_termination(), expected_errors():
             return int(func(args) or 0)
-    except SystemExit as exc:  # an expected failure (logged) or a pre-emption (143)
+    except SystemExit as exc:  # an expected failure (logged), SIGTERM or a pre-emption (143)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        logger.error("interrupted: stopping; outputs are left as they were")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

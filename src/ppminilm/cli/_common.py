@@ -8,7 +8,8 @@ from typing import Any
 
 from ppminilm.config import PROFILES, config_overrides, read_config_file
 from ppminilm.contracts import StageSummary
-from ppminilm.io import atomic_write_json, is_remote
+from ppminilm.errors import UserError
+from ppminilm.io import atomic_write_json, check_file_target, is_remote
 from ppminilm.runner import emit
 
 
@@ -47,8 +48,20 @@ def add_config_flags(parser: argparse.ArgumentParser, stage: str, summary: bool 
     )
     if summary:
         parser.add_argument(
-            "--summary", default=None, help="also write the stage summary JSON to this file"
+            "--summary",
+            default=None,
+            type=_summary_file,
+            help="also write the stage summary JSON to this file",
         )
+
+
+def _summary_file(value: str) -> str:
+    """``--summary``: checked when parsed, so a bad path fails before the stage runs."""
+    try:
+        check_file_target(value)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def overrides_of(args: argparse.Namespace, stage: str) -> dict[str, Any]:

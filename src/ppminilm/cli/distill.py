@@ -5,9 +5,9 @@ Examples::
     ppminilm pretrain-teacher --corpus data/corpus --vocab data/vocab --out runs/teacher
     ppminilm distill --corpus data/corpus --teacher runs/teacher --out runs/student \\
         --checkpoint-dir runs/ckpt
-    python -m paddle.distributed.launch --gpus 0,1,2,3 -m ppminilm distill --profile cluster \\
+    ppminilm distill --profile cluster --gpus-per-node 8 \\
         --corpus /data/corpus --teacher /models/roberta-wwm-ext-large --out /out/student \\
-        --checkpoint-dir s3://bucket/run1/ckpt
+        --checkpoint-dir s3://bucket/run1/ckpt   # one rank per GPU (Paddle's launcher)
 
 Both print the stage summary as JSON on stdout. A pre-empted ``distill`` (SIGTERM) exits 143
 after checkpointing; the same command resumes it. Inputs and ``--out`` may be s3:// URIs.
@@ -86,6 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dp.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps")
     dp.add_argument("--logging-steps", type=int, default=None, help="log every N steps")
     dp.add_argument("--amp", action="store_true", default=None, help="mixed precision (GPU)")
+    dp.add_argument(
+        "--gpus-per-node",
+        type=int,
+        default=1,
+        help="data-parallel ranks on this node, one per GPU (Paddle's launcher)",
+    )
     dp.add_argument("--seed", type=int, default=None, help="random seed")
     add_config_flags(dp, "distill")
     dp.set_defaults(func=_distill)
@@ -122,6 +128,7 @@ def _distill(args: argparse.Namespace) -> int:
         profile=args.profile,
         overrides=overrides_of(args, "distill"),
         checkpoint_uri=args.checkpoint_dir,
+        gpus_per_node=args.gpus_per_node,
         **layers,
         student_layer=args.num_layers,
         teacher_layer=args.teacher_layer,
@@ -138,4 +145,6 @@ def _distill(args: argparse.Namespace) -> int:
         use_amp=args.amp,
         seed=args.seed,
     )
+    if summary.result.get("rank", 0):  # issue 14: under Paddle's launcher rank 0 reports
+        args.summary = None
     return finish(summary, args)

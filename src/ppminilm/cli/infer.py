@@ -21,7 +21,7 @@ from ppminilm.cli._common import (
     finish,
     overrides_of,
 )
-from ppminilm.config import PRECISIONS, InferConfig, resolve
+from ppminilm.config import ENGINES, PRECISIONS, InferConfig, resolve
 from ppminilm.contracts import BENCHMARK_FILE
 from ppminilm.runner import emit
 
@@ -41,6 +41,12 @@ def _add_infer_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU math threads")
     parser.add_argument("--no-mkldnn", action="store_true", help="disable oneDNN on cpu")
     parser.add_argument("--no-trt", action="store_true", help="plain GPU, no TensorRT")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="inference engine (default: paddle; for --model-dir, the one serving.json names)",
+    )
     add_config_flags(parser, "infer")
 
 
@@ -55,6 +61,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         "use_trt": False if args.no_trt else None,
         "warmup_batches": getattr(args, "warmup_batches", None),
         "repeats": getattr(args, "repeats", None),
+        "engine": args.engine,
     }
 
 
@@ -76,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--split",
         default="dev",
-        choices=("train", "dev", "calib", "test"),
+        choices=("train", "dev", "test"),
         help="labelled split to time and score",
     )
     bench.add_argument("--warmup-batches", type=int, default=None, help="untimed batches per pass")
@@ -119,7 +126,11 @@ def _model_config(args: argparse.Namespace) -> InferConfig:
     serving = read_serving_config(args.model_dir)
     fields = _fields(args)
     fields["max_seq_len"] = fields["max_seq_len"] or serving.max_seq_len
-    if fields["precision"] is None:
+    # A model converted for another engine runs there, at the precision it was made in.
+    fields["engine"] = fields["engine"] or serving.engine
+    if fields["precision"] is None and serving.engine != "paddle":
+        fields["precision"] = serving.precision
+    elif fields["precision"] is None:
         fields["precision"] = "int8" if program_is_quantized(args.model_dir) else "fp32"
     return resolve(InferConfig, args.profile, overrides_of(args, "infer"), **fields)
 

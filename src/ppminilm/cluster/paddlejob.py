@@ -1,15 +1,32 @@
-"""Multi-node distillation as a Kubeflow Training Operator ``PaddleJob``.
+"""Multi-node distillation as a Kubeflow Training Operator ``PaddleJob``: the manifest.
 
 :class:`PaddleJobSpec` holds the typed, validated inputs; :func:`build_paddlejob` turns it into
-the ``kubeflow.org/v1`` ``PaddleJob`` manifest as a plain dict (no cluster, no SDK needed), and
-:func:`launch_and_wait` submits that manifest with the ``kubeflow-training`` SDK and waits for it.
+the ``kubeflow.org/v1`` ``PaddleJob`` manifest as a plain dict (no cluster, no SDK needed).
+Launching, waiting, adopting and cleaning up live in :mod:`ppminilm.cluster.jobs`.
 
-Every worker pod runs ``python -m paddle.distributed.launch ... python -m ppminilm.cli distill
-...`` in the GPU training image on the V100 pool (node selector + toleration from
+Every worker pod runs ``python -m ppminilm.stages.distill.launch`` (Paddle's launcher around
+``ppminilm distill``, SIGTERM forwarded to the ranks, 143 after a pre-emption) in the GPU
+training image on the V100 pool (node selector + toleration from
 :mod:`ppminilm.cluster.platform`), with ``/dev/shm`` backed by memory and object-store
-credentials taken
-from the Secret the manifests create. The Training Operator sets ``PADDLE_MASTER``,
-``PADDLE_NNODES`` and ``PADDLE_JOB_ID`` in each pod; Paddle's launcher reads them.
+credentials taken from the Secret the manifests create. The Training Operator sets
+``PADDLE_MASTER``, ``PADDLE_NNODES`` and ``PADDLE_JOB_ID`` in each pod; Paddle's launcher
+reads them.
+
+Lifecycle fields (issue 14):
+
+* ``restartPolicy: ExitCode``: the operator restarts a worker that exits 128-255 (143 after
+  SIGTERM, 137 after SIGKILL: pre-emption) and gives up on 1-127 (2: bad input). The restarted
+  worker resumes from the newest S3 checkpoint; ``backoffLimit`` bounds the restarts. With
+  ``Never`` a single pre-emption failed the job and ``backoffLimit`` did nothing.
+* ``runPolicy.activeDeadlineSeconds``: the operator stops the job (and frees its GPUs) after
+  this long, whatever happened to the step that launched it.
+* ``runPolicy.ttlSecondsAfterFinished``: a finished job is deleted after this long (until then
+  a retried step adopts it instead of training again).
+* ``metadata.ownerReferences``: the launching pod, so Kubernetes' garbage collector deletes the
+  job when that pod goes (a cancelled run); :mod:`ppminilm.cluster.jobs` re-points it when a
+  retried step adopts the job.
+* ``terminationGracePeriodSeconds``: time for rank 0 to finish its step and write the
+  pre-emption checkpoint after SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,8 +35,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from ppminilm.cluster.platform import (
@@ -28,11 +44,11 @@ from ppminilm.cluster.platform import (
     NODE_POOLS,
     S3_SECRET_KEYS,
     S3_SECRET_NAME,
+    STORAGE_CONFIGMAP,
     V100_POOL,
     NodePool,
 )
 from ppminilm.errors import ClusterJobError
-from ppminilm.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +59,13 @@ CONTAINER_NAME = "paddle"
 #: Port the operator advertises in PADDLE_MASTER; it finds it by this port name.
 MASTER_PORT_NAME = "master"
 MASTER_PORT = 37777
-#: ConfigMap (created by manifests/) with the object-store settings (PPMINILM_S3_ENDPOINT,
-#: AWS_REGION) that ppminilm.storage reads from the environment.
-STORAGE_CONFIGMAP = "ppminilm-storage"
 #: Where Paddle's launcher writes one log file per rank (writable by the image's non-root user).
 LAUNCH_LOG_DIR = "/tmp/paddle-launch-logs"
+#: ``python -m`` entry of every worker (see :mod:`ppminilm.stages.distill.launch`).
+WORKER_MODULE = "ppminilm.stages.distill.launch"
+#: Labels the jobs carry: the KFP run that launched it and the checkpoint prefix it writes.
+RUN_ID_LABEL = "ppminilm.io/run-id"
+CHECKPOINT_LABEL = "ppminilm.io/checkpoint"
 #: kubeflow-training SDK the cluster path is tested with (also pinned in constraints.txt).
 SDK_REQUIREMENT = "kubeflow-training==1.9.4"
 
@@ -56,6 +74,10 @@ MAX_NAME_LEN = 48
 MAX_WORKERS = 64
 MAX_GPUS_PER_WORKER = 16
 RESTART_POLICIES = ("Never", "OnFailure", "ExitCode")
+#: Longest ``activeDeadlineSeconds`` accepted (30 days) and the default TTL (1 day).
+MAX_DEADLINE_S = 30 * 24 * 3600
+DEFAULT_TTL_S = 24 * 3600
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
@@ -85,9 +107,16 @@ class PaddleJobSpec:
         node_pool: Name of the GPU pool in :data:`ppminilm.cluster.platform.NODE_POOLS`.
         s3_secret_name: Secret holding the object-store credentials.
         env: Extra non-secret environment variables for the workers.
-        restart_policy: Worker restart policy (``Never``, ``OnFailure`` or ``ExitCode``).
-        backoff_limit: Retries of the whole job before it is marked Failed.
+        restart_policy: Worker restart policy; ``ExitCode`` (default) restarts pre-empted
+            workers (exit 128-255) and fails on errors (1-127).
+        backoff_limit: Worker restarts before the job is marked Failed.
         service_account: Service account of the worker pods.
+        active_deadline_s: ``runPolicy.activeDeadlineSeconds``: the operator stops the job
+            after this many seconds.
+        ttl_after_finished_s: ``runPolicy.ttlSecondsAfterFinished``: a finished job is
+            deleted after this many seconds.
+        termination_grace_s: Seconds a worker gets after SIGTERM to write its checkpoint.
+        labels: Extra job labels (run id, checkpoint key), Kubernetes label syntax.
     """
 
     name: str
@@ -101,14 +130,19 @@ class PaddleJobSpec:
     node_pool: str = V100_POOL.name
     s3_secret_name: str = S3_SECRET_NAME
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    restart_policy: str = "Never"
-    backoff_limit: int = 2
+    restart_policy: str = "ExitCode"
+    backoff_limit: int = 6
     service_account: str = "pipeline-runner"
+    active_deadline_s: int = 7 * 24 * 3600
+    ttl_after_finished_s: int = DEFAULT_TTL_S
+    termination_grace_s: int = 120
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Lists from JSON or KFP arrive as lists; keep the frozen spec hashable-ish and immutable.
         object.__setattr__(self, "distill_args", tuple(self.distill_args))
         object.__setattr__(self, "env", dict(self.env))
+        object.__setattr__(self, "labels", dict(self.labels))
         self.validate()
 
     def validate(self) -> None:
@@ -128,6 +162,17 @@ class PaddleJobSpec:
         _check_int("workers", self.workers, 1, MAX_WORKERS)
         _check_int("gpus_per_worker", self.gpus_per_worker, 1, MAX_GPUS_PER_WORKER)
         _check_int("backoff_limit", self.backoff_limit, 0, 100)
+        _check_int("active_deadline_s", self.active_deadline_s, 60, MAX_DEADLINE_S)
+        _check_int("ttl_after_finished_s", self.ttl_after_finished_s, 0, MAX_DEADLINE_S)
+        _check_int("termination_grace_s", self.termination_grace_s, 1, 3600)
+        for key, value in self.labels.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise ValueError(f"PaddleJobSpec.labels[{key!r}]: expected string keys/values")
+            if not _LABEL_VALUE.match(value) or not key or len(key) > 253:
+                raise ValueError(
+                    f"PaddleJobSpec.labels[{key!r}]={value!r}: expected a Kubernetes label "
+                    "value (at most 63 letters, digits, '-', '_' or '.')"
+                )
         _check_image(self.image)
         for field_name in ("cpu", "memory", "shm_size"):
             value = getattr(self, field_name)
@@ -166,6 +211,7 @@ class PaddleJobSpec:
         """Plain, JSON-serialisable field values."""
         out = dataclasses.asdict(self)
         out["distill_args"] = list(self.distill_args)
+        out["env"], out["labels"] = dict(self.env), dict(self.labels)
         return out
 
     @classmethod
@@ -220,39 +266,62 @@ def _check_image(image: Any) -> None:
 
 
 def launch_command(spec: PaddleJobSpec) -> list[str]:
-    """The worker container's command: Paddle's launcher around ``ppminilm.cli distill``.
+    """The worker container's command: the launch wrapper around ``ppminilm distill``.
 
     Args:
         spec: The job spec.
 
     Returns:
-        Exec-form command list.
+        Exec-form command list (``python -m ppminilm.stages.distill.launch ... -- ARGS``).
     """
     return [
         "python",
         "-m",
-        "paddle.distributed.launch",
+        WORKER_MODULE,
         "--nnodes",
         str(spec.workers),
-        "--nproc_per_node",
+        "--nproc-per-node",
         str(spec.gpus_per_worker),
-        "--log_dir",
+        "--log-dir",
         LAUNCH_LOG_DIR,
-        # Paddle's launcher runs a non-.py "script" as an executable with the rest as its args.
-        "python",
-        "-m",
-        "ppminilm.cli",
-        "distill",
+        "--",
         *spec.distill_args,
     ]
 
 
-def build_paddlejob(spec: PaddleJobSpec, namespace: str = NAMESPACE) -> dict[str, Any]:
+def owner_reference(pod_name: str, pod_uid: str) -> dict[str, Any]:
+    """An ownerReference to the launching pod (garbage collection deletes the job with it).
+
+    ``blockOwnerDeletion`` is false: the pod's deletion must not wait for the job's, and
+    setting it true needs ``pods/finalizers`` update rights the step does not have.
+
+    Raises:
+        ValueError: If the name or UID is empty.
+    """
+    if not pod_name or not pod_uid:
+        raise ValueError(f"owner pod name {pod_name!r} / uid {pod_uid!r}: both are required")
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": pod_name,
+        "uid": pod_uid,
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }
+
+
+def build_paddlejob(
+    spec: PaddleJobSpec,
+    namespace: str = NAMESPACE,
+    owner: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Build the ``PaddleJob`` manifest for ``spec``.
 
     Args:
         spec: Validated job inputs.
-        namespace: Namespace the job runs in (where the S3 Secret and storage ConfigMap live).
+        namespace: Namespace the job runs in (where the S3 Secret and storage ConfigMap live;
+            the launching pod's own, so that ``owner`` may own it).
+        owner: ownerReference of the launching pod (:func:`owner_reference`), or None.
 
     Returns:
         The ``kubeflow.org/v1`` ``PaddleJob`` as a plain dict, ready for ``kubectl apply`` or
@@ -269,6 +338,7 @@ def build_paddlejob(spec: PaddleJobSpec, namespace: str = NAMESPACE) -> dict[str
         "app.kubernetes.io/name": "ppminilm",
         "app.kubernetes.io/component": "distill",
         "app.kubernetes.io/managed-by": "ppminilm-paddlejob",
+        **spec.labels,
     }
     env: list[dict[str, Any]] = [
         {
@@ -284,7 +354,8 @@ def build_paddlejob(spec: PaddleJobSpec, namespace: str = NAMESPACE) -> dict[str
         "imagePullPolicy": "IfNotPresent",
         "command": launch_command(spec),
         "env": env,
-        # PPMINILM_S3_ENDPOINT and AWS_REGION: one place per overlay (MinIO or an external S3).
+        # The storage ConfigMap (AWS_ENDPOINT_URL, AWS_REGION), whole: one place per overlay
+        # (MinIO or an external S3), the same one the pipeline's storage stages load.
         "envFrom": [{"configMapRef": {"name": STORAGE_CONFIGMAP, "optional": False}}],
         "ports": [{"name": MASTER_PORT_NAME, "containerPort": MASTER_PORT, "protocol": "TCP"}],
         "resources": {
@@ -296,6 +367,7 @@ def build_paddlejob(spec: PaddleJobSpec, namespace: str = NAMESPACE) -> dict[str
     }
     pod_spec = {
         "serviceAccountName": spec.service_account,
+        "terminationGracePeriodSeconds": spec.termination_grace_s,
         "securityContext": {"runAsNonRoot": True},
         "nodeSelector": dict(pool.node_selector),
         "tolerations": [
@@ -309,12 +381,20 @@ def build_paddlejob(spec: PaddleJobSpec, namespace: str = NAMESPACE) -> dict[str
         "containers": [container],
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}],
     }
+    metadata: dict[str, Any] = {"name": spec.name, "namespace": namespace, "labels": dict(labels)}
+    if owner is not None:
+        metadata["ownerReferences"] = [dict(owner)]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": spec.name, "namespace": namespace, "labels": dict(labels)},
+        "metadata": metadata,
         "spec": {
-            "runPolicy": {"cleanPodPolicy": "Running", "backoffLimit": spec.backoff_limit},
+            "runPolicy": {
+                "cleanPodPolicy": "Running",
+                "backoffLimit": spec.backoff_limit,
+                "activeDeadlineSeconds": spec.active_deadline_s,
+                "ttlSecondsAfterFinished": spec.ttl_after_finished_s,
+            },
             "paddleReplicaSpecs": {
                 "Worker": {
                     "replicas": spec.workers,
@@ -353,121 +433,3 @@ def to_sdk_model(manifest: Mapping[str, Any]) -> Any:
         data = json.dumps(manifest)
 
     return sdk.ApiClient().deserialize(_Response(), "KubeflowOrgV1PaddleJob")
-
-
-def launch_and_wait(
-    spec: PaddleJobSpec,
-    namespace: str = NAMESPACE,
-    timeout_s: int = 7 * 24 * 3600,
-    polling_interval_s: int = 30,
-    delete_on_timeout: bool = True,
-) -> dict[str, Any]:
-    """Create the PaddleJob and wait until it succeeds.
-
-    Args:
-        spec: Validated job inputs.
-        namespace: Namespace to run in.
-        timeout_s: Seconds to wait for the ``Succeeded`` condition.
-        polling_interval_s: Seconds between status polls.
-        delete_on_timeout: Delete the job (freeing its GPUs) when it times out.
-
-    Returns:
-        A record: the submitted manifest and the job's final status (conditions, replica
-        statuses, times) as plain values.
-
-    Raises:
-        ValueError: If ``timeout_s`` or ``polling_interval_s`` is not positive.
-        ImportError: If the kubeflow-training SDK is not installed.
-        PaddleJobError: If the job cannot be created, fails, or times out; the message says
-            which ``kubectl`` command shows why.
-    """
-    if timeout_s <= 0 or polling_interval_s <= 0:
-        raise ValueError(
-            f"timeout_s={timeout_s}, polling_interval_s={polling_interval_s}: expected > 0"
-        )
-    sdk = _import_sdk()
-    manifest = build_paddlejob(spec, namespace)
-    client = sdk.TrainingClient(namespace=namespace, job_kind=KIND)
-    where = f"{KIND} {namespace}/{spec.name}"
-    hint = (
-        f"check: kubectl -n {namespace} describe paddlejob {spec.name}; "
-        f"kubectl -n {namespace} logs -l training.kubeflow.org/job-name={spec.name}"
-    )
-    logger.info(
-        "creating %s: %d worker(s) x %d GPU(s) on pool %s",
-        where,
-        spec.workers,
-        spec.gpus_per_worker,
-        spec.node_pool,
-    )
-    try:
-        client.create_job(job=to_sdk_model(manifest), namespace=namespace)
-    except (RuntimeError, TimeoutError) as exc:
-        raise PaddleJobError(f"could not create {where}: {exc}") from exc
-    try:
-        job = client.wait_for_job_conditions(
-            name=spec.name,
-            namespace=namespace,
-            job_kind=KIND,
-            expected_conditions={"Succeeded"},
-            wait_timeout=timeout_s,
-            polling_interval=polling_interval_s,
-        )
-    except TimeoutError as exc:
-        if delete_on_timeout:
-            logger.warning("%s timed out after %d s; deleting it", where, timeout_s)
-            client.delete_job(name=spec.name, namespace=namespace, job_kind=KIND)
-        raise PaddleJobError(f"{where} did not succeed within {timeout_s} s; {hint}") from exc
-    except RuntimeError as exc:
-        raise PaddleJobError(f"{where} failed: {exc}; {hint}") from exc
-    status = sdk.ApiClient().sanitize_for_serialization(job).get("status", {})
-    logger.info("%s succeeded", where)
-    return {"manifest": manifest, "status": status}
-
-
-def save_job_record(record: Mapping[str, Any], path: str | Path) -> None:
-    """Write a job record from :func:`launch_and_wait` as JSON, completely or not at all.
-
-    Args:
-        record: The record.
-        path: Destination file; its parent directory is created.
-    """
-    atomic_write_json(path, dict(record))
-
-
-def run_distill_job(
-    record_path: str | Path,
-    *,
-    job_name: str,
-    distill_args: Sequence[str],
-    workers: int,
-    gpus_per_worker: int,
-    image: str = "",
-    namespace: str = "",
-    cpu: str = "16",
-    memory: str = "96Gi",
-    shm_size: str = "32Gi",
-    timeout_s: int = 604800,
-) -> dict[str, Any]:
-    """Component entry: build the spec, launch the PaddleJob, wait, and save its record.
-
-    Empty ``image``/``namespace`` mean the project's GPU training image and namespace.
-
-    Returns:
-        The job record (as saved to ``record_path``).
-    """
-    from ppminilm.cluster import platform
-
-    spec = PaddleJobSpec(
-        name=job_name,
-        distill_args=tuple(distill_args),
-        workers=workers,
-        gpus_per_worker=gpus_per_worker,
-        image=image or platform.GPU_TRAIN_IMAGE,
-        cpu=cpu,
-        memory=memory,
-        shm_size=shm_size,
-    )
-    record = launch_and_wait(spec, namespace=namespace or platform.NAMESPACE, timeout_s=timeout_s)
-    save_job_record(record, record_path)
-    return dict(record)

@@ -7,8 +7,13 @@ Import paddle through this module (``from ppminilm.compat.paddle import paddle``
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import logging
 import os
+import signal
+import sys
+import threading
 import warnings
 import zlib  # noqa: F401  -- MUST be imported before paddle, see below.
 from pathlib import Path
@@ -29,9 +34,60 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
 os.environ.setdefault("FLAGS_call_stack_level", "1")
 
+# Trap 4: importing paddle sets the root logger's level to WARNING, which silences the INFO
+# progress of a CLI run that configured logging before the (lazy) paddle import.
+_root_level = logging.getLogger().level
+
 import paddle  # noqa: E402
 
+logging.getLogger().setLevel(_root_level)
 paddle.set_printoptions(precision=6)
+
+
+def _restore_sigterm_handler() -> None:
+    """Trap 2: importing paddle installs a C-level SIGTERM handler (a C++ stack dump, then
+    death) behind Python's back. Put back whatever Python-level handler was set (the runner's
+    clean stop, or the default), so SIGTERM behaves the same before and after the import.
+    """
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
+
+
+_restore_sigterm_handler()
+
+
+class _RestoreAfterPaddleNLP(importlib.abc.MetaPathFinder):
+    """Trap 2b: ``paddlenlp/__init__.py`` calls ``paddle.disable_signal_handler()``, which
+    resets SIGTERM to the default action at the C level, again behind Python's back (a SIGTERM
+    then kills the process with no cleanup). This one-shot finder lets paddlenlp load as
+    usual and puts the Python-level handler back right after it.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "paddlenlp":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_and_restore(module: ModuleType) -> None:
+            try:
+                exec_module(module)
+            finally:
+                _restore_sigterm_handler()
+
+        loader.exec_module = exec_and_restore  # type: ignore[method-assign]
+        return spec
+
+
+if "paddlenlp" in sys.modules:
+    _restore_sigterm_handler()
+else:
+    sys.meta_path.insert(0, _RestoreAfterPaddleNLP())
 
 
 def import_paddle() -> ModuleType:
@@ -79,3 +135,27 @@ def program_desc(pdmodel: str | os.PathLike[str], error: type[Exception] = Value
     except Exception as exc:  # protobuf raises its own DecodeError type
         raise error(f"{path}: not a Paddle program ({type(exc).__name__}: {exc})") from None
     return desc
+
+
+def load_state_file(path: str | os.PathLike[str], error: type[Exception] = ValueError) -> Any:
+    """``paddle.load`` a ``.pdparams``/``.pdopt`` file; damage raises ``error`` naming it.
+
+    Trap 3: ``paddle.load`` reports a truncated or foreign file as ``EOFError``,
+    ``UnpicklingError``, ``ValueError`` or ``RuntimeError`` without the file's name.
+
+    Args:
+        path: The state file.
+        error: Exception class to raise (``ModelFormatError``, ``CheckpointError``...).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise error(f"{p}: empty file (0 bytes; an interrupted write or copy?)")
+    try:
+        return paddle.load(str(p))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise error(
+            f"{p}: not a readable Paddle state file ({type(exc).__name__}: {first})"
+        ) from None

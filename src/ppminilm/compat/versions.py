@@ -12,6 +12,11 @@ RECORDED_PACKAGES = (
     "paddlenlp",
     "paddleslim",
     "numpy",
+    # CPU peer engines (ppminilm.inference.engines), when a model was converted for one.
+    "openvino",
+    "nncf",
+    "onnxruntime",
+    "paddle2onnx",
 )
 
 

@@ -23,6 +23,8 @@ from ppminilm.config.profiles import (
 )
 from ppminilm.config.stages import (
     CPU_INT8_OPS,
+    ENGINE_AUTO,
+    ENGINES,
     PRECISIONS,
     QUANT_ALGOS,
     STAGE_CONFIGS,
@@ -54,6 +56,8 @@ __all__ = [
     "CLUE_TASKS",
     "CPU_INT8_OPS",
     "DEFAULT_EPOCHS",
+    "ENGINES",
+    "ENGINE_AUTO",
     "LOCAL_TASKS",
     "PER_TASK",
     "PRECISIONS",

@@ -19,14 +19,25 @@ from ppminilm.config.tasks import default_epochs, normalize_task
 from ppminilm.errors import ConfigError
 
 #: Op types that run oneDNN INT8 kernels on CPU (``enable_mkldnn_int8(ops)``), shared by the
-#: quantize stage's candidate evaluation and the benchmark. ``fc`` (the Linear projections, the
-#: bulk of the FLOPs) only: on paddle 2.6.2 the INT8 ``fused_matmul`` of the attention scores
-#: gives wrong, run-to-run varying logits (dev accuracy 0.79 -> 0.60-0.72 on the local model);
-#: ``fc`` alone matches FP32.
-CPU_INT8_OPS = ("fc",)
+#: quantize stage's candidate evaluation and the benchmark: ``fc`` (the Linear projections, the
+#: bulk of the FLOPs) and ``fused_matmul`` (the attention matmuls). On paddle 2.6.2 an INT8
+#: ``fused_matmul`` with a fused residual add (the attention mask) is wrong and
+#: non-deterministic (dev accuracy 0.77 -> 0.61-0.63 on the local model), so whenever INT8
+#: matmuls are allowed the predictor deletes ``matmul_elementwise_add_mkldnn_fuse_pass``
+#: (``ppminilm.inference.predictor``; ``benchmarks/int8_attention_repro.py`` reproduces it).
+#: ``elementwise_add`` stays FP32: adding it costs another 6.5 points (0.771 -> 0.706).
+CPU_INT8_OPS = ("fc", "fused_matmul")
 
 QUANT_ALGOS = ("mse", "avg", "abs_max", "hist", "KL", "emd")
-PRECISIONS = ("fp32", "fp16", "int8")
+#: ``bf16``: CPU only (oneDNN bfloat16 / OpenVINO's bf16 hint on AVX-512 BF16 or AMX CPUs).
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: Inference engines (:mod:`ppminilm.inference.engines`); an inference dir's ``serving.json``
+#: names the one it is for. ``paddle`` is Paddle Inference (CPU oneDNN, GPU TensorRT); the
+#: others are CPU peers that read our exported models.
+ENGINES = ("paddle", "openvino", "onnxruntime")
+#: ``InferConfig.engine`` also takes ``auto``: measure the engines available and keep the
+#: fastest (:func:`ppminilm.inference.engines.select.benchmark_engines`).
+ENGINE_AUTO = "auto"
 
 
 @dataclasses.dataclass
@@ -181,6 +192,7 @@ class DistillConfig(StageConfig):
     weight_decay: float = 0.01
     warmup_steps: int = 4000
     max_steps: int = 400000
+    #: Sequences per device (per data-parallel rank); the global batch is ranks x this.
     batch_size: int = 256
     max_seq_len: int = 128
     max_grad_norm: float = 1.0
@@ -370,8 +382,11 @@ class QuantConfig(StageConfig):
     #: Evaluate INT8 candidates with oneDNN INT8 kernels (CPU).
     num_threads: int = 2
     #: Op types allowed to run oneDNN INT8 kernels when evaluating candidates; empty = all.
-    #: See ``CPU_INT8_OPS`` for why the default is ``fc`` only.
+    #: See ``CPU_INT8_OPS`` for the default (FC and attention matmuls, one fuse pass deleted).
     mkldnn_int8_ops: Sequence[str] = CPU_INT8_OPS
+    #: Where candidates are scored, as they will serve: ``cpu`` (oneDNN INT8) or ``gpu``
+    #: (TensorRT INT8 with tuned dynamic shapes; the pipeline's GPU branch, T4 pool).
+    device: str = "cpu"
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -385,6 +400,7 @@ class QuantConfig(StageConfig):
             _check_positive(name, "batch_sizes", b)
         _check_positive(name, "max_seq_len", self.max_seq_len)
         _check_positive(name, "num_threads", self.num_threads)
+        _check_choice(name, "device", self.device, ("cpu", "gpu"))
         _check_choice(
             name,
             "weight_quantize_type",
@@ -442,18 +458,25 @@ class InferConfig(StageConfig):
     #: Directory for the TensorRT shape-range file (collected on the first pass).
     shape_range_file: str = "shape_range_info.pbtxt"
     #: CPU INT8: op types oneDNN runs in INT8 (``enable_mkldnn_int8(ops)``); empty = every op
-    #: Paddle can. Default ``CPU_INT8_OPS`` (``fc``): attention matmuls stay FP32 (why: there).
+    #: Paddle can. Default ``CPU_INT8_OPS`` (FC layers and attention matmuls; why: there).
     int8_op_types: Sequence[str] = CPU_INT8_OPS
     #: The speed column's protocol (rows interleaved, autoranged).
     timing: TimingConfig = dataclasses.field(default_factory=TimingConfig)
     #: Architecture of the speed baseline row (1.00x): the seed's BERT-base; timed with
     #: random weights (speed does not depend on them), its accuracy is not measured.
     baseline: ModelArch = dataclasses.field(default_factory=lambda: bert_base_arch())
+    #: One of ``ENGINES`` or ``auto`` (CPU only for engines other than ``paddle``).
+    engine: str = "paddle"
 
     def validate(self) -> None:
         name = type(self).__name__
         _check_choice(name, "device", self.device, ("cpu", "gpu"))
         _check_choice(name, "precision", self.precision, PRECISIONS)
+        _check_choice(name, "engine", self.engine, (*ENGINES, ENGINE_AUTO))
+        if self.engine != "paddle" and self.device != "cpu":
+            raise ConfigError(f"{name}.engine={self.engine!r} runs on device='cpu' only")
+        if self.precision == "bf16" and self.device != "cpu":
+            raise ConfigError(f"{name}.precision='bf16' needs device='cpu'")
         for field in ("batch_size", "max_seq_len", "repeats", "num_threads"):
             _check_positive(name, field, getattr(self, field))
         _check_positive(name, "warmup_batches", self.warmup_batches, allow_zero=True)

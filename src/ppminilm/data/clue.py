@@ -74,7 +74,12 @@ def _load(task: str, data_home: Path | None) -> tuple[dict[str, list[dict[str, A
         if data_home is not None:
             files = _local_files(task, Path(data_home), config)
             source = f"paddlenlp clue/{task} from local files in {data_home}"
-            datasets = load_dataset("clue", task, data_files=files, splits=splits)
+            try:
+                datasets = load_dataset("clue", task, data_files=files, splits=splits)
+            except KeyError:
+                raise
+            except Exception as exc:
+                _diagnose(task, files, exc)
         else:
             source = f"paddlenlp clue/{task} ({config['url']})"
             try:
@@ -116,6 +121,25 @@ def _load(task: str, data_home: Path | None) -> tuple[dict[str, list[dict[str, A
         label_list = list(dataset.label_list or config["labels"])
         out[ours] = [_label_back(dict(example), label_list) for example in dataset]
     return out, source
+
+
+def _diagnose(task: str, files: list[str], exc: Exception) -> None:
+    """Re-read local CLUE files with :func:`read_split` to name the bad file and line.
+
+    Raises:
+        DataError: Always: the first problem :func:`read_split` finds, else one naming the
+            folder and paddlenlp's message.
+    """
+    for path, split in zip(files, _SOURCE_SPLITS):
+        read_split(path, task, require_labels=split != "test")
+    folder = str(Path(files[0]).parent)
+    raise DataError(
+        folder,
+        None,
+        "<file>",
+        f"CLUE {task} files paddlenlp can read",
+        f"{type(exc).__name__}: {exc}",
+    ) from None
 
 
 def _label_back(example: dict[str, Any], label_list: list[str]) -> dict[str, Any]:

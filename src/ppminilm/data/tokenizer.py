@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from ppminilm.data import example_to_text_pair
+from ppminilm.data.taskdir import DataError
+from ppminilm.io import read_json_file, read_text_file, staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -147,12 +149,13 @@ def build_vocab(
         vocab = vocab[:max_size]
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_dir(out, replace=True, kind="vocab") as tmp:
+        staged_vocab = tmp / VOCAB_FILE
+        staged_vocab.write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
+        # save_pretrained writes tokenizer_config.json (tokenizer_class) +
+        # special_tokens_map.json, the same files a pretrained vocab directory has.
+        _transformers().ErnieTokenizer(vocab_file=str(staged_vocab)).save_pretrained(str(tmp))
     vocab_path = out / VOCAB_FILE
-    vocab_path.write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
-    # save_pretrained writes tokenizer_config.json (tokenizer_class) + special_tokens_map.json,
-    # the same files a pretrained vocab directory has.
-    _transformers().ErnieTokenizer(vocab_file=str(vocab_path)).save_pretrained(str(out))
     logger.info(
         "vocab of %d tokens (%d distinct basic tokens, min_freq %d) -> %s",
         len(vocab),
@@ -178,6 +181,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
 
     Raises:
         FileNotFoundError: Naming the path when the directory or its ``vocab.txt`` is missing.
+        DataError: If ``vocab.txt`` is not a usable vocabulary (:func:`check_vocab`).
     """
     root = Path(path)
     if root.is_file() and root.name == VOCAB_FILE:
@@ -189,10 +193,68 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
         )
     if not (root / VOCAB_FILE).is_file():
         raise FileNotFoundError(f"tokenizer directory {root} has no {VOCAB_FILE}")
+    check_vocab(root)
     transformers = _transformers()
     if (root / TOKENIZER_CONFIG).is_file():
         return transformers.AutoTokenizer.from_pretrained(str(root))
     return transformers.ErnieTokenizer(vocab_file=str(root / VOCAB_FILE))
+
+
+def _special_tokens(root: Path) -> list[str]:
+    """The special tokens the tokenizer will look up: its config's, else BERT's five."""
+    config = root / TOKENIZER_CONFIG
+    if config.is_file():
+        data = read_json_file(config)
+        if isinstance(data, dict):
+            named = [data.get(f"{k}_token") for k in ("pad", "unk", "cls", "sep", "mask")]
+            tokens = [t for t in named if isinstance(t, str)]
+            if tokens:
+                return tokens
+    return list(SPECIAL_TOKENS)
+
+
+def check_vocab(tokenizer_dir: str | os.PathLike[str]) -> int:
+    """Check a tokenizer directory's ``vocab.txt`` before paddlenlp reads it.
+
+    paddlenlp takes a token's id from its line number and keeps the last line of a repeated
+    token, so a repeat leaves a gap that later indexes past the embedding table; an empty file
+    or a missing special token fails with an assertion. Here each is an error naming the
+    file and line.
+
+    Args:
+        tokenizer_dir: Directory holding ``vocab.txt``.
+
+    Returns:
+        The number of tokens.
+
+    Raises:
+        DataError: On non-UTF-8 bytes, an empty vocab, a repeated token or a missing special
+            token (``file:line``).
+    """
+    root = Path(tokenizer_dir)
+    path = root / VOCAB_FILE
+    text = read_text_file(path, DataError)
+    tokens = text.split("\n")
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    if not tokens:
+        raise DataError(path, 1, "<token>", "one token a line", "an empty file")
+    first_line: dict[str, int] = {}
+    for line, token in enumerate(tokens, start=1):
+        token = token.rstrip("\r")
+        if token in first_line:
+            raise DataError(
+                path,
+                line,
+                "<token>",
+                "each token once (its id is its line number)",
+                f"{token!r} again, first on line {first_line[token]}",
+            )
+        first_line[token] = line
+    missing = [t for t in _special_tokens(root) if t not in first_line]
+    if missing:
+        raise DataError(path, None, "<token>", f"the special tokens {missing}", "none of them")
+    return len(tokens)
 
 
 def vocab_size(tokenizer: Any) -> int:

@@ -1,10 +1,12 @@
-"""Paddle Inference predictor over exported inference dirs, prediction and the benchmark.
+"""Prediction and the end-to-end benchmark, on any engine (:mod:`ppminilm.inference.engines`).
 
 :class:`Predictor` wraps ``paddle.inference`` for one inference dir (``serving.json`` validated
 first) and lives in :mod:`ppminilm.inference.predictor` with the config building.
-:func:`detect_int8_kernels`
-proves whether an INT8 model really runs INT8 oneDNN kernels, :func:`run_benchmark` times the
-whole split end to end (the runner's ``benchmark`` step writes its result).
+:func:`detect_int8_kernels` proves whether an INT8 model really runs INT8 kernels,
+:func:`run_benchmark` times the whole split end to end on ``cfg.engine`` (Paddle by default;
+OpenVINO and onnxruntime on CPU; the runner's ``benchmark`` step writes its result).
+``engine='auto'`` (time several engines, keep the fastest) is
+:func:`ppminilm.inference.engines.select.benchmark_engines`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 from ppminilm.compat.paddle import paddle
 from ppminilm.config import InferConfig
 from ppminilm.contracts import SERVING_FILE, BenchmarkResult
+from ppminilm.inference.cpuinfo import cpu_model, isa_flags
+from ppminilm.inference.engines.base import Engine
 from ppminilm.inference.predictor import (
     OPTIMIZED_PROGRAM,
     DeviceUnavailableError,
@@ -59,6 +63,10 @@ def detect_int8_kernels(model_dir: str | Path, cfg: InferConfig) -> dict[str, An
     Returns:
         See :func:`inspect_optimized_program`; on GPU ``{"checked": False, "reason": ...}``.
     """
+    if cfg.engine not in ("paddle", "auto"):
+        from ppminilm.inference.engines import open_engine
+
+        return open_engine(model_dir, cfg).int8_check()
     if cfg.device != "cpu":
         return {
             "checked": False,
@@ -116,6 +124,7 @@ def predict(
     items: Sequence[Any],
     cfg: InferConfig | None = None,
     task: str | None = None,
+    engine: str | None = None,
 ) -> list[str]:
     """Predicted label strings for texts, text pairs or task examples.
 
@@ -125,34 +134,32 @@ def predict(
         cfg: Inference settings (default: CPU, the model's max_seq_len, and INT8 kernels for a
             quantized model).
         task: Task of dict examples (default: ``serving.json``'s).
+        engine: ``paddle``, ``openvino`` or ``onnxruntime`` (default: ``cfg.engine``, or the
+            engine the model's ``serving.json`` names when ``cfg`` is None).
 
     Returns:
         One label string per item.
     """
+    from ppminilm.inference.engines import open_engine
+
     serving = read_serving_config(model_dir)
     if cfg is None:
-        precision = "int8" if program_is_quantized(model_dir) else "fp32"
-        cfg = InferConfig(max_seq_len=serving.max_seq_len, precision=precision, use_trt=False)
-    predictor = Predictor(model_dir, cfg)
+        quantized = serving.precision == "int8" or (
+            serving.engine == "paddle" and program_is_quantized(model_dir)
+        )
+        cfg = InferConfig(
+            max_seq_len=serving.max_seq_len,
+            precision="int8" if quantized else "fp32",
+            use_trt=False,
+            engine=engine or serving.engine,
+        )
+    runner = open_engine(model_dir, cfg, engine)
     arrays = encode_for_model(model_dir, items, cfg.max_seq_len, task)
-    labels = predictor.labels
-    return [labels[i] for i in predictor.logits(arrays, cfg.batch_size).argmax(-1)]
+    labels = runner.labels
+    return [labels[i] for i in runner.logits(arrays, cfg.batch_size).argmax(-1)]
 
 
 # --------------------------------------------------------------------------- benchmark
-
-
-def cpu_name() -> str:
-    """The CPU model name (``/proc/cpuinfo``), for result headers."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def encode_labelled_split(
@@ -180,22 +187,31 @@ def encode_labelled_split(
 
 
 def score_split(
-    task_dir: str | Path, model_dir: str | Path, cfg: InferConfig, split: str
+    task_dir: str | Path,
+    model_dir: str | Path,
+    cfg: InferConfig,
+    split: str,
+    *,
+    engine: Engine | None = None,
 ) -> tuple[float, int] | None:
     """Accuracy of a model on a split (untimed), or None if the split is absent or unlabelled.
 
-    Used for a labelled test split: scored once, after every selection was made on dev.
+    Used for a labelled test split: scored once, after every selection was made on dev, on the
+    engine that produced the row's reported figures.
 
     Args:
         task_dir: A task directory.
-        model_dir: An exported inference dir.
-        cfg: The benchmark's settings (precision, threads, sequence length).
+        model_dir: The row's inference dir (its ``serving.json`` gives task and labels).
+        cfg: The benchmark's settings (precision, threads, sequence length, engine).
         split: The split (``test``).
+        engine: An open engine to score with (e.g. the peer ``engine='auto'`` picked); default
+            ``model_dir`` opened on ``cfg.engine``.
 
     Returns:
         ``(accuracy, examples)`` or None.
     """
     from ppminilm.data import load_task_dir
+    from ppminilm.training.loop import iterate_batches
 
     data = load_task_dir(task_dir)
     examples = data.split(split)
@@ -204,10 +220,20 @@ def score_split(
     model_dir = Path(model_dir)
     serving = read_serving_config(model_dir)
     _, arrays, labels = encode_labelled_split(model_dir, serving, task_dir, split, cfg.max_seq_len)
-    predictor = Predictor(model_dir, cfg)
-    preds = predictor.logits(arrays, cfg.batch_size).argmax(-1)
+    with tempfile.TemporaryDirectory(prefix="ppminilm-score-") as tmp:
+        if engine is None:
+            batches = list(iterate_batches(arrays, cfg.batch_size))
+            engine = open_for_benchmark(model_dir, cfg, batches, Path(tmp))
+        preds = engine.logits(arrays, cfg.batch_size).argmax(-1)
     accuracy = float((preds == labels).mean())
-    logger.info("%s on %s/%s: acc %.4f (untimed)", model_dir.name, data.task, split, accuracy)
+    logger.info(
+        "%s on %s/%s (%s): acc %.4f (untimed)",
+        model_dir.name,
+        data.task,
+        split,
+        engine.name,
+        accuracy,
+    )
     return accuracy, len(labels)
 
 
@@ -286,23 +312,56 @@ def run_benchmark(
     )
     batches = list(iterate_batches(arrays, cfg.batch_size))
     with tempfile.TemporaryDirectory(prefix="ppminilm-bench-") as tmp:
-        shape_file = None
-        if cfg.device == "gpu" and cfg.use_trt:
-            path = Path(cfg.shape_range_file)
-            if not path.is_absolute():
-                path = Path(work_dir or tmp) / path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.is_file():
-                collect_shape_ranges(model_dir, cfg, path, [batches[0], batches[-1]])
-            shape_file = str(path)
-        optim_dir = tmp if cfg.device == "cpu" else None
-        predictor = Predictor(model_dir, cfg, shape_file=shape_file, optim_dir=optim_dir)
-        int8_check = (
-            inspect_optimized_program(Path(tmp) / OPTIMIZED_PROGRAM, predictor.quantized)
-            if optim_dir
-            else detect_int8_kernels(model_dir, cfg)
-        )
-        timing = _timed_passes(predictor, batches, cfg)
+        runner = open_for_benchmark(model_dir, cfg, batches, Path(work_dir or tmp))
+        int8_check = runner.int8_check(batches[0])
+        timing = timed_passes({runner.name: runner}, batches, cfg)[runner.name]
+    return make_result(
+        model_dir, serving, task, split, labels, batches, cfg, runner, timing, int8_check
+    )
+
+
+def open_for_benchmark(
+    model_dir: str | Path, cfg: InferConfig, batches: Sequence[Mapping[str, np.ndarray]], work: Path
+) -> Engine:
+    """Open ``model_dir`` on ``cfg.engine``; for TensorRT, collect the shape ranges first.
+
+    Args:
+        model_dir: The inference dir.
+        cfg: The settings (``engine`` a concrete engine, not ``auto``).
+        batches: The split's batches (TensorRT shape collection runs the first and last).
+        work: Where a relative ``cfg.shape_range_file`` goes.
+    """
+    from ppminilm.inference.engines import open_engine
+    from ppminilm.inference.engines.paddle import PaddleEngine
+
+    if cfg.engine != "paddle":
+        return open_engine(model_dir, cfg)
+    shape_file = None
+    if cfg.device == "gpu" and cfg.use_trt:
+        path = Path(cfg.shape_range_file)
+        if not path.is_absolute():
+            path = work / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file():
+            collect_shape_ranges(model_dir, cfg, path, [batches[0], batches[-1]])
+        shape_file = str(path)
+    return PaddleEngine(model_dir, cfg, shape_file=shape_file)
+
+
+def make_result(
+    model_dir: Path,
+    serving: ServingConfig,
+    task: str,
+    split: str,
+    labels: np.ndarray,
+    batches: Sequence[Mapping[str, np.ndarray]],
+    cfg: InferConfig,
+    runner: Engine,
+    timing: Mapping[str, Any],
+    int8_check: Mapping[str, Any],
+) -> BenchmarkResult:
+    """The :class:`~ppminilm.contracts.BenchmarkResult` of one engine's timed passes."""
+    timing = dict(timing)
     preds = np.concatenate(timing.pop("first_pass_preds"))
     k = len(serving.labels)
     matrix = np.zeros((k, k), dtype=np.int64)
@@ -315,7 +374,8 @@ def run_benchmark(
             "examples": len(labels),
             "batches": len(batches),
             "device": cfg.device,
-            "cpu": cpu_name(),
+            "cpu": cpu_model(),
+            "cpu_isa": isa_flags(),
             "precision": cfg.precision,
             "threads": cfg.num_threads,
             "batch_size": cfg.batch_size,
@@ -327,14 +387,18 @@ def run_benchmark(
             **timing,
             "accuracy": float((preds == labels).mean()),
             "confusion_matrix": {"labels": list(serving.labels), "matrix": matrix.tolist()},
-            "int8_check": int8_check,
+            "int8_check": dict(int8_check),
+            "engine": runner.name,
+            "engine_version": runner.version,
+            "engine_config": runner.describe(),
             "paddle_version": paddle.__version__,
             "config": cfg.to_dict(),
         }
     )
     logger.info(
-        "%s on %s/%s: %.2f s/pass (median of %d), p50 %.2f ms, %.1f ex/s, acc %.4f",
+        "%s (%s) on %s/%s: %.2f s/pass (median of %d), p50 %.2f ms, %.1f ex/s, acc %.4f",
         model_dir.name,
+        runner.name,
         task,
         split,
         result.total_s,
@@ -346,43 +410,59 @@ def run_benchmark(
     return result
 
 
-def _timed_passes(
-    predictor: Predictor, batches: Sequence[Mapping[str, np.ndarray]], cfg: InferConfig
-) -> dict[str, Any]:
-    """Run ``cfg.repeats`` passes; time everything after the warm-up batches of each pass."""
+def timed_passes(
+    engines: Mapping[str, Engine], batches: Sequence[Mapping[str, np.ndarray]], cfg: InferConfig
+) -> dict[str, dict[str, Any]]:
+    """Run ``cfg.repeats`` passes per engine; time everything after each pass's warm-up.
+
+    With several engines the passes are interleaved (pass 1 of every engine, then pass 2...),
+    so a change of machine load hits them alike.
+
+    Returns:
+        Engine key -> ``timed_batches``, ``timed_examples``, ``latency_ms``
+        (``p50``/``p95``/``p99``/``mean``), ``total_s`` (median pass), ``total_s_per_pass``,
+        ``throughput`` and ``first_pass_preds`` (per batch).
+    """
     import time
 
     n = len(batches)
     schedule = [i % n for i in range(max(n, cfg.warmup_batches + 1))]
-    latencies: list[float] = []
-    pass_seconds: list[float] = []
-    first_preds: dict[int, np.ndarray] = {}
-    timed_examples = 0
+    latencies: dict[str, list[float]] = {k: [] for k in engines}
+    pass_seconds: dict[str, list[float]] = {k: [] for k in engines}
+    first_preds: dict[str, dict[int, np.ndarray]] = {k: {} for k in engines}
+    timed_examples = sum(len(batches[i]["input_ids"]) for i in schedule[cfg.warmup_batches :])
     for repeat in range(cfg.repeats):
-        for idx in schedule[: cfg.warmup_batches]:
-            logits = predictor.run(batches[idx])
-            first_preds.setdefault(idx, logits.argmax(-1))
-        start = time.perf_counter()
-        for idx in schedule[cfg.warmup_batches :]:
-            t0 = time.perf_counter()
-            logits = predictor.run(batches[idx])
-            latencies.append(time.perf_counter() - t0)
-            first_preds.setdefault(idx, logits.argmax(-1))
-            if repeat == 0:
-                timed_examples += len(batches[idx]["input_ids"])
-        pass_seconds.append(time.perf_counter() - start)
-        logger.info("pass %d/%d: %.3f s", repeat + 1, cfg.repeats, pass_seconds[-1])
-    total = float(np.median(pass_seconds))
-    return {
-        "timed_batches": len(latencies) // cfg.repeats,
-        "timed_examples": timed_examples,
-        "latency_ms": {
-            "p50": _percentile_ms(latencies, 50),
-            "p95": _percentile_ms(latencies, 95),
-            "mean": float(np.mean(latencies) * 1e3),
-        },
-        "total_s": total,
-        "total_s_per_pass": pass_seconds,
-        "throughput": timed_examples / total if total > 0 else 0.0,
-        "first_pass_preds": [first_preds[i] for i in range(n)],
-    }
+        for key, runner in engines.items():
+            preds = first_preds[key]
+            for idx in schedule[: cfg.warmup_batches]:
+                logits = runner.run(batches[idx])
+                preds.setdefault(idx, logits.argmax(-1))
+            start = time.perf_counter()
+            for idx in schedule[cfg.warmup_batches :]:
+                t0 = time.perf_counter()
+                logits = runner.run(batches[idx])
+                latencies[key].append(time.perf_counter() - t0)
+                preds.setdefault(idx, logits.argmax(-1))
+            pass_seconds[key].append(time.perf_counter() - start)
+            logger.info(
+                "%s pass %d/%d: %.3f s", key, repeat + 1, cfg.repeats, pass_seconds[key][-1]
+            )
+    out: dict[str, dict[str, Any]] = {}
+    for key in engines:
+        total = float(np.median(pass_seconds[key]))
+        lat = latencies[key]
+        out[key] = {
+            "timed_batches": len(lat) // cfg.repeats,
+            "timed_examples": timed_examples,
+            "latency_ms": {
+                "p50": _percentile_ms(lat, 50),
+                "p95": _percentile_ms(lat, 95),
+                "p99": _percentile_ms(lat, 99),
+                "mean": float(np.mean(lat) * 1e3),
+            },
+            "total_s": total,
+            "total_s_per_pass": pass_seconds[key],
+            "throughput": timed_examples / total if total > 0 else 0.0,
+            "first_pass_preds": [first_preds[key][i] for i in range(n)],
+        }
+    return out

@@ -23,10 +23,18 @@ passes to ``d/_optimized.pdmodel``. With ``enable_mkldnn_int8()`` the fake-quant
 fake-quant ops stay (``mul``/``matmul`` next to ``fake_*`` ops) and no op is ``int8``.
 :func:`inspect_optimized_program` reads exactly that.
 
-``InferConfig.int8_op_types`` limits INT8 to some op types. Measured on the local 6L-64H student
-(local_reviews dev, abs_max PTQ on 16 calibration examples): FP32 79.3 %, all-op INT8 59-62 %,
-``("fc",)`` INT8 79.6 % at the same speed -- the INT8 attention matmuls of a tiny head size cost
-the accuracy, the FC layers carry the speed-up.
+``InferConfig.int8_op_types`` limits INT8 to some op types. Why the attention matmuls were kept
+FP32: on paddle 2.6.2, an INT8 ``fused_matmul`` that carries a fused residual add is wrong and
+non-deterministic (two runs of one input differ). ``matmul_elementwise_add_mkldnn_fuse_pass``
+folds the attention mask add (``q k^T * scale + mask``) into the scores matmul as its
+``ResidualData``; ``cpu_quantize_pass`` then quantizes the mask too and the INT8 kernel with that
+residual gives garbage, broadcast mask or not (``benchmarks/int8_attention_repro.py`` reproduces
+it on one attention block). With that one pass deleted (:data:`INT8_MATMUL_UNSAFE_PASSES`, done
+by :func:`config_plan` whenever INT8 matmuls are allowed) the add runs as its own op and the INT8
+matmuls are deterministic and as close to FP32 as the FC layers.
+
+CPU BF16 (``precision='bf16'``) is oneDNN bfloat16 (``enable_mkldnn_bfloat16``), which needs a CPU
+with AVX-512 BF16 or AMX (``paddle.base.core.supports_bfloat16``); elsewhere it is refused.
 """
 
 from __future__ import annotations
@@ -60,6 +68,11 @@ OPTIMIZED_PROGRAM = "_optimized.pdmodel"
 _LINEAR_QUANT_OPS = ("quantize_linear", "dequantize_linear")
 #: oneDNN ops that move data between FP32 and INT8 in an INT8-optimized program.
 _ONEDNN_QUANT_OPS = ("quantize", "dequantize", "requantize")
+#: Fuse passes whose INT8 result is wrong on paddle 2.6.2 (module docstring); deleted when INT8
+#: matmuls are allowed.
+INT8_MATMUL_UNSAFE_PASSES = ("matmul_elementwise_add_mkldnn_fuse_pass",)
+#: Op types whose INT8 kernels the unsafe passes feed.
+INT8_MATMUL_OPS = ("fused_matmul", "matmul", "matmul_v2")
 #: Compute ops whose INT8 variant carries the real speed-up.
 _INT8_COMPUTE_OPS = (
     "fc",
@@ -164,6 +177,15 @@ def config_plan(
             # Without this the fake-quant ops run in FP32: slower than the FP32 model.
             ops = set(cfg.int8_op_types)
             steps.append(ConfigStep("enable_mkldnn_int8", (ops,) if ops else ()))
+            if not ops or ops & set(INT8_MATMUL_OPS):
+                steps += [ConfigStep("delete_pass", (name,)) for name in INT8_MATMUL_UNSAFE_PASSES]
+        elif cfg.precision == "bf16":
+            if not cfg.use_mkldnn:
+                raise ValueError(
+                    "InferConfig.precision='bf16' on cpu needs use_mkldnn=True "
+                    "(BF16 kernels are oneDNN kernels)"
+                )
+            steps.append(ConfigStep("enable_mkldnn_bfloat16"))
     else:
         steps.append(ConfigStep("enable_use_gpu", (GPU_MEMORY_POOL_MB, GPU_DEVICE_ID)))
         if not cfg.use_trt and cfg.precision != "fp32":
@@ -223,7 +245,7 @@ def build_config(
         RuntimeError: From paddle when a step needs a feature this build lacks (TensorRT).
     """
     d = Path(model_dir)
-    read_serving_config(d)
+    require_paddle_model(read_serving_config(d), d)
     config = paddle.inference.Config(
         str(d / f"{MODEL_PREFIX}.pdmodel"), str(d / f"{MODEL_PREFIX}.pdiparams")
     )
@@ -239,13 +261,26 @@ def build_config(
     return config
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether oneDNN has bfloat16 kernels for this CPU (AVX-512 BF16 or AMX)."""
+    from paddle.base import core
+
+    return bool(core.supports_bfloat16())
+
+
 def require_device(cfg: InferConfig) -> None:
     """Fail clearly when the requested device is not compiled into this paddle.
 
     Raises:
-        DeviceUnavailableError: For ``device='gpu'`` on a CPU-only paddle, or TensorRT missing.
+        DeviceUnavailableError: For ``device='gpu'`` on a CPU-only paddle, TensorRT missing, or
+            ``bf16`` on a CPU without bfloat16 support.
     """
     if cfg.device != "gpu":
+        if cfg.precision == "bf16" and not cpu_supports_bf16():
+            raise DeviceUnavailableError(
+                "InferConfig.precision='bf16' but this CPU has no AVX-512 BF16/AMX "
+                "(paddle.base.core.supports_bfloat16() is False); use fp32 or int8"
+            )
         return
     if not paddle.device.is_compiled_with_cuda():
         raise DeviceUnavailableError(
@@ -260,6 +295,15 @@ def require_device(cfg: InferConfig) -> None:
 
 
 # --------------------------------------------------------------------------- predictor
+
+
+def require_paddle_model(serving: ServingConfig, model_dir: str | Path) -> None:
+    """Raise ``ModelFormatError`` unless the dir holds a Paddle program (``engine`` paddle)."""
+    if serving.engine != "paddle":
+        raise ModelFormatError(
+            f"{model_dir}/serving.json: engine is {serving.engine!r}, not 'paddle'; run this "
+            f"model with InferConfig(engine={serving.engine!r})"
+        )
 
 
 def check_max_seq_len(serving: ServingConfig, max_seq_len: int, source: str) -> None:
@@ -296,6 +340,7 @@ class Predictor:
         self.model_dir = Path(model_dir)
         self.cfg = cfg
         self.serving = read_serving_config(self.model_dir)
+        require_paddle_model(self.serving, self.model_dir)
         check_max_seq_len(self.serving, cfg.max_seq_len, str(self.model_dir))
         require_device(cfg)
         self.quantized = program_is_quantized(self.model_dir)
@@ -314,7 +359,18 @@ class Predictor:
             collect_shapes=collect_shapes,
             optim_dir=optim_dir,
         )
-        self._predictor = paddle.inference.create_predictor(config)
+        try:
+            self._predictor = paddle.inference.create_predictor(config)
+        except (RuntimeError, ValueError, OSError) as exc:
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            # Paddle's message says which file it choked on only in words.
+            params = "parameters" in text or "load_combine" in text
+            which = self.model_dir / f"{MODEL_PREFIX}.{'pdiparams' if params else 'pdmodel'}"
+            raise ModelFormatError(
+                f"{which}: Paddle Inference cannot load it (damaged, or not written by "
+                f"export?): {first}"
+            ) from None
         names = list(self._predictor.get_input_names())
         expected = list(self.serving.input_names)
         if len(names) != len(expected):

@@ -3,7 +3,8 @@
 Layout of an inference model directory::
 
     inference.pdmodel / inference.pdiparams   static program + weights (paddle.jit.save)
-    serving.json          max_seq_len, labels, task, precision, width, input names, arch
+    serving.json          max_seq_len, labels, task, precision, width, input names, arch,
+                          engine (the runtime the model files are for, default ``paddle``)
     vocab.txt, tokenizer_config.json          tokenizer
     provenance.json       stage config, parent artifact, versions, params, FLOPs
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ppminilm.compat.paddle import paddle
-from ppminilm.config import PRECISIONS, ModelArch
+from ppminilm.config import ENGINES, PRECISIONS, ModelArch
 from ppminilm.contracts import MODEL_PREFIX, SERVING_FILE
 from ppminilm.io import read_json_file, staged_dir, write_json
 from ppminilm.modeling.saved import (
@@ -31,6 +32,13 @@ from ppminilm.modeling.saved import (
 logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "token_type_ids")
+#: The model files an inference dir holds for each engine (``serving.json`` ``engine``):
+#: Paddle's static program, OpenVINO IR, or ONNX. Declared once; engines read them from here.
+ENGINE_FILES: dict[str, tuple[str, ...]] = {
+    "paddle": (f"{MODEL_PREFIX}.pdmodel", f"{MODEL_PREFIX}.pdiparams"),
+    "openvino": (f"{MODEL_PREFIX}.xml", f"{MODEL_PREFIX}.bin"),
+    "onnxruntime": (f"{MODEL_PREFIX}.onnx",),
+}
 
 
 @dataclass
@@ -44,6 +52,8 @@ class ServingConfig:
     width: float = 1.0
     arch: dict[str, Any] = field(default_factory=dict)
     input_names: list[str] = field(default_factory=lambda: list(INPUT_NAMES))
+    #: The runtime the model files are for (one of ``ENGINES``).
+    engine: str = "paddle"
 
     def validate(self, source: str = SERVING_FILE) -> None:
         """Raise ``ModelFormatError`` naming the field when a value is unusable."""
@@ -59,6 +69,10 @@ class ServingConfig:
             raise ModelFormatError(
                 f"{source}: field 'precision'={self.precision!r}; expected one of {PRECISIONS}"
             )
+        if self.engine not in ENGINES:
+            raise ModelFormatError(
+                f"{source}: field 'engine'={self.engine!r}; expected one of {ENGINES}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +83,7 @@ class ServingConfig:
             "width": self.width,
             "arch": dict(self.arch),
             "input_names": list(self.input_names),
+            "engine": self.engine,
         }
 
     @classmethod
@@ -78,7 +93,16 @@ class ServingConfig:
         for key in ("max_seq_len", "labels"):
             if key not in data:
                 raise ModelFormatError(f"{source}: missing field {key!r}")
-        known = {"max_seq_len", "labels", "task", "precision", "width", "arch", "input_names"}
+        known = {
+            "max_seq_len",
+            "labels",
+            "task",
+            "precision",
+            "width",
+            "arch",
+            "input_names",
+            "engine",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelFormatError(f"{source}: unknown field(s) {unknown}")
@@ -96,16 +120,27 @@ def read_serving_config(model_dir: str | Path) -> ServingConfig:
     d = Path(model_dir)
     if not d.is_dir():
         raise ModelFormatError(f"{d}: inference model directory does not exist")
-    for suffix in (".pdmodel", ".pdiparams"):
-        if not (d / f"{MODEL_PREFIX}{suffix}").is_file():
-            raise ModelFormatError(
-                f"{d}: missing {MODEL_PREFIX}{suffix} (not an exported inference model)"
-            )
     path = d / SERVING_FILE
     if not path.is_file():
+        # Name the program file first when that is missing too: the commoner mistake is
+        # pointing at a directory that is not an inference model at all.
+        for name in ENGINE_FILES["paddle"]:
+            if not (d / name).is_file():
+                raise ModelFormatError(f"{d}: missing {name} (not an exported inference model)")
         raise ModelFormatError(f"{d}: missing {SERVING_FILE} (max_seq_len and labels)")
     data = read_json_file(path, ModelFormatError)
-    return ServingConfig.from_dict(data, source=str(path))
+    cfg = ServingConfig.from_dict(data, source=str(path))
+    for name in ENGINE_FILES[cfg.engine]:
+        if not (d / name).is_file():
+            raise ModelFormatError(
+                f"{d}: missing {name} (serving.json says engine {cfg.engine!r}; "
+                "not an exported inference model for it)"
+            )
+        if (d / name).stat().st_size == 0:
+            raise ModelFormatError(
+                f"{d / name}: empty file (0 bytes; an interrupted write or copy?)"
+            )
+    return cfg
 
 
 def write_serving_config(model_dir: str | Path, cfg: ServingConfig) -> Path:

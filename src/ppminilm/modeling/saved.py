@@ -304,6 +304,13 @@ def load_model(model_dir: str | Path, kind: str | None = None) -> tuple[paddle.n
     encoder_missing = [k for k in missing if _is_encoder_key(k, build_kind)]
     if encoder_missing:
         raise ModelFormatError(f"{where}: missing encoder weights, e.g. {encoder_missing[:3]}")
+    if missing and build_kind == state_kind:
+        # Built as what it was saved as: every tensor must be there. Only a model built as
+        # another kind (an encoder loaded into a classifier) starts with a fresh head.
+        raise ModelFormatError(
+            f"{where}: lacks {len(missing)} weight(s) of its {state_kind} "
+            f"({MODEL_CONFIG_FILE}), e.g. {missing[:3]}; it would run with random ones"
+        )
     unexpected = [k for k in state if k not in own and _is_encoder_key(k, build_kind)]
     if unexpected:
         raise ModelFormatError(

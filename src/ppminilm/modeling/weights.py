@@ -77,6 +77,10 @@ def load_weights(path: str | Path) -> dict[str, np.ndarray]:
         ModelFormatError: If the file cannot be read as that format.
     """
     path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ModelFormatError(f"{path}: empty file (0 bytes; an interrupted write or copy?)")
     try:
         if path.suffix == ".safetensors":
             from safetensors.numpy import load_file
@@ -87,8 +91,9 @@ def load_weights(path: str | Path) -> dict[str, np.ndarray]:
         logger.info("reading %s: a pickle (safetensors preferred where present)", path)
         state = paddle.load(str(path), return_numpy=True)
     except Exception as exc:  # safetensors and pickle raise many kinds on a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelFormatError(
-            f"{path}: not a readable weight file ({type(exc).__name__}: {exc})"
+            f"{path}: not a readable weight file ({type(exc).__name__}: {first})"
         ) from None
     if not isinstance(state, Mapping):
         raise ModelFormatError(f"{path}: expected a state dict, got {type(state).__name__}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from ppminilm.config import PruneConfig, QuantConfig, resolve
 from ppminilm.contracts import CANDIDATES_MD, FinetuneResult, Lineage, StageSummary
-from ppminilm.io import copy_dir
+from ppminilm.io import atomic_write, copy_dir
 from ppminilm.runner.core import resolve_task_dir, stage, summarize
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def quantize(
     cfg = resolve(QuantConfig, profile, overrides, task=task, **fields)
     result = dict(run_quantize(task_dir, model, out, cfg))
     if candidates_md is not None:
-        shutil.copyfile(Path(out) / CANDIDATES_MD, candidates_md)
+        atomic_write(candidates_md, lambda tmp: shutil.copyfile(Path(out) / CANDIDATES_MD, tmp))
     add_lineage(out, read_lineage(model).merged(Lineage(quantize=result)))
     best = result.get("best", {})
     result.update(

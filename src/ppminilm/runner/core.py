@@ -214,7 +214,9 @@ def run_step(
     tag_records(step_tag(stage_name, kwargs))
     started = time.perf_counter()
     logger.info("%s: started", stage_name)
-    with expected_errors():
+    from ppminilm.runner.signals import handle_termination
+
+    with handle_termination(), expected_errors():
         summary = spec.run(**kwargs)
     publish(
         summary,

@@ -20,7 +20,7 @@ from ppminilm.contracts import (
     TimingResult,
 )
 from ppminilm.errors import UserError
-from ppminilm.io import atomic_write_json, atomic_write_text, read_json_file
+from ppminilm.io import atomic_write, atomic_write_json, atomic_write_text, read_json_file
 from ppminilm.runner.core import resolve_task_dir, stage, summarize
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
     "benchmark",
     InferConfig,
     metrics=("accuracy", "throughput", "total_s", "latency_p50_ms", "latency_p95_ms"),
-    metadata=("task", "name", "precision"),
+    metadata=("task", "name", "precision", "engine"),
 )
 def benchmark(
     data: str | Path,
@@ -43,6 +43,8 @@ def benchmark(
     split: str = "dev",
     profile: str = "local",
     overrides: Mapping[str, Any] | None = None,
+    reference: str | Path | None = None,
+    deploy: str | Path | None = None,
     **fields: Any,
 ) -> StageSummary:
     """Benchmark an inference model on a task's split; writes the result JSON to ``out``.
@@ -57,9 +59,12 @@ def benchmark(
         split: Labelled split to time and score.
         profile: Profile name.
         overrides: Stage-keyed overrides (``{"infer": {...}}``).
-        **fields: ``InferConfig`` fields.
+        reference: The FP32 model a CPU peer engine quantizes itself (INT8 rows, ``engine``
+            a peer or ``auto``: :func:`ppminilm.inference.engines.select.benchmark_row`).
+        deploy: If given, gets the model the reported engine ran (``serving.json`` names it).
+        **fields: ``InferConfig`` fields (``engine``: paddle, openvino, onnxruntime, auto).
     """
-    from ppminilm.inference.benchmark import run_benchmark, score_split
+    from ppminilm.inference.engines.select import benchmark_row
     from ppminilm.modeling.accounting import count_flops, count_params
     from ppminilm.modeling.export import read_serving_config
     from ppminilm.modeling.saved import read_lineage
@@ -73,13 +78,18 @@ def benchmark(
     cfg = resolve(InferConfig, profile, overrides, task=task, **given)
     target = Path(out)
     with tempfile.TemporaryDirectory(prefix="ppminilm-bench-") as work:
-        result = run_benchmark(task_dir, model, cfg, split=split, work_dir=work)
-    if split == "dev":
-        # A labelled test split (the local tasks) is scored here, after every selection:
-        # nothing upstream of this step saw it.
-        test = score_split(task_dir, model, cfg, "test")
-        if test is not None:
-            result = result.replace(test_accuracy=test[0], test_examples=test[1])
+        # A labelled test split (the local tasks) is scored here too, on the engine the row
+        # reports, after every selection: nothing upstream of this step saw it.
+        result = benchmark_row(
+            model,
+            task_dir,
+            cfg,
+            reference,
+            deploy,
+            split=split,
+            work_dir=work,
+            test_split="test" if split == "dev" else None,
+        )
     arch = ModelArch.from_dict(serving.arch) if serving.arch else None
     result = result.replace(
         name=name or Path(model).name,
@@ -140,8 +150,9 @@ def time_rows(
         overrides: Stage-keyed overrides (``infer.timing``, ``infer.baseline``...).
         **fields: ``InferConfig`` fields.
     """
-    from ppminilm.inference.benchmark import cpu_name, encode_labelled_split
-    from ppminilm.inference.predictor import Predictor
+    from ppminilm.inference.benchmark import encode_labelled_split
+    from ppminilm.inference.cpuinfo import cpu_model
+    from ppminilm.inference.engines import open_engine
     from ppminilm.inference.timing import build_speed_baseline, time_interleaved, timed_rows
     from ppminilm.modeling.export import read_serving_config
     from ppminilm.training.loop import iterate_batches
@@ -168,8 +179,15 @@ def time_rows(
         details, runs = {}, {}
         for row, model_dir in dirs.items():
             row_serving = read_serving_config(model_dir)
-            predictor = Predictor(model_dir, cfg.replace(precision=row_serving.precision))
-            details[row] = {"precision": row_serving.precision, "arch": row_serving.arch}
+            # Each row runs on the engine its serving.json names (the INT8 row's may be a CPU
+            # peer chosen by the benchmark), at its own precision.
+            row_cfg = cfg.replace(precision=row_serving.precision, engine=row_serving.engine)
+            predictor = open_engine(model_dir, row_cfg)
+            details[row] = {
+                "precision": row_serving.precision,
+                "arch": row_serving.arch,
+                "engine": row_serving.engine,
+            }
             runs[row] = _dev_pass(predictor, batches)
         logger.info("timing %d rows on %s: %s", len(runs), name, cfg.timing.describe())
         rows = timed_rows(time_interleaved(runs, cfg.timing), BASELINE_ROW, details)
@@ -180,7 +198,7 @@ def time_rows(
         protocol=cfg.timing.to_dict(),
         description=cfg.timing.describe(),
         device=cfg.device,
-        cpu=cpu_name(),
+        cpu=cpu_model(),
         threads=cfg.num_threads,
         batch_size=cfg.batch_size,
         max_seq_len=cfg.max_seq_len,
@@ -282,7 +300,7 @@ def report(
         target = Path(bundle) if bundle is not None else Path(work) / "report"
         paths = build_report(run_summary, target)
         atomic_write_text(markdown, inline_markdown_images(paths["markdown"]))
-        shutil.copyfile(paths["html"], html)
+        atomic_write(html, lambda tmp: shutil.copyfile(paths["html"], tmp))
     atomic_write_json(summary, run_summary.to_dict())
     logger.info("report written: %s", bundle or markdown)
     headline = headline_metrics(run_summary)

@@ -156,7 +156,7 @@ def pretrain_teacher(
     cfg = resolve(TeacherConfig, profile, overrides, **fields)
     target = Path(out)
     if teacher_uri:
-        copy_in(teacher_uri, target, kind="teacher")
+        copy_in(teacher_uri, target, kind="model")
         result: dict[str, Any] = {"imported": teacher_uri, "model_dir": str(target)}
     else:
         from ppminilm.stages.teacher import run_pretrain_teacher
@@ -198,7 +198,8 @@ def distill(
     student_uri: str = "",
     checkpoint_uri: str = "",
     nodes: int = 1,
-    gpus_per_node: int = 8,
+    gpus_per_node: int = 1,
+    run_id: str = "",
     **fields: Any,
 ) -> StageSummary:
     """General distillation into the student, or import a pretrained student.
@@ -206,8 +207,9 @@ def distill(
     Inputs and the output may be object-store URIs (PaddleJob workers see no KFP artifacts).
     With ``nodes > 1`` the training runs as a Training Operator PaddleJob: this step stages
     the corpus, vocab, teacher and overrides under ``checkpoint_uri``, waits for the job and
-    downloads the student it published there. A SIGTERM checkpoints and exits 143; the same
-    call resumes.
+    downloads the student it published there. With one node and ``gpus_per_node > 1`` it runs
+    one data-parallel rank per GPU here (Paddle's launcher). A SIGTERM checkpoints and exits
+    143; the same call resumes.
 
     Args:
         teacher: Teacher model directory (or URI).
@@ -222,7 +224,8 @@ def distill(
         student_uri: Pretrained student to import when disabled.
         checkpoint_uri: Checkpoint directory or prefix (resumes from the newest).
         nodes: Nodes of a multi-node PaddleJob.
-        gpus_per_node: GPUs per node of that job.
+        gpus_per_node: GPUs per node: data-parallel ranks here (one node) or per worker.
+        run_id: KFP run id: names the PaddleJob, so a retried step adopts its job.
         **fields: ``DistillConfig`` fields.
     """
     cfg = resolve(DistillConfig, profile, overrides, **fields)
@@ -230,7 +233,7 @@ def distill(
     if not enabled:
         if not student_uri:
             raise ConfigError("distillation is disabled (do_distill=false) but no student_uri")
-        copy_in(student_uri, target, kind="student")
+        copy_in(student_uri, target, kind="model")
         result: dict[str, Any] = {"imported": student_uri, "model_dir": str(target)}
     elif nodes > 1:
         if data is None:
@@ -244,10 +247,16 @@ def distill(
             overrides=dict((overrides or {}).get("distill", {})),
             nodes=nodes,
             gpus_per_node=gpus_per_node,
+            run_id=run_id,
+        )
+    elif gpus_per_node > 1 and not _in_launched_rank():
+        result = _distill_ranks(
+            teacher, target, data, corpus, vocab, cfg, checkpoint_uri, gpus_per_node
         )
     else:
         result = _distill_here(teacher, str(out), data, corpus, vocab, cfg, checkpoint_uri)
-    out_dir = target if not is_remote(str(out)) else None
+    # Under Paddle's launcher only rank 0 records the summary beside the student.
+    out_dir = target if not is_remote(str(out)) and not result.get("rank", 0) else None
     return summarize(
         "distill",
         result,
@@ -255,6 +264,42 @@ def distill(
         cfg=cfg,
         metadata={"kind": "student", "distilled": bool(enabled)},
         out_dir=out_dir,
+    )
+
+
+def _in_launched_rank() -> bool:
+    """Whether this process is one rank of a Paddle launcher run (it must not launch again)."""
+    import os
+
+    return int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1
+
+
+def _distill_ranks(
+    teacher: str | Path,
+    target: Path,
+    data: str | Path | None,
+    corpus: str | Path | None,
+    vocab: str | Path | None,
+    cfg: DistillConfig,
+    checkpoint_uri: str,
+    nproc: int,
+) -> dict[str, Any]:
+    """issue 14: one node, one data-parallel rank per GPU (Paddle's launcher, NCCL)."""
+    from ppminilm.stages.distill.launch import run_distill_processes
+
+    if data is not None:
+        corpus = corpus or Path(data) / CORPUS_DIR
+        vocab = vocab or Path(data) / VOCAB_DIR
+    if corpus is None:
+        raise UserError("give the data artifact or the corpus directory")
+    return run_distill_processes(
+        corpus,
+        teacher,
+        target,
+        cfg,
+        nproc=nproc,
+        checkpoint_dir=checkpoint_uri or None,
+        vocab_dir=vocab,
     )
 
 
@@ -269,6 +314,7 @@ def _distill_here(
 ) -> dict[str, Any]:
     from ppminilm import storage
     from ppminilm.stages.distill.train import run_distill
+    from ppminilm.training.lease import run_id_for
 
     if data is not None:
         corpus = corpus or Path(data) / CORPUS_DIR
@@ -292,6 +338,7 @@ def _distill_here(
                 cfg,
                 checkpoint_dir=checkpoint_uri or None,
                 vocab_dir=local["vocab"],
+                run_id=run_id_for(out),  # the real output, not the temp dir a remote one uses
             )
         )
         if remote_out and (target / MODEL_CONFIG_FILE).is_file():  # rank 0 saved the student
@@ -324,11 +371,10 @@ def _distill_on_paddlejob(
     overrides: Mapping[str, Any],
     nodes: int,
     gpus_per_node: int,
+    run_id: str = "",
 ) -> dict[str, Any]:
-    import hashlib
-
     from ppminilm import storage
-    from ppminilm.cluster import paddlejob
+    from ppminilm.cluster import jobs
 
     if not checkpoint_uri or not is_remote(checkpoint_uri):
         raise ConfigError(
@@ -340,17 +386,26 @@ def _distill_on_paddlejob(
     storage.upload_dir(Path(data) / VOCAB_DIR, f"{base}/inputs/{VOCAB_DIR}")
     storage.upload_dir(teacher_dir, f"{base}/inputs/teacher")
     storage.write_json(f"{base}/inputs/distill_overrides.json", dict(overrides))
-    job_name = "ppminilm-distill-" + hashlib.sha1(base.encode()).hexdigest()[:10]
-    with staged_dir(out, replace=True, kind="student") as tmp:
-        record = paddlejob.run_distill_job(
+    # issue 14: the run id in the name (a retry adopts, a rerun gets its own job), the pod's
+    # namespace and owner, deadline/TTL, deletion on SIGTERM: ppminilm.cluster.jobs.
+    job_name = jobs.job_name(run_id, base)
+    with staged_dir(out, replace=True, kind="model") as tmp:
+        record = jobs.run_distill_job(
             tmp / "paddlejob.json",
             job_name=job_name,
             distill_args=paddlejob_distill_args(base, profile),
             workers=nodes,
             gpus_per_worker=gpus_per_node,
+            run_id=run_id,
+            checkpoint_uri=f"{base}/checkpoints",
         )
         storage.download_dir(f"{base}/student", tmp)
-    return {"paddlejob": job_name, "nodes": nodes, "job_status": record.get("status", {})}
+    return {
+        "paddlejob": job_name,
+        "paddlejob_action": record.get("action"),
+        "nodes": nodes,
+        "job_status": record.get("status", {}),
+    }
 
 
 __all__ = ["build_data", "distill", "paddlejob_distill_args", "pretrain_teacher"]

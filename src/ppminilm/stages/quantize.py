@@ -3,12 +3,16 @@
 Every ``cfg.algos`` x ``cfg.batch_sizes`` x ``cfg.batch_nums`` candidate is calibrated on a
 deterministic sample of train inputs (no labels used; the seed's ``quant_post.py`` calibrates
 one batch of 4 or 8 examples, the cluster profile's default), evaluated on dev with Paddle
-Inference on CPU with oneDNN INT8 kernels (``enable_mkldnn_int8``: without it a PTQ model runs
-its fake-quant ops in FP32, slower than the FP32 model; restricted to ``cfg.mkldnn_int8_ops``,
-``fc`` by default, because paddle 2.6.2's INT8 attention ``fused_matmul`` is wrong), and the
-best is kept (ties: order of ``cfg.algos``, then fewer calibration examples, then fewer
-batches). The sample is drawn once; a candidate calibrates on its first
-``batch_size x batch_num`` examples, so a smaller calibration sees a subset of a larger one.
+Inference on the device it will serve on, and the best is kept (ties: order of ``cfg.algos``,
+then fewer calibration examples, then fewer batches). The sample is drawn once; a candidate
+calibrates on its first ``batch_size x batch_num`` examples, so a smaller calibration sees a
+subset of a larger one. ``cfg.device='cpu'``: oneDNN INT8 kernels (``enable_mkldnn_int8``:
+without it a PTQ model runs its fake-quant ops in FP32, slower than the FP32 model; restricted
+to ``cfg.mkldnn_int8_ops``, by default :data:`ppminilm.config.CPU_INT8_OPS`, which says why).
+``cfg.device='gpu'`` (the pipeline's GPU branch, on the T4 pool):
+TensorRT INT8 with the model's own scales (``use_calib_mode=False``) and tuned dynamic shapes
+collected per candidate, the benchmark's settings; a model that scores well under oneDNN's
+fc-only INT8 need not under TensorRT's INT8 attention, so candidates are chosen where they run.
 
 Output directory: the best candidate as an inference model (export.py layout, ``serving.json``
 precision ``int8``), plus ``candidates.json``/``candidates.md`` (every candidate's dev accuracy,
@@ -93,6 +97,32 @@ def _cpu_infer_config(
     )
 
 
+def _gpu_infer_config(precision: str, batch_size: int, max_seq_len: int) -> InferConfig:
+    """The benchmark's GPU predictor settings: TensorRT at ``precision``, tuned shapes."""
+    return InferConfig(
+        device="gpu",
+        precision=precision,
+        batch_size=batch_size,
+        max_seq_len=max_seq_len,
+        use_mkldnn=False,
+        use_trt=True,
+    )
+
+
+def scoring_config(
+    device: str,
+    precision: str,
+    batch_size: int,
+    max_seq_len: int,
+    num_threads: int,
+    int8_ops: Sequence[str] = CPU_INT8_OPS,
+) -> InferConfig:
+    """How candidates are scored on ``device`` (the settings the benchmark serves them with)."""
+    if device == "gpu":
+        return _gpu_infer_config(precision, batch_size, max_seq_len)
+    return _cpu_infer_config(precision, batch_size, max_seq_len, num_threads, int8_ops)
+
+
 def evaluate_inference(
     model_dir: str | Path,
     arrays: dict[str, np.ndarray],
@@ -100,48 +130,69 @@ def evaluate_inference(
     batch_size: int,
     num_threads: int,
     int8_ops: Sequence[str] = CPU_INT8_OPS,
+    device: str = "cpu",
 ) -> float:
-    """Dev accuracy of an inference dir with Paddle Inference on CPU (oneDNN).
+    """Dev accuracy of an inference dir with Paddle Inference on CPU (oneDNN) or TensorRT.
 
     Args:
         model_dir: Inference dir (export.py layout).
         arrays: ``input_ids``, ``token_type_ids`` and ``labels``.
-        precision: ``fp32``, or ``int8`` for oneDNN INT8 kernels (``enable_mkldnn_int8``).
+        precision: ``fp32``, or ``int8`` (oneDNN INT8 kernels / TensorRT INT8).
         batch_size: Examples per predictor run.
         num_threads: CPU math threads.
-        int8_ops: Op types allowed to run INT8 (empty: every op oneDNN can quantize).
+        int8_ops: CPU only: op types allowed to run INT8 (empty: every op oneDNN can).
+        device: ``cpu`` or ``gpu`` (TensorRT; shape ranges collected first, per model).
 
     Returns:
         Accuracy in [0, 1].
     """
+    import tempfile
+
+    from ppminilm.inference.benchmark import collect_shape_ranges
     from ppminilm.inference.predictor import Predictor
 
-    cfg = _cpu_infer_config(
-        precision, batch_size, arrays["input_ids"].shape[1], num_threads, int8_ops
+    cfg = scoring_config(
+        device, precision, batch_size, arrays["input_ids"].shape[1], num_threads, int8_ops
     )
-    logits = Predictor(model_dir, cfg).logits(arrays, batch_size)
+    if device != "gpu":
+        logits = Predictor(model_dir, cfg).logits(arrays, batch_size)
+        return accuracy(logits, arrays["labels"])
+    inputs = {k: v for k, v in arrays.items() if k != "labels"}
+    n = len(arrays["labels"])
+    tail = n % batch_size or batch_size
+    batches = [{k: v[:batch_size] for k, v in inputs.items()}]
+    batches.append({k: v[n - tail :] for k, v in inputs.items()})
+    with tempfile.TemporaryDirectory(prefix="ppminilm-trt-") as tmp:
+        shape_file = Path(tmp) / cfg.shape_range_file
+        collect_shape_ranges(model_dir, cfg, shape_file, batches)
+        logits = Predictor(model_dir, cfg, shape_file=str(shape_file)).logits(arrays, batch_size)
     return accuracy(logits, arrays["labels"])
 
 
-def int8_check(model_dir: str | Path, num_threads: int, int8_ops: Sequence[str]) -> dict[str, Any]:
-    """Evidence that a quantized model carries quantized ops and runs oneDNN INT8 kernels.
+def int8_check(
+    model_dir: str | Path, num_threads: int, int8_ops: Sequence[str], device: str = "cpu"
+) -> dict[str, Any]:
+    """Evidence that a quantized model carries quantized ops and runs INT8 kernels.
 
     Uses the benchmark's own check (:func:`ppminilm.inference.detect_int8_kernels`: the program
-    Paddle Inference optimizes with these settings, INT8 compute ops counted in it).
+    Paddle Inference optimizes with these settings, INT8 compute ops counted in it). TensorRT
+    engines are opaque: on ``gpu`` only the quant ops and the requested precision are recorded.
     """
     from ppminilm.inference.benchmark import detect_int8_kernels
     from ppminilm.modeling.export import read_serving_config
 
     ops = quant_op_counts(model_dir)
     max_seq_len = read_serving_config(model_dir).max_seq_len
-    cfg = _cpu_infer_config("int8", EVAL_BATCH_SIZE, max_seq_len, num_threads, int8_ops)
+    cfg = scoring_config(device, "int8", EVAL_BATCH_SIZE, max_seq_len, num_threads, int8_ops)
     kernels = detect_int8_kernels(model_dir, cfg)
     return {
         "quant_ops": ops,
         "has_quant_ops": bool(ops),
-        "evaluated_with_mkldnn_int8": True,
-        "mkldnn_int8_ops": list(int8_ops),
-        "runs_int8": bool(kernels.get("runs_int8")),
+        "device": device,
+        "evaluated_with_mkldnn_int8": device == "cpu",
+        "evaluated_with_tensorrt_int8": device == "gpu",
+        "mkldnn_int8_ops": list(int8_ops) if device == "cpu" else [],
+        "runs_int8": bool(kernels.get("runs_int8")) if kernels.get("checked") else None,
         "kernels": kernels,
     }
 
@@ -250,6 +301,10 @@ def run_quantize(
     """
     t0 = time.perf_counter()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if cfg.device == "gpu":  # before any calibration: fail fast without CUDA/TensorRT
+        from ppminilm.inference.predictor import require_device
+
+        require_device(_gpu_infer_config("int8", EVAL_BATCH_SIZE, cfg.max_seq_len))
     serving = read_serving_config(model_dir)
     if serving.precision != "fp32":
         raise ModelFormatError(
@@ -275,7 +330,9 @@ def run_quantize(
     )
     calib = calibration_inputs(task_data, model_dir, cfg)
     dev = _encode(task_data, "dev", model_dir, cfg.max_seq_len)
-    fp32_acc = evaluate_inference(model_dir, dev, "fp32", EVAL_BATCH_SIZE, cfg.num_threads)
+    fp32_acc = evaluate_inference(
+        model_dir, dev, "fp32", EVAL_BATCH_SIZE, cfg.num_threads, device=cfg.device
+    )
     logger.info("fp32 dev acc %.4f", fp32_acc)
 
     candidates: list[dict[str, Any]] = []
@@ -287,7 +344,13 @@ def run_quantize(
             _quantize_one(model_dir, cand, calib, algo, batch_size, batch_num, cfg, op_types)
             _finish_dir(cand, model_dir, serving, {})
             acc = evaluate_inference(
-                cand, dev, "int8", EVAL_BATCH_SIZE, cfg.num_threads, cfg.mkldnn_int8_ops
+                cand,
+                dev,
+                "int8",
+                EVAL_BATCH_SIZE,
+                cfg.num_threads,
+                cfg.mkldnn_int8_ops,
+                device=cfg.device,
             )
             candidates.append(
                 {
@@ -309,8 +372,8 @@ def run_quantize(
             )
         best = select_best(candidates, list(cfg.algos))
         best_dir = work / candidate_name(best["algo"], best["batch_size"], best["batch_num"])
-        check = int8_check(best_dir, cfg.num_threads, cfg.mkldnn_int8_ops)
-        if not check["has_quant_ops"] or not check["runs_int8"]:
+        check = int8_check(best_dir, cfg.num_threads, cfg.mkldnn_int8_ops, cfg.device)
+        if not check["has_quant_ops"] or check["runs_int8"] is False:
             logger.warning("INT8 check failed for %s: %s", best_dir, check)
         calib_size = best["calib_examples"]
         provenance = {
@@ -376,6 +439,54 @@ def candidate_grid(cfg: QuantConfig) -> list[tuple[str, int, int]]:
 def candidate_name(algo: str, batch_size: int, batch_num: int) -> str:
     """Directory name of one candidate: ``mse_bs4_x1``."""
     return f"{algo}_bs{batch_size}_x{batch_num}"
+
+
+def quantize_arrays(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    calib: dict[str, np.ndarray],
+    cfg: QuantConfig,
+) -> Path:
+    """One PTQ model (``cfg.algos[0]``, ``cfg.batch_nums[0]`` batches of ``cfg.batch_sizes[0]``)
+    from encoded calibration arrays.
+
+    For speed rows and device checks whose inputs are ids, not a task directory (no search,
+    no dev scoring): same ``quant_post_static`` settings and output layout as
+    :func:`run_quantize`.
+
+    Args:
+        model_dir: FP32 static inference dir.
+        out_dir: Output inference dir (``serving.json`` precision ``int8``), all or nothing.
+        calib: ``input_ids`` and ``token_type_ids``, int64 ``[n, seq]``.
+        cfg: PTQ settings.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        ValueError: If the program has none of ``cfg.quantizable_op_type``.
+    """
+    model_dir = Path(model_dir)
+    serving = read_serving_config(model_dir)
+    present = program_op_types(model_dir / f"{MODEL_PREFIX}.pdmodel")
+    op_types = [t for t in cfg.quantizable_op_type if t in present]
+    if not op_types:
+        raise ValueError(f"{model_dir}: program has none of {list(cfg.quantizable_op_type)}")
+    algo, batch_size, batch_num = cfg.algos[0], cfg.batch_sizes[0], cfg.batch_nums[0]
+    with staged_dir(out_dir, replace=True, kind="quantize") as tmp:
+        _quantize_one(model_dir, tmp / "model", calib, algo, batch_size, batch_num, cfg, op_types)
+        for name in (f"{MODEL_PREFIX}.pdmodel", f"{MODEL_PREFIX}.pdiparams"):
+            shutil.move(str(tmp / "model" / name), tmp / name)
+        shutil.rmtree(tmp / "model")
+        provenance = {"stage": "quantize", "config": cfg.to_dict(), "parent": str(model_dir)}
+        chosen = {
+            "algo": algo,
+            "batch_size": batch_size,
+            "batch_num": batch_num,
+            "calib_examples": min(len(calib["input_ids"]), batch_size * batch_num),
+        }
+        _finish_dir(tmp, model_dir, serving, {**provenance, **chosen})
+    return Path(out_dir)
 
 
 def select_best(candidates: list[dict[str, Any]], algo_order: list[str]) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def _cached(out_dir: Path, cfg: TeacherConfig, fingerprint: str) -> dict[str, An
 
 def _copy_pretrained(src: Path, out: Path) -> None:
     if out.resolve() != src.resolve():
-        copy_dir(src, out, kind="teacher")
+        copy_dir(src, out, kind="model")
 
 
 def run_pretrain_teacher(

@@ -4,11 +4,14 @@ Every function takes either a local path or a URI ``s3://bucket/key`` (``minio:/
 synonym), so callers never branch on where an artifact lives. Remote access goes through the
 ``minio`` client, configured from the environment only (:class:`S3Settings`).
 
-Publishing is atomic: an object is written to ``<key>.tmp-<uuid>``, copied server-side to its
-key, and the temporary object deleted, so the final key is either the old object or the new
-one. A directory is published file by file, then a ``_SUCCESS`` manifest (relative path, size
-and sha256 of every file) is written last; :func:`download_dir` refuses a prefix without it.
-Local writes go to a temporary file in the destination directory, then ``os.replace``.
+Publishing is atomic. One object is written with one PutObject (multipart above 5 MiB): S3
+shows it only once complete, so its key holds the old object or the new one; an interrupted
+multipart upload is aborted (and, after SIGKILL, by the next publish under the prefix). A
+directory is published so that the previous version stays readable until the new one is
+complete, with a ``_SUCCESS`` manifest (path, size, sha256 of every file) as the switch
+(:mod:`ppminilm.storage.publish`, layout in :mod:`ppminilm.storage.layout`). Readers verify a
+published directory against its manifest, read a user's upload (objects, no manifest) as it
+is, and refuse an unfinished publish of ours. Local writes go through :mod:`ppminilm.io`.
 
 Transient failures (connection errors, HTTP 5xx, ``SlowDown``) are retried with exponential
 backoff; credential errors and missing buckets are not. Failures raise the
@@ -21,11 +24,11 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ppminilm.io import atomic_write, dumps_json, is_remote, loads_json
+from ppminilm.io import atomic_write, decode_text, dumps_json, is_remote, loads_json
+from ppminilm.storage.dirs import copy_tree, download_dir, upload_dir
 from ppminilm.storage.errors import (
     BucketNotFoundError,
     IncompleteArtifactError,
@@ -34,10 +37,13 @@ from ppminilm.storage.errors import (
     StorageConfigError,
     StorageError,
     StorageUnreachableError,
+    WriteConflictError,
 )
-from ppminilm.storage.s3 import S3Settings, S3Store, file_sha256, parse_uri
+from ppminilm.storage.layout import PUBLISHING_MARKER, SUCCESS_MARKER, is_internal
+from ppminilm.storage.s3 import S3Settings, S3Store, parse_uri
 
 __all__ = [
+    "PUBLISHING_MARKER",
     "SUCCESS_MARKER",
     "BucketNotFoundError",
     "IncompleteArtifactError",
@@ -47,6 +53,8 @@ __all__ = [
     "StorageConfigError",
     "StorageError",
     "StorageUnreachableError",
+    "WriteConflictError",
+    "abort_uploads",
     "copy_file",
     "copy_tree",
     "download_dir",
@@ -54,9 +62,14 @@ __all__ = [
     "exists",
     "is_remote",
     "list_uris",
+    "local_copy",
     "parse_uri",
+    "put_bytes_if",
+    "read_bytes_and_etag",
     "read_json",
     "read_text",
+    "remove_if",
+    "remove_tree",
     "upload_dir",
     "upload_file",
     "write_json",
@@ -65,23 +78,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Name of the manifest written last into a published directory.
-SUCCESS_MARKER = "_SUCCESS"
-#: Value of the manifest's ``format`` field.
-MANIFEST_FORMAT = "ppminilm-artifact/1"
-
 PathOrUri = str | os.PathLike[str]
 
 
 def _store(settings: S3Settings | None) -> S3Store:
     return S3Store(settings or S3Settings.from_env())
-
-
-def _join(prefix: str, rel: str) -> str:
-    """Join a directory URI or path and a relative POSIX path."""
-    if is_remote(prefix):
-        return prefix.rstrip("/") + "/" + rel
-    return str(Path(prefix, *rel.split("/")))
 
 
 # --------------------------------------------------------------------------- single objects
@@ -108,7 +109,9 @@ def upload_file(local: PathOrUri, uri: PathOrUri, *, settings: S3Settings | None
     if not is_remote(dst):
         atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
         return
-    _store(settings).put_file(src, dst)
+    store = _store(settings)
+    store.abort_uploads(dst, exact=True)  # what a killed earlier upload of this key left
+    store.put_file(src, dst)
 
 
 def download_file(uri: PathOrUri, local: PathOrUri, *, settings: S3Settings | None = None) -> Path:
@@ -186,6 +189,9 @@ def exists(uri: PathOrUri, *, settings: S3Settings | None = None) -> bool:
 def list_uris(prefix: PathOrUri, *, settings: S3Settings | None = None) -> list[str]:
     """List every object under a prefix, recursively, sorted.
 
+    Publish machinery (staging objects of a publish in progress, its ``_PUBLISHING`` marker,
+    legacy ``.tmp-<uuid>`` objects) is never listed.
+
     Args:
         prefix: URI prefix (raw key prefix: ``s3://b/run1`` also matches ``run1-old/``; end it
             with ``/`` for a directory), or a local directory or file.
@@ -200,7 +206,7 @@ def list_uris(prefix: PathOrUri, *, settings: S3Settings | None = None) -> list[
     """
     target = os.fspath(prefix)
     if is_remote(target):
-        return _store(settings).list(target)
+        return [u for u in _store(settings).list(target) if not is_internal(parse_uri(u)[1])]
     if os.path.isfile(target):
         return [target]
     return sorted(str(p) for p in Path(target).rglob("*") if p.is_file())
@@ -225,11 +231,14 @@ def read_text(
     """
     target = os.fspath(uri)
     if is_remote(target):
-        return _store(settings).get_bytes(target).decode(encoding)
-    try:
-        return Path(target).read_text(encoding=encoding)
-    except FileNotFoundError:
-        raise ObjectNotFoundError(target) from None
+        data = _store(settings).get_bytes(target)
+    else:
+        if not os.path.isfile(target):
+            raise ObjectNotFoundError(target)
+        data = Path(target).read_bytes()
+    if encoding.replace("-", "").lower() in ("utf8", "utf8sig"):
+        return decode_text(data, target)
+    return data.decode(encoding)
 
 
 def write_text(
@@ -290,180 +299,82 @@ def write_json(uri: PathOrUri, value: Any, *, settings: S3Settings | None = None
 # --------------------------------------------------------------------------- directories
 
 
-def _local_files(local_dir: Path) -> Iterator[tuple[str, Path]]:
-    """Yield ``(relative POSIX path, path)`` of the files under ``local_dir``, sorted."""
-    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-        rel = path.relative_to(local_dir).as_posix()
-        if rel != SUCCESS_MARKER:
-            yield rel, path
-
-
-def upload_dir(
-    local_dir: PathOrUri, uri_prefix: PathOrUri, *, settings: S3Settings | None = None
-) -> dict[str, Any]:
-    """Publish a local directory under a prefix: every file, then the ``_SUCCESS`` manifest.
-
-    A previous ``_SUCCESS`` at the destination is removed first, so the prefix reads as
-    incomplete while it is being rewritten and a failed upload never looks complete.
+def put_bytes_if(
+    uri: str,
+    data: bytes,
+    *,
+    if_none_match: bool = False,
+    if_match: str | None = None,
+    settings: S3Settings | None = None,
+) -> str:
+    """Write a small object only if absent, or only if unchanged since it was read.
 
     Args:
-        local_dir: Existing local directory.
-        uri_prefix: Destination directory URI or local directory.
+        uri: Object URI.
+        data: Content.
+        if_none_match: Create only if nothing exists at ``uri`` (S3 ``If-None-Match: *``).
+        if_match: Replace only if the object's ETag is still this one.
         settings: S3 settings; read from the environment when omitted.
 
     Returns:
-        The manifest written to ``_SUCCESS``.
+        The new object's ETag.
 
     Raises:
-        ObjectNotFoundError: If ``local_dir`` is not a directory.
-        StorageError: On storage failures (nothing marks the prefix complete then).
+        WriteConflictError: If the condition does not hold.
     """
-    src, dst = Path(os.fspath(local_dir)), os.fspath(uri_prefix)
-    if is_remote(os.fspath(local_dir)):
-        raise ValueError(f"upload_dir source must be a local directory, got {src!s}")
-    if not src.is_dir():
-        raise ObjectNotFoundError(str(src))
-    store = _store(settings) if is_remote(dst) else None
-    marker = _join(dst, SUCCESS_MARKER)
-    if store is not None:
-        store.remove(marker)
-    else:
-        Path(marker).unlink(missing_ok=True)
-    entries: list[dict[str, Any]] = []
-    for rel, path in _local_files(src):
-        entries.append({"path": rel, "size": path.stat().st_size, "sha256": file_sha256(path)})
-        upload_file(path, _join(dst, rel), settings=store.settings if store else None)
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "files": entries,
-        "total_bytes": sum(e["size"] for e in entries),
-    }
-    write_json(marker, manifest, settings=store.settings if store else None)
-    logger.info("published %d files (%d bytes) to %s", len(entries), manifest["total_bytes"], dst)
-    return manifest
+    return _store(settings).put_bytes_if(data, uri, if_none_match=if_none_match, if_match=if_match)
 
 
-def _checked_rel(rel: str, where: str) -> str:
-    """Refuse manifest/listing paths that would escape the destination directory."""
-    parts = rel.split("/")
-    if not rel or rel.startswith("/") or any(p in {"", ".", ".."} for p in parts):
-        raise IncompleteArtifactError(f"{where}: unsafe file path {rel!r} in artifact")
-    return rel
+def read_bytes_and_etag(uri: str, *, settings: S3Settings | None = None) -> tuple[bytes, str]:
+    """An object's content and ETag (for a later :func:`put_bytes_if` ``if_match``).
+
+    Raises:
+        ObjectNotFoundError: If there is no object at ``uri``.
+    """
+    return _store(settings).get_bytes_and_etag(uri)
 
 
-def _read_manifest(prefix: str, settings: S3Settings | None) -> dict[str, Any] | None:
-    marker = _join(prefix, SUCCESS_MARKER)
-    try:
-        manifest = read_json(marker, settings=settings)
-    except ObjectNotFoundError:
-        return None
-    except ValueError as exc:
-        raise IncompleteArtifactError(f"{marker}: unreadable manifest: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
-        raise IncompleteArtifactError(f"{marker}: expected a JSON object with a 'files' list")
-    return manifest
+def remove_if(uri: str, etag: str, *, settings: S3Settings | None = None) -> None:
+    """Delete an object only if its ETag is still ``etag`` (see :mod:`ppminilm.compat.minio`)."""
+    _store(settings).remove_if(uri, etag)
 
 
-def download_dir(
-    uri_prefix: PathOrUri,
-    local_dir: PathOrUri,
-    *,
-    require_complete: bool = True,
-    settings: S3Settings | None = None,
-) -> list[Path]:
-    """Fetch a published directory into ``local_dir`` and verify it against its manifest.
-
-    Args:
-        uri_prefix: Source directory URI (or local directory).
-        local_dir: Destination local directory (created; existing files are overwritten).
-        require_complete: Refuse a prefix without ``_SUCCESS``. With False and no manifest,
-            every object under the prefix is fetched unverified.
-        settings: S3 settings; read from the environment when omitted.
+def remove_tree(prefix: PathOrUri, *, settings: S3Settings | None = None) -> int:
+    """Delete a directory artifact: its ``_SUCCESS`` first (it stops reading as one), then
+    every object under ``prefix/`` (or the local directory).
 
     Returns:
-        The local files written (the manifest included), sorted.
-
-    Raises:
-        IncompleteArtifactError: If ``_SUCCESS`` is missing (and required), or a file is
-            missing or differs from the manifest's size/sha256.
-        BucketNotFoundError: If the bucket does not exist.
-        StorageError: On other storage failures.
+        How many objects (or files) were removed.
     """
-    src, dst = os.fspath(uri_prefix).rstrip("/") or os.fspath(uri_prefix), Path(local_dir)
-    if is_remote(os.fspath(local_dir)):
-        raise ValueError(f"download_dir destination must be a local directory, got {dst!s}")
-    settings = settings or (S3Settings.from_env() if is_remote(src) else None)
-    manifest = _read_manifest(src, settings)
-    if manifest is None:
-        if require_complete:
-            raise IncompleteArtifactError(
-                f"incomplete artifact: {src} has no {SUCCESS_MARKER} manifest (its upload "
-                "failed or is still running); re-publish it, or pass require_complete=False"
-            )
-        base = src.rstrip("/") + "/" if is_remote(src) else src
-        rels = [
-            _checked_rel(u[len(base) :].lstrip("/"), src)
-            for u in list_uris(base, settings=settings)
-        ]
-        rels = [r for r in rels if ".tmp-" not in r.rsplit("/", 1)[-1]]
-        logger.warning("%s has no %s; fetching %d files unverified", src, SUCCESS_MARKER, len(rels))
-        expected: dict[str, dict[str, Any]] = {r: {} for r in rels}
-    else:
-        expected = {_checked_rel(str(e["path"]), src): e for e in manifest["files"]}
-    written = []
-    for rel, entry in expected.items():
-        local = dst.joinpath(*rel.split("/"))
-        try:
-            download_file(_join(src, rel), local, settings=settings)
-        except ObjectNotFoundError:
-            raise IncompleteArtifactError(
-                f"incomplete artifact: {src} lists {rel} in its manifest but it is missing"
-            ) from None
-        if entry and (
-            local.stat().st_size != entry.get("size") or file_sha256(local) != entry.get("sha256")
-        ):
-            raise IncompleteArtifactError(
-                f"{_join(src, rel)} does not match the size/sha256 in {SUCCESS_MARKER}"
-            )
-        written.append(local)
-    if manifest is not None:
-        write_json(dst / SUCCESS_MARKER, manifest)
-        written.append(dst / SUCCESS_MARKER)
-    logger.info("fetched %d files from %s to %s", len(expected), src, dst)
-    return sorted(written)
+    target = os.fspath(prefix).rstrip("/")
+    if not is_remote(target):
+        path = Path(target)
+        count = sum(1 for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+        shutil.rmtree(path, ignore_errors=True)
+        return count
+    store = _store(settings)
+    store.abort_uploads(target + "/")
+    uris = store.list(target + "/")
+    marker = f"{target}/{SUCCESS_MARKER}"
+    ordered = ([marker] if marker in uris else []) + [u for u in uris if u != marker]
+    for uri in ordered:
+        store.remove(uri)
+    return len(ordered)
 
 
-def copy_tree(
-    src: PathOrUri,
-    dst: PathOrUri,
-    *,
-    require_complete: bool = True,
-    settings: S3Settings | None = None,
-) -> None:
-    """Copy a directory artifact: local->local, local->remote, remote->local, remote->remote.
+def abort_uploads(prefix: PathOrUri, *, settings: S3Settings | None = None) -> int:
+    """Abort every unfinished multipart upload under an object-store prefix.
 
-    The destination always ends with a ``_SUCCESS`` manifest written last.
+    For a writer that owns the prefix (a checkpoint directory under its lease): uploads that
+    a killed process started stay billed and invisible until aborted.
 
-    Args:
-        src: Source directory (local) or directory URI (must be complete unless
-            ``require_complete`` is False).
-        dst: Destination directory or directory URI.
-        require_complete: Passed to :func:`download_dir` for a remote source.
-        settings: S3 settings; read from the environment when omitted.
-
-    Raises:
-        IncompleteArtifactError: If a remote source is incomplete.
-        StorageError: On storage failures.
+    Returns:
+        How many uploads were aborted (0 for a local path).
     """
-    s, d = os.fspath(src), os.fspath(dst)
-    if not is_remote(s):
-        upload_dir(s, d, settings=settings)
-    elif not is_remote(d):
-        download_dir(s, d, require_complete=require_complete, settings=settings)
-    else:
-        with tempfile.TemporaryDirectory(prefix="ppminilm-copy-") as tmp:
-            download_dir(s, tmp, require_complete=require_complete, settings=settings)
-            upload_dir(tmp, d, settings=settings)
+    target = os.fspath(prefix)
+    if not is_remote(target):
+        return 0
+    return _store(settings).abort_uploads(target)
 
 
 def local_copy(uri: PathOrUri, dest: PathOrUri, *, settings: S3Settings | None = None) -> Path:

@@ -72,15 +72,21 @@ class ObjectNotFoundError(StorageError):
 
     exit_code = 15
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, detail: str = "") -> None:
         self.uri = uri
-        super().__init__(f"no object at {uri}")
+        super().__init__(f"no object at {uri}{detail}")
 
 
 class IncompleteArtifactError(StorageError):
     """A directory artifact lacks its ``_SUCCESS`` manifest or does not match it."""
 
     exit_code = 16
+
+
+class WriteConflictError(StorageError):
+    """A conditional write lost to another writer (``If-None-Match`` / ``If-Match`` failed)."""
+
+    exit_code = 10
 
 
 def describe_endpoint(endpoint: str, secure: bool) -> str:
@@ -127,6 +133,10 @@ def translate_error(exc: BaseException, endpoint_url: str, uri: str) -> tuple[bo
             return False, BucketNotFoundError(exc.bucket_name or "?", uri)
         if code in {"NoSuchKey", "NoSuchObject"}:
             return False, ObjectNotFoundError(uri)
+        if code == "PreconditionFailed" or status == 412:
+            return False, WriteConflictError(
+                f"{uri} was changed by another writer (the conditional write failed)"
+            )
         if code in TRANSIENT_S3_CODES or status >= 500:
             return True, StorageUnreachableError(
                 f"S3 endpoint {endpoint_url} kept failing ({code or status}) while accessing "

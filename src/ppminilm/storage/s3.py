@@ -5,16 +5,16 @@ Use :mod:`ppminilm.storage`; this module holds its plumbing so that file stays r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ppminilm.io import atomic_write, is_remote
@@ -30,6 +30,8 @@ from ppminilm.storage.errors import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: ``(uri, size)`` pairs of a listing.
+Listing = list[tuple[str, int]]
 
 #: S3 bucket naming rules (3-63 chars, lowercase letters, digits, dots, hyphens).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -114,12 +116,18 @@ class S3Settings:
     backoff_s: float = 0.5
     max_backoff_s: float = 8.0
     timeout_s: float = 60.0
+    #: Where the keys come from: ``static`` (the fields above) or a provider chain entry
+    #: (``web-identity``, ``container``, ``shared-file``) resolved by the minio client.
+    credential_source: str = "static"
+    #: Non-secret settings of that provider (token file, role ARN, STS endpoint, file, profile).
+    provider_options: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         key = self.access_key[:4] + "..." if self.access_key else ""
         return (
             f"S3Settings(endpoint={self.endpoint!r}, access_key={key!r}, secret_key='***', "
-            f"secure={self.secure}, region={self.region!r}, max_attempts={self.max_attempts}, "
+            f"secure={self.secure}, region={self.region!r}, "
+            f"credentials={self.credential_source!r}, max_attempts={self.max_attempts}, "
             f"backoff_s={self.backoff_s}, timeout_s={self.timeout_s})"
         )
 
@@ -134,10 +142,17 @@ class S3Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> S3Settings:
         """Read the settings from environment variables.
 
-        ``PPMINILM_S3_ENDPOINT`` (``host:port`` or ``http(s)://host:port``; the scheme decides
-        HTTPS), ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optional ``AWS_SESSION_TOKEN``,
-        ``AWS_REGION`` (default us-east-1), ``PPMINILM_S3_SECURE`` (for a bare ``host:port``),
-        ``PPMINILM_S3_MAX_ATTEMPTS``, ``PPMINILM_S3_BACKOFF_S``, ``PPMINILM_S3_TIMEOUT_S``.
+        Endpoint: ``PPMINILM_S3_ENDPOINT``, else the standard ``AWS_ENDPOINT_URL_S3`` or
+        ``AWS_ENDPOINT_URL`` (``host:port`` or ``http(s)://host:port``; the scheme decides
+        HTTPS). Region: ``AWS_REGION`` or ``AWS_DEFAULT_REGION`` (default us-east-1).
+        Credentials, in the order of the standard AWS chain: ``AWS_ACCESS_KEY_ID`` +
+        ``AWS_SECRET_ACCESS_KEY`` (+ ``AWS_SESSION_TOKEN``); a web identity
+        (``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN``: EKS IRSA, or MinIO's STS with
+        ``AWS_ENDPOINT_URL_STS``); container credentials (``AWS_CONTAINER_CREDENTIALS_FULL_URI``
+        / ``_RELATIVE_URI``: EKS Pod Identity, ECS); a shared credentials file
+        (``AWS_SHARED_CREDENTIALS_FILE`` or ``~/.aws/credentials``, ``AWS_PROFILE``). Also
+        ``PPMINILM_S3_SECURE`` (for a bare ``host:port``), ``PPMINILM_S3_MAX_ATTEMPTS``,
+        ``PPMINILM_S3_BACKOFF_S``, ``PPMINILM_S3_TIMEOUT_S``.
 
         Args:
             env: Mapping to read instead of ``os.environ``.
@@ -149,45 +164,109 @@ class S3Settings:
             StorageConfigError: If a variable is missing or malformed (the message names it).
         """
         env = os.environ if env is None else env
-        raw = env.get("PPMINILM_S3_ENDPOINT", "").strip()
+        names = ("PPMINILM_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+        var = next((n for n in names if env.get(n, "").strip()), names[0])
+        raw = env.get(var, "").strip()
         if not raw:
             raise StorageConfigError(
-                "PPMINILM_S3_ENDPOINT is not set: set it to the object store's host:port "
-                "(e.g. minio.ppminilm:9000 or https://s3.amazonaws.com)"
+                "PPMINILM_S3_ENDPOINT (or AWS_ENDPOINT_URL) is not set: set it to the object "
+                "store's host:port (e.g. ppminilm-minio:9000 or https://s3.amazonaws.com)"
             )
         secure_flag = _env_bool(env, "PPMINILM_S3_SECURE")
         if "://" in raw:
             parts = urlsplit(raw)
             if parts.scheme not in {"http", "https"} or not parts.netloc:
                 raise StorageConfigError(
-                    f"PPMINILM_S3_ENDPOINT={raw!r}: expected host:port or http(s)://host:port"
+                    f"{var}={raw!r}: expected host:port or http(s)://host:port"
                 )
             if parts.path.strip("/") or parts.query or "@" in parts.netloc:
                 raise StorageConfigError(
-                    "PPMINILM_S3_ENDPOINT must be scheme://host:port only "
-                    "(no path, query or credentials)"
+                    f"{var} must be scheme://host:port only (no path, query or credentials)"
                 )
             endpoint, secure = parts.netloc, parts.scheme == "https"
             if secure_flag is not None and secure_flag != secure:
                 raise StorageConfigError(
-                    f"PPMINILM_S3_SECURE contradicts the {parts.scheme}:// PPMINILM_S3_ENDPOINT"
+                    f"PPMINILM_S3_SECURE contradicts the {parts.scheme}:// {var}"
                 )
         else:
             endpoint, secure = raw.rstrip("/"), bool(secure_flag)
-        missing = [n for n in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not env.get(n)]
-        if missing:
-            raise StorageConfigError(f"{' and '.join(missing)} not set: object store credentials")
+        source, options = _credential_source(env)
         return cls(
             endpoint=endpoint,
-            access_key=env["AWS_ACCESS_KEY_ID"],
-            secret_key=env["AWS_SECRET_ACCESS_KEY"],
+            access_key=env.get("AWS_ACCESS_KEY_ID", "") if source == "static" else "",
+            secret_key=env.get("AWS_SECRET_ACCESS_KEY", "") if source == "static" else "",
             secure=secure,
-            region=env.get("AWS_REGION") or "us-east-1",
-            session_token=env.get("AWS_SESSION_TOKEN") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            session_token=(env.get("AWS_SESSION_TOKEN") or None) if source == "static" else None,
+            credential_source=source,
+            provider_options=options,
             max_attempts=int(_env_number(env, "PPMINILM_S3_MAX_ATTEMPTS", 5, 1)),
             backoff_s=_env_number(env, "PPMINILM_S3_BACKOFF_S", 0.5, 0),
             timeout_s=_env_number(env, "PPMINILM_S3_TIMEOUT_S", 60.0, 0.1),
         )
+
+
+def _credential_source(env: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Pick the first credential source of the standard chain that the environment sets."""
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if key or secret:
+        if not (key and secret):
+            missing = "AWS_ACCESS_KEY_ID" if not key else "AWS_SECRET_ACCESS_KEY"
+            raise StorageConfigError(f"{missing} not set: object store credentials (half a pair)")
+        return "static", ()
+    token_file, role = env.get("AWS_WEB_IDENTITY_TOKEN_FILE"), env.get("AWS_ROLE_ARN")
+    if token_file:
+        if not role:
+            raise StorageConfigError("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not")
+        opts = {"token_file": token_file, "role_arn": role}
+        for name, var in (("sts_endpoint", "AWS_ENDPOINT_URL_STS"),
+                          ("session_name", "AWS_ROLE_SESSION_NAME")):  # fmt: skip
+            if env.get(var):
+                opts[name] = env[var]
+        return "web-identity", tuple(sorted(opts.items()))
+    for var in ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        if env.get(var):
+            opts = {var.rsplit("_", 2)[-2].lower() + "_uri": env[var]}
+            if env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"):
+                opts["token_file"] = env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]
+            return "container", tuple(sorted(opts.items()))
+    home = env.get("HOME", "")
+    shared = env.get("AWS_SHARED_CREDENTIALS_FILE") or (
+        os.path.join(home, ".aws", "credentials") if home else ""
+    )
+    if shared and os.path.isfile(shared):
+        opts = {"file": shared, "profile": env.get("AWS_PROFILE") or "default"}
+        return "shared-file", tuple(sorted(opts.items()))
+    raise StorageConfigError(
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set: object store credentials (or a "
+        "web identity: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN; container credentials; "
+        "a shared credentials file)"
+    )
+
+
+def _provider(settings: S3Settings, http: object) -> object | None:
+    """The minio credentials provider for a non-static source (None: static keys)."""
+    from minio.credentials import AWSConfigProvider, IamAwsProvider
+
+    opts = dict(settings.provider_options)
+    if settings.credential_source == "static":
+        return None
+    if settings.credential_source == "shared-file":
+        return AWSConfigProvider(filename=opts["file"], profile=opts["profile"])
+    if settings.credential_source == "web-identity":
+        return IamAwsProvider(
+            custom_endpoint=opts.get("sts_endpoint"),
+            token_file=opts["token_file"],
+            role_arn=opts["role_arn"],
+            role_session_name=opts.get("session_name"),
+            region=settings.region,
+            http_client=http,  # type: ignore[arg-type]
+        )
+    return IamAwsProvider(
+        full_uri=opts.get("full_uri"),
+        relative_uri=opts.get("relative_uri"),
+        http_client=http,  # type: ignore[arg-type]
+    )
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -217,11 +296,13 @@ class S3Store:
             cert_reqs="CERT_REQUIRED",
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
         )
+        provider = _provider(settings, http)
         self.client = Minio(
             settings.endpoint,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key,
+            access_key=settings.access_key if provider is None else None,
+            secret_key=settings.secret_key if provider is None else None,
             session_token=settings.session_token,
+            credentials=provider,  # type: ignore[arg-type]
             secure=settings.secure,
             region=settings.region,
             http_client=http,
@@ -277,39 +358,138 @@ class S3Store:
     def _bucket_exists(self, bucket: str, uri: str) -> bool:
         return self.call("bucket_exists", uri, lambda: self.client.bucket_exists(bucket))
 
-    def _publish(self, uri: str, size: int, put_tmp: Callable[[str, str], object]) -> None:
-        """Write via ``put_tmp(bucket, tmp_key)``, copy server-side to the key, drop the temp."""
-        from minio.commonconfig import ComposeSource, CopySource
+    def _put(self, uri: str, put: Callable[[str, str], object]) -> None:
+        """Write the object at ``uri`` with ``put(bucket, key)``; abort its upload on failure.
 
+        S3 makes a PutObject visible only once it is complete, and a multipart upload only at
+        CompleteMultipartUpload, so readers see the old object or the new one. What a failed
+        or interrupted multipart upload leaves (its parts, billed and invisible) is aborted
+        here, for any exception including :class:`~ppminilm.errors.Terminated`; SIGKILL
+        cannot run this, so publishers also abort stale uploads under their prefix
+        (:meth:`abort_uploads`) and the bucket should have a lifecycle rule (manifests/).
+        """
         bucket, key = parse_uri(uri)
         if not key or key.endswith("/"):
             raise ValueError(f"cannot write an object at {uri!r}: the key names a directory")
-        tmp_key = f"{key}.tmp-{uuid.uuid4().hex}"
         try:
-            self.call("put", uri, lambda: put_tmp(bucket, tmp_key), bucket=bucket)
-            if size > _MAX_SINGLE_COPY_BYTES:
-                sources = [ComposeSource(bucket, tmp_key)]
-                self.call("compose", uri, lambda: self.client.compose_object(bucket, key, sources))
-            else:
-                source = CopySource(bucket, tmp_key)
-                self.call("copy", uri, lambda: self.client.copy_object(bucket, key, source))
-        finally:
-            try:
-                self.call("remove", uri, lambda: self.client.remove_object(bucket, tmp_key))
-            except StorageError as exc:  # the final key is fine; a stray temp is only clutter
-                logger.warning("could not remove temporary object %s/%s: %s", bucket, tmp_key, exc)
-        logger.debug("published %s (%d bytes)", uri, size)
+            self.call("put", uri, lambda: put(bucket, key), bucket=bucket)
+        except BaseException:
+            self.abort_uploads(uri, exact=True)
+            raise
 
     def put_file(self, local: str, uri: str) -> None:
-        """Publish a local file at ``uri`` atomically."""
-        size = os.path.getsize(local)
-        self._publish(uri, size, lambda b, k: self.client.fput_object(b, k, local))
+        """Publish a local file at ``uri`` atomically (multipart above 5 MiB)."""
+        self._put(uri, lambda b, k: self.client.fput_object(b, k, local))
+        logger.debug("published %s (%d bytes)", uri, os.path.getsize(local))
 
     def put_bytes(self, data: bytes, uri: str) -> None:
         """Publish bytes at ``uri`` atomically."""
-        self._publish(
-            uri, len(data), lambda b, k: self.client.put_object(b, k, io.BytesIO(data), len(data))
+        self._put(uri, lambda b, k: self.client.put_object(b, k, io.BytesIO(data), len(data)))
+
+    def put_bytes_if(
+        self, data: bytes, uri: str, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str:
+        """Write a small object only if absent (``if_none_match``) or unchanged (``if_match``
+        ETag); returns the new ETag.
+
+        Raises:
+            WriteConflictError: If the condition does not hold (another writer won).
+        """
+        from ppminilm.compat.minio import put_object_if
+
+        bucket, key = parse_uri(uri)
+        return self.call(
+            "conditional put",
+            uri,
+            lambda: put_object_if(
+                self.client, bucket, key, data, if_none_match=if_none_match, if_match=if_match
+            ),
+            bucket=bucket,
         )
+
+    def remove_if(self, uri: str, etag: str) -> None:
+        """Delete the object at ``uri`` only if its ETag is still ``etag``."""
+        from ppminilm.compat.minio import delete_object_if
+
+        bucket, key = parse_uri(uri)
+        self.call(
+            "conditional remove", uri, lambda: delete_object_if(self.client, bucket, key, etag)
+        )
+
+    def get_bytes_and_etag(self, uri: str) -> tuple[bytes, str]:
+        """The content of the object at ``uri`` and its ETag (one request)."""
+        bucket, key = parse_uri(uri)
+
+        def fetch() -> tuple[bytes, str]:
+            response = self.client.get_object(bucket, key)
+            try:
+                return response.read(), str(response.headers.get("etag", "")).strip('"')
+            finally:
+                response.close()
+                response.release_conn()
+
+        return self.call("get", uri, fetch, bucket=bucket)
+
+    def copy(self, src_uri: str, dst_uri: str, size: int) -> None:
+        """Copy an object server-side (multipart compose above 5 GiB); atomic at ``dst_uri``."""
+        from minio.commonconfig import ComposeSource, CopySource
+
+        src_bucket, src_key = parse_uri(src_uri)
+        bucket, key = parse_uri(dst_uri)
+        if size > _MAX_SINGLE_COPY_BYTES:
+            sources = [ComposeSource(src_bucket, src_key)]
+            self._put(dst_uri, lambda b, k: self.client.compose_object(b, k, sources))
+        else:
+            source = CopySource(src_bucket, src_key)
+            self.call(
+                "copy", dst_uri, lambda: self.client.copy_object(bucket, key, source), bucket=bucket
+            )
+
+    def uploads(self, prefix_uri: str) -> list[Any]:
+        """In-progress multipart uploads whose key starts with the URI's key."""
+        from ppminilm.compat.minio import list_multipart_uploads
+
+        bucket, prefix = parse_uri(prefix_uri)
+        return self.call(
+            "list uploads",
+            prefix_uri,
+            lambda: list_multipart_uploads(self.client, bucket, prefix),
+            bucket=bucket,
+        )
+
+    def abort_uploads(self, prefix_uri: str, *, exact: bool = False) -> int:
+        """Abort in-progress multipart uploads under a prefix (or at exactly that key).
+
+        Best effort: a failure is logged, never raised (it must not hide the error that led
+        here). Returns how many were aborted.
+        """
+        from ppminilm.compat.minio import abort_multipart_upload
+
+        bucket, prefix = parse_uri(prefix_uri)
+        aborted = 0
+        try:
+            for _ in range(2):  # a part in flight during the abort can revive it once
+                pending = [u for u in self.uploads(prefix_uri) if not exact or u.key == prefix]
+                for upload in pending:
+                    self.call(
+                        "abort upload",
+                        prefix_uri,
+                        functools.partial(
+                            abort_multipart_upload,
+                            self.client,
+                            bucket,
+                            upload.key,
+                            upload.upload_id,
+                        ),
+                    )
+                    aborted += 1
+                if not pending:
+                    break
+        except Exception as exc:
+            logger.warning("could not abort multipart uploads under %s: %s", prefix_uri, exc)
+        if aborted:
+            logger.info("aborted %d unfinished multipart upload(s) under %s", aborted, prefix_uri)
+        return aborted
 
     def get_file(self, uri: str, local: str) -> None:
         """Download the object at ``uri`` to a local file, atomically."""
@@ -355,14 +535,21 @@ class S3Store:
 
     def list(self, prefix_uri: str) -> list[str]:
         """Return the sorted URIs of all objects whose key starts with the URI's key."""
+        return [uri for uri, _size in self.list_sizes(prefix_uri)]
+
+    def list_sizes(self, prefix_uri: str) -> Listing:
+        """``(uri, size)`` of every object whose key starts with the URI's key, sorted."""
         bucket, prefix = parse_uri(prefix_uri)
         scheme = prefix_uri.split("://", 1)[0]
 
-        def names() -> list[str]:
+        def names() -> Listing:
             objects = self.client.list_objects(bucket, prefix=prefix or None, recursive=True)
-            return [o.object_name for o in objects if o.object_name and not o.is_dir]
+            return [
+                (o.object_name, int(o.size or 0)) for o in objects if o.object_name and not o.is_dir
+            ]
 
-        return sorted(f"{scheme}://{bucket}/{n}" for n in self.call("list", prefix_uri, names))
+        found = self.call("list", prefix_uri, names, bucket=bucket)
+        return sorted((f"{scheme}://{bucket}/{n}", size) for n, size in found)
 
     def remove(self, uri: str) -> None:
         """Delete the object at ``uri`` if it exists."""

@@ -8,12 +8,22 @@ A checkpoint is a directory ``step-XXXXXXXX/`` inside the checkpoint directory h
     rng.pkl               Python / NumPy RNG states (Paddle is reseeded every step instead)
     trainer_state.json    step, data position, loss curve so far, free-form extras
 
+    checksums.json        size and sha256 of every file above (local checkpoints)
+
 Locally it is written to a hidden temp directory and renamed into place, so a directory named
 ``step-*`` is always complete. If the checkpoint directory is an ``s3://`` URI the checkpoint is
 staged locally and published with :func:`ppminilm.storage.upload_dir`, whose ``_SUCCESS``
-manifest is written last; only prefixes with that manifest count as checkpoints. Old local
-checkpoints beyond ``keep`` are deleted; remote ones are kept (the storage API has no delete;
-use a bucket lifecycle rule).
+manifest (sizes and sha256 too) is written last; only prefixes with that manifest count as
+checkpoints. Checkpoints beyond ``keep`` are deleted, local and remote.
+
+Resuming (:func:`load_latest_checkpoint`) takes the newest checkpoint that reads back intact:
+one whose files fail their checksums or cannot be parsed is skipped with a warning naming it,
+and the next older one is used; if none is intact that is an error naming each. The restored
+tensors must match the model exactly (:func:`restore_training`): a missing, extra or
+differently shaped tensor is an error, never a silently skipped weight.
+
+The training loop holds a :class:`~ppminilm.training.lease.CheckpointLease` on the directory,
+so a second run cannot write into it at the same time.
 
 Optimizer state is saved under structured names (``encoder.layers.0.linear1.weight``) rather
 than Paddle's generated ones (``linear_12.w_0``), which depend on how many layers the process
@@ -23,7 +33,6 @@ process (tests, notebooks) would otherwise silently lose the moments.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
@@ -39,9 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from ppminilm.compat.paddle import paddle
-from ppminilm.errors import EXIT_PREEMPTED
-from ppminilm.io import is_remote, staged_dir, write_json
+from ppminilm.compat.paddle import load_state_file, paddle
+from ppminilm.errors import EXIT_PREEMPTED, InfraError, Terminated, UserError
+from ppminilm.io import is_remote, read_json_file, staged_dir, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +60,13 @@ OPTIMIZER_FILE = "optimizer.pdopt"
 SCALER_FILE = "amp_scaler.json"
 RNG_FILE = "rng.pkl"
 STATE_FILE = "trainer_state.json"
+CHECKSUM_FILE = "checksums.json"
 _STEP_RE = re.compile(rf"{CKPT_PREFIX}(\d+)$")
 #: Exit status of a pre-empted run (128 + SIGTERM), what Kubernetes and shells expect.
 PREEMPTED_EXIT_CODE = EXIT_PREEMPTED
 
 
-class Preempted(SystemExit):
+class Preempted(Terminated):
     """The run received SIGTERM, saved a checkpoint (if it had a directory) and stops.
 
     A ``SystemExit`` subclass: uncaught, the process exits with ``PREEMPTED_EXIT_CODE`` so the
@@ -64,9 +74,13 @@ class Preempted(SystemExit):
     """
 
     def __init__(self, step: int, checkpoint: str | None) -> None:
-        super().__init__(PREEMPTED_EXIT_CODE)
+        super().__init__(signal.SIGTERM)
         self.step = step
         self.checkpoint = checkpoint
+
+
+class CheckpointError(UserError):
+    """No checkpoint of a directory is intact, or one does not fit the model being trained."""
 
 
 @dataclass
@@ -158,6 +172,29 @@ def _write_local(
     with open(tmp / RNG_FILE, "wb") as fh:
         pickle.dump(capture_rng(), fh)
     write_json(tmp / STATE_FILE, {"step": step, **state})
+    write_json(tmp / CHECKSUM_FILE, _checksums(tmp))
+
+
+def _checksums(root: Path) -> dict[str, dict[str, Any]]:
+    from ppminilm.storage.s3 import file_sha256
+
+    return {
+        p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(root.iterdir())
+        if p.is_file() and p.name != CHECKSUM_FILE and not p.name.startswith(".")
+    }
+
+
+def _verify_checksums(path: Path) -> None:
+    """Raise ``CheckpointError`` if a file differs from ``checksums.json`` (when present)."""
+    record = path / CHECKSUM_FILE
+    if not record.is_file():
+        return  # written before checksums were recorded
+    expected = read_json_file(record, CheckpointError)
+    actual = _checksums(path)
+    for name, entry in expected.items():
+        if actual.get(name) != entry:
+            raise CheckpointError(f"{path / name}: size/sha256 differ from {CHECKSUM_FILE}")
 
 
 def save_checkpoint(
@@ -193,6 +230,9 @@ def save_checkpoint(
             _write_local(Path(tmp), step, model, optimizer, state, scaler)
             uri = target.rstrip("/") + "/" + name
             storage.upload_dir(tmp, uri)
+        if keep > 0:
+            for old in sorted(_remote_steps(target))[:-keep]:
+                storage.remove_tree(f"{target.rstrip('/')}/{CKPT_PREFIX}{old:08d}")
         logger.info("checkpoint step %d -> %s", step, uri)
         return uri
     root = Path(target)
@@ -239,54 +279,124 @@ def latest_step(checkpoint_dir: str | os.PathLike[str]) -> int | None:
 
 
 def _read_local(path: Path, step: int) -> Checkpoint:
+    _verify_checksums(path)
     with open(path / RNG_FILE, "rb") as fh:
         rng = pickle.load(fh)  # our own file, written by save_checkpoint
     scaler = (
-        json.loads((path / SCALER_FILE).read_text()) if (path / SCALER_FILE).is_file() else None
+        read_json_file(path / SCALER_FILE, CheckpointError)
+        if (path / SCALER_FILE).is_file()
+        else None
     )
+    state = read_json_file(path / STATE_FILE, CheckpointError)
+    if not isinstance(state, dict) or state.get("step") != step:
+        raise CheckpointError(f"{path / STATE_FILE}: expected an object with 'step': {step}")
     return Checkpoint(
         step=step,
         path=str(path),
-        model_state=paddle.load(str(path / MODEL_FILE)),
-        optimizer_state=paddle.load(str(path / OPTIMIZER_FILE)),
+        model_state=load_state_file(path / MODEL_FILE, CheckpointError),
+        optimizer_state=load_state_file(path / OPTIMIZER_FILE, CheckpointError),
         rng=rng,
-        state=json.loads((path / STATE_FILE).read_text(encoding="utf-8")),
+        state=state,
         scaler_state=scaler,
     )
 
 
+def _load_step(target: str, step: int) -> Checkpoint:
+    name = f"{CKPT_PREFIX}{step:08d}"
+    if is_remote(target):
+        from ppminilm import storage
+
+        uri = target.rstrip("/") + "/" + name
+        with tempfile.TemporaryDirectory(prefix="ppminilm-ckpt-") as tmp:
+            storage.download_dir(uri, Path(tmp, name))
+            ckpt = _read_local(Path(tmp, name), step)
+        ckpt.path = uri
+        return ckpt
+    return _read_local(Path(target) / name, step)
+
+
 def load_latest_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> Checkpoint | None:
-    """Load the newest complete checkpoint, or return None if there is none.
+    """Load the newest intact checkpoint, or return None if there is none at all.
+
+    A checkpoint whose files are damaged (checksums, truncated or unparsable files, a remote
+    one that does not match its manifest) is skipped with a warning naming it; the next older
+    one is tried.
 
     Raises:
-        ValueError: If the newest checkpoint's files are unreadable (names the path).
+        CheckpointError: If checkpoints exist but none is intact (names each and why).
+        StorageError: If object storage fails (that is not damage: nothing is skipped).
     """
     target = str(checkpoint_dir)
-    step = latest_step(target)
-    if step is None:
-        return None
-    name = f"{CKPT_PREFIX}{step:08d}"
-    try:
-        if is_remote(target):
-            from ppminilm import storage
+    steps = _remote_steps(target) if is_remote(target) else _local_steps(Path(target))
+    bad: list[str] = []
+    for step in sorted(steps, reverse=True):
+        where = f"{target.rstrip('/')}/{CKPT_PREFIX}{step:08d}"
+        try:
+            ckpt = _load_step(target, step)
+        except InfraError as exc:
+            from ppminilm.storage import IncompleteArtifactError
 
-            uri = target.rstrip("/") + "/" + name
-            with tempfile.TemporaryDirectory(prefix="ppminilm-ckpt-") as tmp:
-                storage.download_dir(uri, tmp)
-                ckpt = _read_local(Path(tmp), step)
-            ckpt.path = uri
-            return ckpt
-        return _read_local(Path(target) / name, step)
-    except (OSError, EOFError, pickle.UnpicklingError, json.JSONDecodeError, KeyError) as exc:
-        raise ValueError(f"checkpoint {target}/{name} is unreadable: {exc}") from exc
+            if not isinstance(exc, IncompleteArtifactError):  # an outage is not damage
+                raise
+            reason = str(exc)
+            logger.warning("checkpoint %s is damaged (%s); trying an older one", where, reason)
+            bad.append(f"{where}: {reason}")
+            continue
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            logger.warning("checkpoint %s is damaged (%s); trying an older one", where, reason)
+            bad.append(f"{where}: {reason}")
+            continue
+        if bad:
+            logger.warning("resuming from %s instead of the damaged newer checkpoint(s)", where)
+        return ckpt
+    if bad:
+        raise CheckpointError(
+            f"{target}: no intact checkpoint ({'; '.join(bad)}); remove the damaged ones to "
+            "start over"
+        )
+    return None
+
+
+def _check_tensors(ckpt: Checkpoint, model: paddle.nn.Layer) -> None:
+    """Raise ``CheckpointError`` unless the checkpoint has exactly the model's tensors."""
+    own = {k: list(v.shape) for k, v in model.state_dict().items()}
+    saved = {k: list(getattr(v, "shape", [])) for k, v in ckpt.model_state.items()}
+    where = f"{ckpt.path}/{MODEL_FILE}"
+    missing = sorted(set(own) - set(saved))
+    if missing:
+        raise CheckpointError(
+            f"{where}: lacks {len(missing)} tensor(s) of the model, e.g. {missing[0]!r}"
+        )
+    extra = sorted(set(saved) - set(own))
+    if extra:
+        raise CheckpointError(
+            f"{where}: has {len(extra)} tensor(s) the model lacks, e.g. {extra[0]!r}"
+        )
+    wrong = [k for k in own if own[k] != saved[k]]
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(
+            f"{where}: tensor {k!r} has shape {saved[k]} but the model needs {own[k]} "
+            f"({len(wrong)} tensor(s) differ): the checkpoint is of another architecture"
+        )
 
 
 def restore_training(
     ckpt: Checkpoint, model: paddle.nn.Layer, optimizer: Any, scaler: Any = None
 ) -> None:
-    """Load a checkpoint's model, optimizer (+ scheduler), scaler and RNG states in place."""
+    """Load a checkpoint's model, optimizer (+ scheduler), scaler and RNG states in place.
+
+    Raises:
+        CheckpointError: If the checkpoint's tensors are not exactly the model's (names,
+            shapes) or its optimizer state names parameters the model lacks.
+    """
+    _check_tensors(ckpt, model)
     model.set_state_dict(ckpt.model_state)
-    load_portable_optimizer_state(optimizer, model, ckpt.optimizer_state)
+    try:
+        load_portable_optimizer_state(optimizer, model, ckpt.optimizer_state)
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt.path}/{OPTIMIZER_FILE}: {exc}") from None
     if scaler is not None and ckpt.scaler_state is not None:
         scaler.load_state_dict(ckpt.scaler_state)
     restore_rng(ckpt.rng)

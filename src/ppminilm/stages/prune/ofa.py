@@ -156,15 +156,17 @@ def run_prune(
 
     Raises:
         ValueError: On a model that is not an unpruned classifier of this task.
+        ConfigError: If ``cfg.batch_size`` or ``cfg.learning_rate`` is unset.
         UnsupportedPaddleError: On paddle 3.x.
     """
     prepare_ofa()
-    batch_size, learning_rate = cfg.optimisation()
     t0 = time.perf_counter()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     set_seed(cfg.seed)
     task_data = load_task_dir(task_dir)
+    # The model first: a wrong model dir is the more basic mistake than unset hparams.
     _check_inputs(task_data, read_model_info(model_dir), model_dir)
+    batch_size, learning_rate = cfg.optimisation()
     model, info = load_model(model_dir)
     from ppminilm.data.tokenizer import load_tokenizer
 
