@@ -457,8 +457,8 @@ def deferred_signals() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(pending):
-            signal.raise_signal(signum)
+        for held in dict.fromkeys(pending):
+            signal.raise_signal(held)
 
 
 def copy_dir(src: PathLike, dst: PathLike, *, replace: bool = True, kind: str = "") -> Path:
