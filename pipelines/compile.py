@@ -60,6 +60,7 @@ def all_components() -> dict[str, object]:
     from components.report import record_status, report
     from components.results import merge_results
     from components.select_best import select_best
+    from components.serve import serve
     from components.teacher import pretrain_teacher
 
     comps = [
@@ -74,6 +75,7 @@ def all_components() -> dict[str, object]:
         benchmark,
         merge_results,
         report,
+        serve,
         record_status,
     ]
     return {c.name.replace("-", "_"): c for c in comps}  # type: ignore[attr-defined]
