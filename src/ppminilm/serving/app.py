@@ -12,9 +12,10 @@ the ``preprocess -> predict`` calls); its ``start`` is not used, because it bind
   404, unknown models 404; each is logged as one INFO line, and only an engine failure is a
   500 with a traceback;
 * the SDK's endpoint handlers (``V1Endpoints``, ``V2Endpoints``) on the routes listed in
-  :func:`build_app`, and no others: not the model repository extension (whose
-  ``/v2/repository/models/<name>/unload`` would let any caller unload the model), not
-  ``:explain`` (no explainer);
+  :func:`build_app` -- except v2 ``infer``, whose hot path is :func:`v2_infer_endpoint` (the
+  same data plane, without the SDK's pydantic round trips) -- and no others: not the model
+  repository extension (whose ``/v2/repository/models/<name>/unload`` would let any caller
+  unload the model), not ``:explain`` (no explainer);
 * server and model metadata that tell the truth (no extensions; the model's labels,
   ``max_seq_len``, engine and batching in ``parameters``); ``/metrics`` (Prometheus, the SDK's
   request histograms).
@@ -224,6 +225,54 @@ def _add_error_handlers(app: Any) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+def v2_infer_endpoint(dataplane: Any) -> Callable[[Any], Awaitable[Any]]:
+    """``POST /v2/models/<name>/infer``: the SDK's data plane, without its pydantic round trips.
+
+    The SDK's route validates the body into a pydantic ``InferenceRequest``, converts it to an
+    ``InferRequest``, and on the way out validates the ``InferResponse`` into a pydantic
+    ``InferenceResponse`` that FastAPI walks value by value to serialise: most of the CPU a
+    small request costs. This route decodes the JSON with orjson into the same
+    ``InferRequest`` (:func:`ppminilm.serving.protocol.v2_request`; a binary-extension body
+    through the SDK's ``InferRequest.from_bytes``), calls the same ``dataplane.infer`` and
+    answers the SDK's own ``InferResponse.to_rest()`` encoding.
+    """
+    import orjson
+    from fastapi.responses import Response
+    from kserve.errors import InferenceError, InvalidInput
+
+    from ppminilm.serving.errors import BadRequestError
+    from ppminilm.serving.protocol import v2_request
+
+    async def infer(request: Any) -> Any:
+        name = request.path_params["model_name"]
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        await dataplane.model_ready(name, True)  # ModelNotFound -> 404
+        body = await request.body()
+        binary = headers.get(BINARY_HEADER.decode())
+        if binary is not None:
+            try:
+                infer_request = kserve.InferRequest.from_bytes(body, int(binary), name)
+            except (InvalidInput, InferenceError, KeyError, TypeError, ValueError) as exc:
+                raise BadRequestError(f"binary inference request: {exc!s}") from None
+        else:
+            try:
+                decoded = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequestError(f"request body is not JSON: {exc}") from None
+            infer_request = v2_request(decoded, name)
+        response, response_headers = await dataplane.infer(
+            model_name=name, request=infer_request, headers=headers
+        )
+        payload, json_length = response.to_rest()
+        out_headers = dict(response_headers)
+        if json_length is not None:
+            out_headers[BINARY_HEADER.decode()] = str(json_length)
+            return Response(payload, headers=out_headers, media_type="application/octet-stream")
+        return Response(orjson.dumps(payload), headers=out_headers, media_type="application/json")
+
+    return infer
+
+
 def build_app(server: Any, model: TextClassifier, cfg: ServeConfig) -> Any:
     """The FastAPI app of one server (see the module docstring).
 
@@ -279,9 +328,9 @@ def build_app(server: Any, model: TextClassifier, cfg: ServeConfig) -> Any:
         ("/v2/models", v2.models, "GET"),
         ("/v2/models/{model_name}", model_metadata, "GET"),
         ("/v2/models/{model_name}/ready", v2.model_ready, "GET"),
-        ("/v2/models/{model_name}/infer", v2.infer, "POST"),
         ("/v2/models/{model_name}/versions/{model_version}/infer", v2.infer, "POST"),
     ]
+    app.add_route("/v2/models/{model_name}/infer", v2_infer_endpoint(server.dataplane), ["POST"])
     for path, endpoint, method in routes:
         app.add_api_route(path, endpoint, methods=[method], response_model=None)
     _add_error_handlers(app)
@@ -294,6 +343,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it (Linux): a response goes out as written, not held back
+    # by Nagle until the client's delayed ACK (40 ms per keep-alive request otherwise).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -38,6 +38,20 @@ PLATFORMS = {
 }
 
 
+#: Texts the fast encoder must encode exactly as paddlenlp does before the server uses it:
+#: CJK, mixed scripts, accents, full-width forms, special tokens written in the text, control
+#: and zero-width characters, emoji, a long word.
+SELF_CHECK = (
+    "这个东西很好用，质量也不错",
+    "Hello WORLD café naïve ÀÉÎ",
+    "abc[SEP]def [sep] [UNK]",
+    "ｆｕｌｌ　ｗｉｄｔｈ　１２３",
+    "\x00控制\u200b零宽\t制表",
+    "😀😃 emoji ΣΑΣ İstanbul",
+    "http://example.com/a?b=c&d=e " + "x" * 120,
+)
+
+
 @dataclass
 class Encoded:
     """One request, tokenized: model inputs plus how to answer it."""
@@ -89,6 +103,7 @@ class TextClassifier(kserve.Model):  # type: ignore[misc]
         self.limits = protocol.Limits(cfg.max_request_texts, cfg.max_text_chars)
         self.engine: Any = None
         self.tokenizer: Any = None
+        self.encoder: Any = None
         self.batcher: Batcher | None = None
         self.labels: list[str] = []
         self.max_seq_len = 0
@@ -105,6 +120,7 @@ class TextClassifier(kserve.Model):  # type: ignore[misc]
         self.infer_cfg = infer_config(self.model_dir, self.cfg)
         self.tokenizer = load_tokenizer(self.model_dir)
         self.max_seq_len = self.infer_cfg.max_seq_len
+        self.encoder = self._fast_encoder()
         if self.infer_cfg.device == "gpu":
             self.engine = self._open_tensorrt()
         else:
@@ -207,9 +223,31 @@ class TextClassifier(kserve.Model):  # type: ignore[misc]
 
     def encode(self, texts: protocol.TextBatch) -> tuple[dict[str, np.ndarray], list[int]]:
         """Tokenize like ``infer predict``; also return the rows cut to ``max_seq_len``."""
+        if self.encoder is not None:
+            return self.encoder.encode(texts.pairs, self.max_seq_len)  # type: ignore[no-any-return]
         from ppminilm.data.tokenizer import encode_pairs_marking_truncation
 
         return encode_pairs_marking_truncation(self.tokenizer, texts.pairs, self.max_seq_len)
+
+    def _fast_encoder(self) -> Any:
+        """paddlenlp's ids, ~30x faster (:mod:`ppminilm.data.encoder`), if this tokenizer has
+        the structure it needs and it agrees with paddlenlp on :data:`SELF_CHECK` here."""
+        from ppminilm.data.encoder import fast_encoder
+        from ppminilm.data.tokenizer import encode_pairs_marking_truncation
+
+        encoder = fast_encoder(self.tokenizer)
+        if encoder is None:
+            logger.info("tokenizer %s: paddlenlp's own encoder", type(self.tokenizer).__name__)
+            return None
+        for pairs in ([(t, None) for t in SELF_CHECK], list(zip(SELF_CHECK, SELF_CHECK[::-1]))):
+            for length in (self.max_seq_len, 8):
+                want, want_cut = encode_pairs_marking_truncation(self.tokenizer, pairs, length)
+                got, got_cut = encoder.encode(pairs, length)
+                same = all(np.array_equal(want[k], got[k]) for k in want)
+                if not same or want_cut != got_cut:
+                    logger.warning("fast encoder disagrees with paddlenlp here: not used")
+                    return None
+        return encoder
 
     def validate(self, payload: Any) -> Any:
         """Our own checks ran in :meth:`preprocess`; the SDK's generic ones do not apply."""

@@ -287,3 +287,74 @@ def v2_outputs(
         else:
             out.append((name, "FP32", [n, k], logits.astype(np.float32)))
     return out
+
+
+_KINDS = {list: "a list", str: "a string"}
+
+
+def _field(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = obj.get(key)
+    if not isinstance(value, kind):
+        shown = "nothing" if key not in obj else f"{type(value).__name__} {str(value)[:40]!r}"
+        raise BadRequestError(f"{where}: field {key!r} must be {_KINDS[kind]}, got {shown}")
+    return value
+
+
+def v2_request(body: Any, model_name: str) -> Any:
+    """A kserve ``InferRequest`` from a decoded OIP v2 JSON body, its structure checked.
+
+    The SDK's own route checks the same structure with pydantic (``InferenceRequest``) before
+    building the same object; this does it in plain Python (the server's hot path).
+
+    Raises:
+        BadRequestError: Naming the field that is missing or of the wrong type.
+    """
+    from ppminilm.compat.kserve import kserve
+
+    if not isinstance(body, Mapping):
+        raise BadRequestError(f"expected a JSON object with 'inputs', got {type(body).__name__}")
+    inputs = _field(body, "inputs", list, "request")
+    infer_inputs = []
+    for i, item in enumerate(inputs):
+        where = f"inputs[{i}]"
+        if not isinstance(item, Mapping):
+            raise BadRequestError(f"{where} must be an object with name, shape, datatype, data")
+        shape = _field(item, "shape", list, where)
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise BadRequestError(f"{where}: field 'shape' must be a list of integers")
+        parameters = item.get("parameters")
+        if parameters is not None and not isinstance(parameters, Mapping):
+            raise BadRequestError(f"{where}: field 'parameters' must be an object")
+        infer_inputs.append(
+            kserve.InferInput(
+                name=_field(item, "name", str, where),
+                shape=shape,
+                datatype=_field(item, "datatype", str, where),
+                data=_field(item, "data", list, where),
+                parameters=dict(parameters or {}),
+            )
+        )
+    outputs = body.get("outputs")
+    requested = None
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(isinstance(o, Mapping) for o in outputs):
+            raise BadRequestError("request: field 'outputs' must be a list of {\"name\": ...}")
+        requested = [
+            kserve.protocol.infer_type.RequestedOutput(
+                name=_field(o, "name", str, f"outputs[{j}]"), parameters=o.get("parameters") or {}
+            )
+            for j, o in enumerate(outputs)
+        ]
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequestError("request: field 'id' must be a string")
+    parameters = body.get("parameters")
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise BadRequestError("request: field 'parameters' must be an object")
+    return kserve.InferRequest(
+        model_name=model_name,
+        infer_inputs=infer_inputs,
+        request_id=request_id,
+        parameters=dict(parameters) if parameters is not None else None,
+        request_outputs=requested,
+    )
