@@ -6,8 +6,8 @@ of the Python SDK, so a local server gets none. This one is bounded three ways:
 * a batch holds at most ``max_batch_size`` texts (a request with more runs alone, in chunks of
   that size); a request is never split across batches;
 * the first request of a batch waits at most ``max_wait_s`` for others, and only while more
-  are on their way (requests being tokenized, :meth:`Batcher.preparing`): a lone request runs
-  at once, so batching costs it nothing;
+  are on their way (requests being decoded and tokenized, announced with
+  :meth:`Batcher.expect`): a lone request runs at once, so batching costs it nothing;
 * at most ``max_queue_rows`` texts wait; beyond that :meth:`Batcher.submit` refuses
   (:class:`~ppminilm.serving.errors.OverloadedError`, a 503) instead of queueing without end.
 
@@ -65,6 +65,19 @@ class BatchStats:
         }
 
 
+class Ticket:
+    """A request announced to a :class:`Batcher` (:meth:`Batcher.expect`)."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self.batcher = batcher
+        self.open = True
+
+    def release(self) -> None:
+        """End it without queueing anything (idempotent)."""
+        with self.batcher._cond:
+            self.batcher._release(self)
+
+
 def _resolve(future: asyncio.Future[np.ndarray], value: np.ndarray | BaseException) -> None:
     if future.done():  # the request went away (client closed the connection)
         return
@@ -117,23 +130,42 @@ class Batcher:
         """Texts waiting for the engine now."""
         return self._queued_rows
 
-    @contextlib.contextmanager
-    def preparing(self) -> Iterator[None]:
-        """Mark a request as on its way (being decoded and tokenized) while inside the block.
+    def expect(self) -> Ticket:
+        """Announce a request on its way (being decoded and tokenized).
 
-        A batch waits up to ``max_wait_s`` for such requests and no longer than that.
+        A batch waits up to ``max_wait_s`` while such requests are announced. The ticket ends
+        when the request is queued (:meth:`submit` with it: in the same step, so the worker
+        never sees the request as neither coming nor queued) or released (it failed first).
         """
         with self._cond:
             self._preparing += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._preparing -= 1
-                self._cond.notify_all()
+        return Ticket(self)
 
-    async def submit(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _release(self, ticket: Ticket) -> None:
+        """End a ticket (lock held by the caller or taken here)."""
+        if not ticket.open:
+            return
+        ticket.open = False
+        self._preparing -= 1
+        self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def preparing(self) -> Iterator[Ticket]:
+        """:meth:`expect` for the duration of a block (released at its end if not used)."""
+        ticket = self.expect()
+        try:
+            yield ticket
+        finally:
+            ticket.release()
+
+    async def submit(
+        self, arrays: Mapping[str, np.ndarray], ticket: Ticket | None = None
+    ) -> np.ndarray:
         """Run one request's texts (``[rows, seq]`` inputs) in the next batch with room.
+
+        Args:
+            arrays: The request's model inputs.
+            ticket: Its :meth:`expect` ticket, ended as the request is queued.
 
         Returns:
             Its logits, ``[rows, num_labels]``.
@@ -146,6 +178,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
         with self._cond:
+            if ticket is not None:
+                self._release(ticket)
             if self._closing:
                 raise ShuttingDownError("the server is shutting down; retry on another replica")
             if self._queued_rows + rows > self.max_queue_rows:

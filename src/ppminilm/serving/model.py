@@ -25,7 +25,7 @@ import numpy as np
 from ppminilm.compat.kserve import kserve
 from ppminilm.config import InferConfig, ServeConfig
 from ppminilm.serving import protocol
-from ppminilm.serving.batcher import Batcher, BatchStats
+from ppminilm.serving.batcher import Batcher, BatchStats, Ticket
 from ppminilm.serving.errors import BadRequestError, ShuttingDownError
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class Encoded:
     protocol: str  # "v1" or "v2"
     outputs: tuple[str, ...]
     request: Any = None
+    ticket: Ticket | None = None
 
 
 def default_model_name(model_dir: str | Path) -> str:
@@ -257,18 +258,23 @@ class TextClassifier(kserve.Model):  # type: ignore[misc]
         """Texts out of a v2 ``InferRequest`` or a v1 body, checked and tokenized."""
         if self.batcher is None or not self.ready:
             raise ShuttingDownError(f"model {self.name!r} is not loaded")
-        with self.batcher.preparing():
+        # Announced to the batcher until predict() queues it: a batch being formed waits for it.
+        ticket = self.batcher.expect()
+        try:
             if isinstance(payload, kserve.InferRequest):
                 outputs = protocol.requested_outputs(payload)
                 texts = protocol.texts_from_v2(payload, self.limits)
                 arrays, truncated = self.encode(texts)
-                return Encoded(arrays, truncated, "v2", outputs, payload)
+                return Encoded(arrays, truncated, "v2", outputs, payload, ticket)
             if isinstance(payload, bytes | str):
                 raise BadRequestError("expected a JSON object with 'instances'")
             texts, want_logits = protocol.texts_from_v1(payload, self.limits)
             outputs = protocol.ALL_OUTPUTS if want_logits else protocol.DEFAULT_OUTPUTS
             arrays, truncated = self.encode(texts)
-            return Encoded(arrays, truncated, "v1", outputs)
+            return Encoded(arrays, truncated, "v1", outputs, None, ticket)
+        except BaseException:
+            ticket.release()
+            raise
 
     async def predict(
         self,
@@ -278,7 +284,11 @@ class TextClassifier(kserve.Model):  # type: ignore[misc]
     ) -> Any:
         """Logits from the batch this request joins, shaped as the protocol answers."""
         assert self.batcher is not None
-        logits = await self.batcher.submit(payload.arrays)
+        try:
+            logits = await self.batcher.submit(payload.arrays, payload.ticket)
+        finally:
+            if payload.ticket is not None:
+                payload.ticket.release()
         if payload.truncated and response_headers is not None:
             response_headers[protocol.TRUNCATED_HEADER] = ",".join(map(str, payload.truncated))
         if payload.protocol == "v1":

@@ -289,7 +289,7 @@ def v2_outputs(
     return out
 
 
-_KINDS = {list: "a list", str: "a string"}
+_KINDS: dict[type, str] = {list: "a list", str: "a string"}
 
 
 def _field(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
