@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools<80' wheel
 	$(PIP) install -c $(CONSTRAINTS) paddlepaddle==2.6.2
-	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,docker,dev,peers]'
+	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,docker,dev,peers,serve]'
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
