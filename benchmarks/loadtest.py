@@ -59,7 +59,15 @@ STOP_TIMEOUT_S = 60.0
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model-dir", default="", help="deployable inference dir (default: build one)")
+    p.add_argument("--model-dir", default="", help="deployable inference dir")
+    p.add_argument(
+        "--from-run",
+        default="",
+        help="without --model-dir: the model a make-run --out dir served (else a tiny one is built)",
+    )
+    p.add_argument(
+        "--print-model-dir", action="store_true", help="print the model dir chosen and exit"
+    )
     p.add_argument("--clients", type=int, default=16, help=f"concurrent clients (<= {MAX_CLIENTS})")
     p.add_argument("--duration", type=float, default=60.0, help=f"seconds (<= {MAX_DURATION_S})")
     p.add_argument("--texts-per-request", type=int, default=1, help="texts in each request")
@@ -114,6 +122,32 @@ def build_tiny_model(out: Path) -> Path:
         max_seq_len=64,
         tokenizer_dir=out / "vocab",
     )
+
+
+def served_model(run_dir: str | Path) -> Path | None:
+    """The model a ``make run`` output dir served (``last_run.json``), if any."""
+    from ppminilm.io import read_json_file
+
+    summary = Path(run_dir) / "last_run.json"
+    if not summary.is_file():
+        return None
+    for entry in (read_json_file(summary).get("serving") or {}).values():
+        if entry.get("model_dir") and Path(entry["model_dir"]).is_dir():
+            return Path(entry["model_dir"])
+    return None
+
+
+def choose_model(args: argparse.Namespace, out: Path) -> Path:
+    """``--model-dir``; else the model of ``--from-run``; else a tiny one built in ``out``."""
+    if args.model_dir:
+        return Path(args.model_dir)
+    if args.from_run:
+        found = served_model(args.from_run)
+        if found is not None:
+            logger.info("model of %s: %s", args.from_run, found)
+            return found
+        logger.info("%s served no model (run make run first); building a tiny one", args.from_run)
+    return build_tiny_model(out / "tiny")
 
 
 def load_texts(model_dir: Path, n: int = 4000) -> list[Any]:
@@ -412,7 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model_dir = Path(args.model_dir) if args.model_dir else build_tiny_model(out / "tiny")
+    model_dir = choose_model(args, out)
+    if args.print_model_dir:
+        sys.stdout.write(f"{model_dir}\n")
+        return 0
     from ppminilm.serving.model import default_model_name
 
     model = default_model_name(model_dir)

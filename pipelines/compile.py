@@ -152,7 +152,7 @@ def serving_runtimes_yaml(mapping: Mapping[str, str] | None = None) -> str:
 def compile_all(
     pipeline_yaml: Path = PIPELINE_YAML,
     components_dir: Path = COMPONENTS_DIR,
-    runtimes_yaml: Path = SERVING_RUNTIMES_YAML,
+    runtimes_yaml: Path | None = None,
     *,
     registry: str = "",
     tag: str = "",
@@ -160,7 +160,8 @@ def compile_all(
 ) -> list[Path]:
     """Compile both pipeline packages and the components; returns the written paths.
 
-    The cluster package is written beside ``pipeline_yaml`` as ``ppminilm-cluster.yaml``.
+    The cluster package is written beside ``pipeline_yaml`` as ``ppminilm-cluster.yaml``; the
+    ServingRuntimes go to ``runtimes_yaml`` when given (not returned: they are not KFP IR).
     """
     from kfp import compiler
 
@@ -183,9 +184,10 @@ def compile_all(
     if retarget:
         for path in written:
             retarget_images(path, mapping)
-    runtimes_yaml.parent.mkdir(parents=True, exist_ok=True)
-    runtimes_yaml.write_text(serving_runtimes_yaml(mapping), encoding="utf-8")
-    return [*written, runtimes_yaml]
+    if runtimes_yaml is not None:
+        runtimes_yaml.parent.mkdir(parents=True, exist_ok=True)
+        runtimes_yaml.write_text(serving_runtimes_yaml(mapping), encoding="utf-8")
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         tag=args.image_tag,
         digests=digests,
     )
-    for path in written:
+    for path in (*written, runtimes):
         print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     for image in sorted(set(mapping.values())):
         print(f"image {image}")
