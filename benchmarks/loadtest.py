@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--from-run",
         default="",
-        help="without --model-dir: the model a make-run --out dir served (else a tiny one is built)",
+        help="without --model-dir: the model a make-run --out dir served (else: a tiny one)",
     )
     p.add_argument(
         "--print-model-dir", action="store_true", help="print the model dir chosen and exit"
