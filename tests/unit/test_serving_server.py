@@ -279,3 +279,34 @@ def test_concurrent_clients_are_batched_and_all_answered(server, dev_texts) -> N
         t.join(120)
     assert statuses == [200] * 40
     assert server.model.batcher.stats.rows - before == 40
+
+
+def test_the_fast_v2_route_answers_what_the_sdks_route_answers(server, dev_texts) -> None:
+    """Our v2 infer (no pydantic round trips) against the SDK's own route on the same data
+    plane and model: the same JSON for a plain request, requested outputs and pairs."""
+    from fastapi import FastAPI
+    from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
+    from starlette.testclient import TestClient
+
+    sdk = FastAPI()
+    register_v2_endpoints(sdk, server.model_server.dataplane, None)
+    client = TestClient(sdk)
+    for body in (
+        v2_body(dev_texts[:3], id="a"),
+        v2_body(dev_texts[:2], id="b", outputs=[{"name": "logits"}, {"name": "label"}]),
+        v2_body(dev_texts[:2], dev_texts[2:4], id="c", parameters={"note": "x"}),
+    ):
+        theirs = client.post(INFER, json=body)
+        ours = call(server.port, "POST", INFER, body, JSON)
+        assert theirs.status_code == ours.status == 200
+        assert _without_nulls(ours.json()) == _without_nulls(theirs.json())
+
+
+def _without_nulls(value):
+    """The SDK's pydantic round trip writes optional fields as null; we leave them out (OIP:
+    "parameters" is optional). Otherwise the bodies must be equal."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value

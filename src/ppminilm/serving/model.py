@@ -13,9 +13,12 @@ batch it joins; the answer is an ``InferResponse`` (v2) or a dict (v1).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,12 @@ SELF_CHECK = (
     "\x00控制\u200b零宽\t制表",
     "😀😃 emoji ΣΑΣ İstanbul",
     "http://example.com/a?b=c&d=e " + "x" * 120,
+)
+
+
+#: The batcher ticket of the request the current task is handling (:meth:`TextClassifier.announce`).
+_ANNOUNCED: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar(
+    "ppminilm_announced", default=None
 )
 
 
@@ -250,6 +259,22 @@ class TextClassifier(kserve.Model):  # type: ignore[misc]
                     return None
         return encoder
 
+    @contextlib.contextmanager
+    def announce(self) -> Iterator[None]:
+        """Announce the current request to the batcher from the moment its route starts (the
+        ticket travels to :meth:`preprocess` in a context variable, so a batch waits for
+        requests still being read and decoded too); released at the end of the block."""
+        if self.batcher is None:
+            yield
+            return
+        ticket = self.batcher.expect()
+        token = _ANNOUNCED.set(ticket)
+        try:
+            yield
+        finally:
+            _ANNOUNCED.reset(token)
+            ticket.release()
+
     def validate(self, payload: Any) -> Any:
         """Our own checks ran in :meth:`preprocess`; the SDK's generic ones do not apply."""
         return payload
@@ -258,8 +283,9 @@ class TextClassifier(kserve.Model):  # type: ignore[misc]
         """Texts out of a v2 ``InferRequest`` or a v1 body, checked and tokenized."""
         if self.batcher is None or not self.ready:
             raise ShuttingDownError(f"model {self.name!r} is not loaded")
-        # Announced to the batcher until predict() queues it: a batch being formed waits for it.
-        ticket = self.batcher.expect()
+        # Announced to the batcher until predict() queues it: a batch being formed waits for
+        # it. The route announced it already when it started (announce()); else do it here.
+        ticket = _ANNOUNCED.get() or self.batcher.expect()
         try:
             if isinstance(payload, kserve.InferRequest):
                 outputs = protocol.requested_outputs(payload)
