@@ -17,10 +17,11 @@ def prune(
     profile: str = "local",
     overrides: dict = {},  # noqa: B006
 ):
-    """Rank heads/neurons on the held-out split, reorder, and distil into width 0.75.
+    """Rank heads/neurons on a train sample, reorder, and distil into width 0.75.
 
     Args:
-        data: Output of build-data (tasks/<task>/ with its calib split).
+        data: Output of build-data (tasks/<task>/: train for importance and distillation,
+            dev for selection).
         model: The selected fine-tuned model (teacher of the pruning distillation).
         pruned: Output: the pruned dynamic-graph model.
         inference_model: Output: its static inference export (FP32).

@@ -128,7 +128,7 @@ def _task_recipe(gpu: bool) -> Any:
             strict=True,
         ):
             # CPU INT8 row: `engine` (auto = fastest installed engine at Paddle's accuracy);
-            # peers quantize the pruned FP32 model themselves on the same calib split.
+            # peers quantize the pruned FP32 model themselves on the PTQ's train sample.
             peer = {"engine": engine, "reference": pr.outputs["inference_model"]}
             b = benchmark(
                 data=data,

@@ -103,6 +103,11 @@ def _model_rows(merged: Sequence[TaskResults], profile: str) -> list[ModelRow]:
                 latency_p95_ms=bench.latency_ms.p95,
                 throughput=bench.throughput,
                 int8_kernels=bool(check.get("runs_int8")) if bench.precision == "int8" else None,
+                test_accuracy={
+                    m.task: float(acc)
+                    for m in merged
+                    if (acc := m.rows[i].test_accuracy) is not None
+                },
             )
         )
     return rows
@@ -127,15 +132,16 @@ def _quantization(merged: Sequence[TaskResults]) -> list[QuantRow]:
     for m in merged:
         quant = m.rows[-1].lineage.quantize
         best = quant.get("best", {})
+        key = ("algo", "batch_size", "batch_num")
         for c in quant.get("candidates", []):
             out.append(
                 QuantRow(
                     task=m.task,
                     algo=str(c["algo"]),
+                    batch_size=int(c.get("batch_size", 0)),
                     batch_num=int(c["batch_num"]),
                     acc=float(c["dev_acc"]),
-                    selected=(c.get("algo"), c.get("batch_num"))
-                    == (best.get("algo"), best.get("batch_num")),
+                    selected=all(c.get(k) == best.get(k) for k in key),
                 )
             )
     return out

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ppminilm.config import PruneConfig, QuantConfig, resolve
-from ppminilm.contracts import CANDIDATES_MD, Lineage, StageSummary
+from ppminilm.contracts import CANDIDATES_MD, FinetuneResult, Lineage, StageSummary
 from ppminilm.io import atomic_write, copy_dir
 from ppminilm.runner.core import resolve_task_dir, stage, summarize
 
@@ -20,6 +20,29 @@ logger = logging.getLogger(__name__)
 def _without_bulk(result: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     """A stage result without its bulky per-step lists (for lineage records)."""
     return {k: v for k, v in result.items() if k not in keys}
+
+
+def with_grid_point(cfg: PruneConfig, finetune: FinetuneResult | None) -> tuple[PruneConfig, str]:
+    """Fill the unset pruning batch size / learning rate from the selected grid point.
+
+    Returns:
+        The completed config and where the values came from (for the summary and logs).
+    """
+    missing = {k for k in ("batch_size", "learning_rate") if getattr(cfg, k) is None}
+    if not missing:
+        return cfg, "config"
+    if finetune is None:
+        return cfg, "unset"  # PruneConfig.optimisation names the fix
+    point = finetune.point
+    filled = cfg.replace(**{k: getattr(point, k) for k in missing})
+    source = f"selected grid point {point.tag} ({', '.join(sorted(missing))})"
+    logger.info(
+        "pruning with batch size %s, learning rate %g: %s",
+        filled.batch_size,
+        filled.learning_rate,
+        source,
+    )
+    return filled, source
 
 
 @stage(
@@ -51,14 +74,18 @@ def prune(
         task: Task name (default: the model's).
         profile: Profile name.
         overrides: Stage-keyed overrides (``{"prune": {...}}``).
-        **fields: ``PruneConfig`` fields.
+        **fields: ``PruneConfig`` fields; ``batch_size`` / ``learning_rate`` left unset
+            everywhere are the selected grid point's (the model's lineage).
     """
     from ppminilm.modeling.saved import add_lineage, read_lineage, read_model_info
     from ppminilm.stages.prune import run_prune
 
     task = task or read_model_info(model).task or None
     task_dir = resolve_task_dir(data, task)
-    cfg = resolve(PruneConfig, profile, overrides, **fields)
+    cfg, hparams_from = with_grid_point(
+        resolve(PruneConfig, profile, overrides, task=task, **fields),
+        read_lineage(model).finetune,
+    )
     if inference_out is None:
         result = dict(run_prune(task_dir, model, out, cfg))
         model_dir, infer_dir = Path(result["model_dir"]), Path(result["inference_dir"])
@@ -76,6 +103,7 @@ def prune(
         add_lineage(target, lineage)
     result.update(
         task=read_model_info(model_dir).task,
+        hparams_from=hparams_from,
         width=min(cfg.width_mult_list),
         dev_acc=result.get("pruned_dev_acc"),
         precision="fp32",
@@ -87,7 +115,7 @@ def prune(
     "quantize",
     QuantConfig,
     metrics=("int8_dev_acc", "fp32_dev_acc", "seconds"),
-    metadata=("task", "precision", "algo", "batch_num", "dev_acc"),
+    metadata=("task", "precision", "algo", "batch_size", "batch_num", "dev_acc"),
 )
 def quantize(
     data: str | Path,
@@ -118,7 +146,7 @@ def quantize(
 
     task = task or read_serving_config(model).task or None
     task_dir = resolve_task_dir(data, task)
-    cfg = resolve(QuantConfig, profile, overrides, **fields)
+    cfg = resolve(QuantConfig, profile, overrides, task=task, **fields)
     result = dict(run_quantize(task_dir, model, out, cfg))
     if candidates_md is not None:
         atomic_write(candidates_md, lambda tmp: shutil.copyfile(Path(out) / CANDIDATES_MD, tmp))
@@ -128,10 +156,11 @@ def quantize(
         task=read_serving_config(out).task,
         precision="int8",
         algo=best.get("algo"),
+        batch_size=best.get("batch_size"),
         batch_num=best.get("batch_num"),
         dev_acc=result.get("int8_dev_acc"),
     )
     return summarize("quantize", result, profile=profile, cfg=cfg, out_dir=out)
 
 
-__all__ = ["prune", "quantize"]
+__all__ = ["prune", "quantize", "with_grid_point"]

@@ -122,7 +122,7 @@ def serve_manifest(
 
     serving = read_serving_config(model)
     task = task or serving.task or "model"
-    cfg = resolve(ServeConfig, profile, overrides, **fields)
+    cfg = resolve(ServeConfig, profile, overrides, task, **fields)
     if pool not in platform.SERVING_POOLS:
         raise ValueError(f"serve: pool={pool!r}; expected one of {list(platform.SERVING_POOLS)}")
     if pool == "t4" and serving.engine != "paddle":
