@@ -4,6 +4,7 @@
                                                │  grid (ParallelFor) -> finetune               │
                                                │  Collected -> select-best -> prune -> quantize│
                                                │  benchmark FP32 / pruned / INT8               │
+                                               │  time rows -> merge -> serve (INT8 deployable)│
                                                └── Collected results -> report ────────────────┘
 
 ``use_gpu`` picks one of two identical sub-graphs: the GPU one runs teacher/distillation/
@@ -35,6 +36,7 @@ from components.quantize import quantize
 from components.report import report
 from components.results import merge_results
 from components.select_best import select_best
+from components.serve import serve
 from components.teacher import pretrain_teacher
 from components.timing import time_rows
 from pipelines.kube import configure
@@ -166,7 +168,18 @@ def _task_recipe(gpu: bool) -> Any:
             int8=benches[2].outputs["result"],
             timing=timing.outputs["timing"],
         ).set_display_name("merge task results")
-        for t in (ft, best, pr, qt, *benches, timing, merged):
+        # The model the INT8 benchmark deployed (on the engine it chose), as an
+        # InferenceService: CPU nodes in the CPU branch, the T4 pool (TensorRT) in the GPU one.
+        served = serve(
+            model=benches[-1].outputs["deployable"],
+            task=task,
+            profile=profile,
+            pool="t4" if gpu else "cpu",
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            overrides=overrides,
+        ).set_display_name("serve (InferenceService)")
+        served.after(merged)
+        for t in (ft, best, pr, qt, *benches, timing, merged, served):
             configure(t, gpu=gpu)
         return merged.outputs["merged"]
 

@@ -22,7 +22,17 @@ from ppminilm.errors import EXIT_INTERRUPTED, EXIT_USAGE
 logger = logging.getLogger("ppminilm")
 
 #: Command modules in pipeline order.
-COMMAND_MODULES = ("config", "data", "distill", "finetune", "compress", "infer", "model", "storage")
+COMMAND_MODULES = (
+    "config",
+    "data",
+    "distill",
+    "finetune",
+    "compress",
+    "infer",
+    "serve",
+    "model",
+    "storage",
+)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

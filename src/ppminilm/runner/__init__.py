@@ -36,6 +36,7 @@ from ppminilm.runner.evaluate import (  # isort: skip
     report,
     time_rows,
 )
+from ppminilm.runner.serve import serve_manifest  # isort: skip
 
 __all__ = [
     "STAGES",
@@ -60,6 +61,7 @@ __all__ = [
     "resolve_task_dir",
     "run_step",
     "select_best",
+    "serve_manifest",
     "stage",
     "time_rows",
 ]
