@@ -30,15 +30,15 @@ from ppminilm.progress import format_seconds
 
 #: The stages of a run, in order: (task name prefix(es), display name).
 STAGES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("build-data",), "build data"),
+    (("check-search", "build-data"), "build data"),
     (("pretrain-teacher",), "teacher"),
     (("distill",), "general distillation"),
     (("finetune",), "fine-tune grid"),
     (("select-best",), "select best grid point"),
     (("prune",), "OFA width pruning"),
-    (("quantize",), "INT8 quantization"),
+    (("take-width", "quantize"), "INT8 quantization"),
     (("benchmark", "time-rows"), "benchmark + timing"),
-    (("merge-results", "report"), "report"),
+    (("select-candidate", "report"), "search + report"),
 )
 #: Seconds each stage took on 2 cores with the local profile (clean-clone `make run`).
 REFERENCE_SECONDS = (9.0, 103.0, 63.0, 139.0, 6.0, 77.0, 19.0, 40.0, 6.0)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ppminilm.config.base import Record
+from ppminilm.contracts import SearchSelection
 from ppminilm.errors import ConfigError, UserError
 
 
@@ -79,6 +80,8 @@ class QuantRow(Record):
     batch_num: int
     acc: float
     selected: bool = False
+    #: Width of the pruned model the candidate quantized (the search has one PTQ per width).
+    width: float = 1.0
 
 
 @dataclasses.dataclass
@@ -110,6 +113,8 @@ class RunSummary(Record):
     grid: dict[str, Sequence[GridCell]] = dataclasses.field(default_factory=dict)
     quantization: Sequence[QuantRow] = ()
     distill_loss: Sequence[LossPoint] = ()
+    #: The compression search's choice per task (issue 21), with every candidate weighed.
+    search: dict[str, SearchSelection] = dataclasses.field(default_factory=dict)
     environment: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,241 @@
+"""Stage 6, the accuracy-budgeted compression search: keep the fastest model within budget.
+
+The candidates of a task are the fine-tuned FP32 model (the reference) and, for every width
+the one OFA supernet was trained for, the FP32 sub-model and its INT8 version. Each has a dev
+accuracy (the benchmark) and a speed measured with every other candidate in one interleaved
+timing (:mod:`ppminilm.inference.timing`: median seconds per dev pass over rounds, and the
+fastest and slowest round). The rule (:data:`RULE`):
+
+1. A candidate is *within budget* when its dev accuracy is at most ``budget`` points below the
+   reference's (the reference itself always is).
+2. Among those, the fastest (lowest median) and every candidate whose median differs from it
+   by no more than the larger of the two round-to-round ranges are *tied*: the measurement
+   cannot tell them apart.
+3. Ties go to the higher dev accuracy, then to fewer parameters (then the lower median).
+4. If no compressed candidate is within budget, the reference is kept and the reason names
+   the closest one and how far below it is.
+
+Selection only ever sees dev; a labelled test split's accuracy rides along for the report.
+Pure Python on the contracts: no paddle, so the rule is tested on constructed candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ppminilm.config import ModelArch
+from ppminilm.contracts import (
+    BenchmarkResult,
+    ContractError,
+    SearchCandidate,
+    SearchSelection,
+    TimingResult,
+    candidate_key,
+)
+from ppminilm.modeling.accounting import count_flops, count_params
+
+logger = logging.getLogger(__name__)
+
+#: Accuracy drops are compared after rounding away float noise (0.778 - 0.768 is 1.0000000009
+#: points): a drop within this many points of the budget counts as within it.
+BUDGET_TOLERANCE_POINTS = 1e-6
+
+#: The rule, as the report states it.
+RULE = (
+    "fastest candidate whose dev accuracy is at most the budget below the fine-tuned FP32 "
+    "model's; candidates whose median seconds per dev pass differ by no more than the larger "
+    "of their round-to-round ranges are ties, broken by higher dev accuracy, then fewer "
+    "parameters; if no compressed candidate is within budget, the FP32 model is kept"
+)
+
+
+def drop_points(reference_acc: float, acc: float) -> float:
+    """Points of accuracy ``acc`` is below ``reference_acc`` (negative: above), both fractions."""
+    return round((reference_acc - acc) * 100.0, 9)
+
+
+def is_tie(a: SearchCandidate, b: SearchCandidate) -> bool:
+    """Whether two candidates' speeds differ by no more than their measured spread."""
+    return abs(a.seconds_per_pass - b.seconds_per_pass) <= max(a.spread_s, b.spread_s)
+
+
+def select(
+    candidates: Sequence[SearchCandidate],
+    reference: str,
+    budget_points: float,
+    *,
+    task: str = "",
+    report_split: str = "",
+) -> SearchSelection:
+    """Apply the rule (module docstring) to a task's candidates.
+
+    Args:
+        candidates: Every candidate, the reference among them (``drop_points`` and the flags
+            are recomputed here).
+        reference: Key of the fine-tuned FP32 model.
+        budget_points: Accepted dev accuracy drop, in points (0: no drop at all).
+        task: Task name, for the record.
+        report_split: A split reported but never used to select (``test``), if any.
+
+    Returns:
+        The selection: every candidate marked (within budget, tied, chosen), and the reason.
+
+    Raises:
+        ContractError: If keys repeat or the reference is not among the candidates.
+    """
+    keys = [c.key for c in candidates]
+    if len(set(keys)) != len(keys):
+        raise ContractError(f"search candidates of {task!r} repeat a key: {keys}")
+    if reference not in keys:
+        raise ContractError(f"search of {task!r}: reference {reference!r} not among {keys}")
+    ref_acc = candidates[keys.index(reference)].dev_acc
+    marked = []
+    for c in candidates:
+        drop = drop_points(ref_acc, c.dev_acc)
+        marked.append(
+            c.replace(
+                drop_points=drop,
+                within_budget=c.key == reference or drop <= budget_points + BUDGET_TOLERANCE_POINTS,
+                tied_fastest=False,
+                chosen=False,
+            )
+        )
+    eligible = [c for c in marked if c.within_budget]
+    fastest = min(eligible, key=lambda c: (c.seconds_per_pass, c.key))
+    tied = [c for c in eligible if is_tie(c, fastest)]
+    chosen = min(tied, key=lambda c: (-c.dev_acc, c.params, c.seconds_per_pass, c.key))
+    tied_keys = {c.key for c in tied}
+    final = [c.replace(tied_fastest=c.key in tied_keys, chosen=c.key == chosen.key) for c in marked]
+    compressed = [c for c in final if c.key != reference]
+    fallback = bool(compressed) and not any(c.within_budget for c in compressed)
+    ref = next(c for c in final if c.key == reference)
+    reason = _reason(chosen, fastest, tied, ref, compressed, budget_points, fallback)
+    logger.info("search %s: %s", task, reason)
+    return SearchSelection(
+        task=task,
+        budget_points=budget_points,
+        reference=reference,
+        reference_dev_acc=ref_acc,
+        chosen=chosen.key,
+        reason=reason,
+        candidates=tuple(final),
+        fallback=fallback,
+        report_split=report_split,
+        rule=RULE,
+    )
+
+
+def _speed(c: SearchCandidate) -> str:
+    return f"{c.seconds_per_pass:.3g} s per dev pass"
+
+
+def _drop(c: SearchCandidate) -> str:
+    if c.drop_points > 0:
+        return f"{c.drop_points:.2f} points below FP32"
+    if c.drop_points < 0:
+        return f"{-c.drop_points:.2f} points above FP32"
+    return "as accurate as FP32"
+
+
+def _reason(
+    chosen: SearchCandidate,
+    fastest: SearchCandidate,
+    tied: Sequence[SearchCandidate],
+    ref: SearchCandidate,
+    compressed: Sequence[SearchCandidate],
+    budget: float,
+    fallback: bool,
+) -> str:
+    within = f"within {budget:g} points of the fine-tuned FP32 model ({ref.dev_acc * 100:.2f}%)"
+    if fallback:
+        closest = min(compressed, key=lambda c: (c.drop_points, c.key))
+        return (
+            f"No compressed candidate is {within}: the closest, {closest.key}, is "
+            f"{closest.drop_points:.2f} points below. Kept the FP32 model {ref.key}."
+        )
+    if not compressed:
+        return f"Only the FP32 model {ref.key} was measured; kept it."
+    others = [c for c in tied if c.key != chosen.key]
+    if chosen.key == ref.key:
+        if fastest.key == ref.key and not others:
+            return (
+                f"No candidate {within} is faster than the FP32 model ({_speed(ref)}); "
+                f"kept {ref.key}."
+            )
+        names = ", ".join(c.key for c in others)
+        return (
+            f"The candidates {within} ({names}) are no faster than the FP32 model beyond the "
+            f"measured spread; kept {ref.key}, the most accurate."
+        )
+    text = f"{chosen.key}: the fastest candidate {within}: {_speed(chosen)}, {_drop(chosen)}."
+    if others:
+        names = ", ".join(c.key for c in others)
+        same_acc = [c for c in others if c.dev_acc == chosen.dev_acc]
+        if not same_acc:
+            why = "higher dev accuracy"
+        elif all(chosen.params < c.params for c in same_acc):
+            why = "fewer parameters at the same accuracy"
+        else:
+            why = "the lower median time at the same accuracy and size"
+        text += f" Tied on speed with {names} (within the measured spread); chosen for {why}."
+    return text
+
+
+def candidates_from(rows: Sequence[BenchmarkResult], timing: TimingResult) -> list[SearchCandidate]:
+    """A task's candidates from its benchmark rows (accuracy) and its timing (speed).
+
+    Args:
+        rows: One benchmark result per candidate (``name`` may be anything: the key comes
+            from the row's architecture and precision, :func:`candidate_key`).
+        timing: The interleaved timing of the same models, keyed by candidate key.
+
+    Returns:
+        Unmarked candidates (``drop_points`` 0; :func:`select` fills it in).
+
+    Raises:
+        ContractError: If a row has no timing, or two rows are the same candidate.
+    """
+    out: list[SearchCandidate] = []
+    for row in rows:
+        key = candidate_key(row.arch, row.precision)
+        if key not in timing.rows:
+            raise ContractError(
+                f"timing of {timing.task!r} has no row {key!r}; rows: {sorted(timing.rows)}"
+            )
+        t = timing.rows[key]
+        arch = ModelArch.from_dict(dict(row.arch)) if row.arch else None
+        params = row.params if row.params is not None else (count_params(arch) if arch else 1)
+        flops = row.flops if row.flops is not None else (count_flops(arch) if arch else 1)
+        out.append(
+            SearchCandidate(
+                key=key,
+                width=float(row.arch.get("width", 1.0)),
+                num_layers=int(row.arch.get("num_layers", 0)),
+                precision=row.precision,
+                engine=row.engine,
+                dev_acc=row.accuracy,
+                drop_points=0.0,
+                params=params,
+                flops=flops,
+                seconds_per_pass=t.median_s,
+                fastest_s=min(t.seconds_per_pass),
+                slowest_s=max(t.seconds_per_pass),
+                speedup=t.speedup,
+                test_acc=getattr(row, "test_accuracy", None),
+            )
+        )
+    keys = [c.key for c in out]
+    if len(set(keys)) != len(keys):
+        raise ContractError(f"benchmark rows of {timing.task!r} repeat a candidate: {keys}")
+    return out
+
+
+__all__ = [
+    "BUDGET_TOLERANCE_POINTS",
+    "RULE",
+    "candidates_from",
+    "drop_points",
+    "is_tie",
+    "select",
+]
