@@ -96,6 +96,14 @@ def test_ties_at_equal_accuracy_go_to_the_smaller_model() -> None:
     assert "fewer parameters" in sel.reason
 
 
+def test_ties_at_equal_accuracy_and_parameters_go_to_int8() -> None:
+    fp32 = cand("6L-w0.5-fp32", 0.795, 5.0, 0.3, params=2_000, precision="fp32")
+    int8 = cand("6L-w0.5-int8", 0.795, 5.1, 0.3, params=2_000)
+    sel = select([ref(), fp32, int8], REF, DEFAULT_BUDGET)
+    assert sel.chosen == "6L-w0.5-int8"
+    assert "smaller model" in sel.reason
+
+
 def test_a_difference_beyond_the_spread_is_not_a_tie() -> None:
     fast = cand("6L-w0.5-int8", 0.790, 5.0, 0.05)
     slow = cand("6L-w0.75-int8", 0.799, 5.2, 0.05)

@@ -30,14 +30,19 @@ def _chosen(c: SearchCandidate) -> str:
     return "tie" if c.tied_fastest else ""
 
 
-def frontier_table(sel: SearchSelection) -> Table:
-    """The task's frontier as ``(title, header, rows)`` (formatted, not escaped)."""
+def frontier_table(sel: SearchSelection, seq_len: int | None = None) -> Table:
+    """The task's frontier as ``(title, header, rows)`` (formatted, not escaped).
+
+    Args:
+        sel: The task's selection.
+        seq_len: The sequence length the FLOPs are counted at, for the header.
+    """
     tested = any(c.test_acc is not None for c in sel.candidates)
     header = [
         "Candidate",
         "Engine",
         "#Params",
-        "#FLOPs",
+        f"#FLOPs (seq {seq_len})" if seq_len else "#FLOPs",
         "Dev acc",
         "Δ vs FP32 (points)",
         *(["Test acc"] if tested else []),

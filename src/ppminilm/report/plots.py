@@ -127,10 +127,14 @@ def search_frontier(
     xmax = max(slow for _, _, _, slow, _, _ in points)
     label_x = xmax * 1.15
     ax.axhspan(lo, floor, color="tab:red", alpha=0.07, zorder=0)
-    ax.axhline(reference, color="0.4", linestyle="--", linewidth=1)
-    ax.text(0, reference, " FP32 reference", va="bottom", fontsize=7, color="0.3")
-    ax.axhline(floor, color="tab:red", linestyle="-.", linewidth=1.2)
-    ax.text(0, floor, f" budget: -{budget:g} points", va="top", fontsize=7, color="tab:red")
+    ax.axhline(reference, color="0.4", linestyle="--", linewidth=1, label="FP32 reference")
+    ax.axhline(
+        floor,
+        color="tab:red",
+        linestyle="-.",
+        linewidth=1.2,
+        label=f"budget: {budget:g} points below (shaded: outside)",
+    )
     order = sorted(range(len(points)), key=lambda i: points[i][4])
     slots = [lo + (hi - lo) * (k + 1) / (len(points) + 1) for k in range(len(points))]
     for slot, i in zip(slots, order, strict=True):
@@ -164,6 +168,7 @@ def search_frontier(
     ax.set_xlabel("seconds per dev pass (median; bar: fastest to slowest round)")
     ax.set_ylabel("dev accuracy (%)")
     ax.set_title(f"Compression search: {task} (star: chosen)")
+    ax.legend(loc="lower left", fontsize=7, framealpha=0.9)
     ax.grid(True, alpha=0.3)
     return _save(fig, plt, path)
 

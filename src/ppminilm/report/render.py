@@ -159,7 +159,7 @@ def tables(s: RunSummary) -> list[Table]:
                 [[r.name, *[_pct(r.test_accuracy.get(t)) for t in tasks]] for r in s.models],
             )
         )
-    out += [frontier_table(sel) for sel in s.search.values()]
+    out += [frontier_table(sel, s.seq_len) for sel in s.search.values()]
     for task, points in s.grid.items():
         best = max(points, key=lambda p: p.dev_acc)
         out.append(
@@ -250,7 +250,7 @@ def table_notes(s: RunSummary) -> dict[str, list[str]]:
     """Notes printed under a table, by table title."""
     out = {"Summary": notes(s)}
     for sel in s.search.values():
-        out[frontier_table(sel)[0]] = frontier_notes(sel)
+        out[frontier_table(sel, s.seq_len)[0]] = frontier_notes(sel)
     return out
 
 

@@ -11,7 +11,8 @@ fastest and slowest round). The rule (:data:`RULE`):
 2. Among those, the fastest (lowest median) and every candidate whose median differs from it
    by no more than the larger of the two round-to-round ranges are *tied*: the measurement
    cannot tell them apart.
-3. Ties go to the higher dev accuracy, then to fewer parameters (then the lower median).
+3. Ties go to the higher dev accuracy, then to the smaller model: fewer parameters, then fewer
+   bits per weight (INT8 before FP32), then the lower median.
 4. If no compressed candidate is within budget, the reference is kept and the reason names
    the closest one and how far below it is.
 
@@ -41,13 +42,22 @@ logger = logging.getLogger(__name__)
 #: points): a drop within this many points of the budget counts as within it.
 BUDGET_TOLERANCE_POINTS = 1e-6
 
+#: Bits per weight of each precision (the size tie-break after the parameter count).
+PRECISION_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8}
+
 #: The rule, as the report states it.
 RULE = (
     "fastest candidate whose dev accuracy is at most the budget below the fine-tuned FP32 "
     "model's; candidates whose median seconds per dev pass differ by no more than the larger "
-    "of their round-to-round ranges are ties, broken by higher dev accuracy, then fewer "
-    "parameters; if no compressed candidate is within budget, the FP32 model is kept"
+    "of their round-to-round ranges are ties, broken by higher dev accuracy, then the smaller "
+    "model (fewer parameters, then fewer bits per weight); if no compressed candidate is "
+    "within budget, the FP32 model is kept"
 )
+
+
+def size_key(c: SearchCandidate) -> tuple[int, int]:
+    """A candidate's size for the tie-break: parameters, then bits per weight."""
+    return c.params, PRECISION_BITS.get(c.precision, 32)
 
 
 def drop_points(reference_acc: float, acc: float) -> float:
@@ -104,7 +114,7 @@ def select(
     eligible = [c for c in marked if c.within_budget]
     fastest = min(eligible, key=lambda c: (c.seconds_per_pass, c.key))
     tied = [c for c in eligible if is_tie(c, fastest)]
-    chosen = min(tied, key=lambda c: (-c.dev_acc, c.params, c.seconds_per_pass, c.key))
+    chosen = min(tied, key=lambda c: (-c.dev_acc, size_key(c), c.seconds_per_pass, c.key))
     tied_keys = {c.key for c in tied}
     final = [c.replace(tied_fastest=c.key in tied_keys, chosen=c.key == chosen.key) for c in marked]
     compressed = [c for c in final if c.key != reference]
@@ -176,6 +186,8 @@ def _reason(
             why = "higher dev accuracy"
         elif all(chosen.params < c.params for c in same_acc):
             why = "fewer parameters at the same accuracy"
+        elif all(size_key(chosen) < size_key(c) for c in same_acc):
+            why = "the smaller model at the same accuracy (fewer parameters or bits per weight)"
         else:
             why = "the lower median time at the same accuracy and size"
         text += f" Tied on speed with {names} (within the measured spread); chosen for {why}."
@@ -206,7 +218,8 @@ def candidates_from(rows: Sequence[BenchmarkResult], timing: TimingResult) -> li
         t = timing.rows[key]
         arch = ModelArch.from_dict(dict(row.arch)) if row.arch else None
         params = row.params if row.params is not None else (count_params(arch) if arch else 1)
-        flops = row.flops if row.flops is not None else (count_flops(arch) if arch else 1)
+        # FLOPs at the length the rows ran at (the report's FLOPs column does the same).
+        flops = count_flops(arch, row.max_seq_len) if arch else (row.flops or 1)
         out.append(
             SearchCandidate(
                 key=key,
@@ -238,4 +251,5 @@ __all__ = [
     "drop_points",
     "is_tie",
     "select",
+    "size_key",
 ]
