@@ -171,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     root = out / "pipeline_root"
     root.mkdir(parents=True, exist_ok=True)
     clock = StageClock(
-        work_scale(args.profile, params["overrides"], len(params.get("grid", DEFAULT_LOCAL_GRID)))
+        work_scale(
+            args.profile,
+            params["overrides"],
+            len(params.get("grid", DEFAULT_LOCAL_GRID)),
+            len(params["widths"]),
+        )
     )
     clock.install()
     runner: local.SubprocessRunner | local.DockerRunner = local.SubprocessRunner(use_venv=False)

@@ -22,7 +22,16 @@ from ppminilm.errors import EXIT_INTERRUPTED, EXIT_USAGE
 logger = logging.getLogger("ppminilm")
 
 #: Command modules in pipeline order.
-COMMAND_MODULES = ("data", "distill", "finetune", "compress", "infer", "model", "storage")
+COMMAND_MODULES = (
+    "data",
+    "distill",
+    "finetune",
+    "compress",
+    "infer",
+    "search",
+    "model",
+    "storage",
+)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
