@@ -291,6 +291,9 @@ class SearchCandidate(Record):
     fastest_s: float
     slowest_s: float
     engine: str = "paddle"
+    #: Seconds per dev pass in each timing round (every candidate timed in the same rounds,
+    #: interleaved, so per-round ratios cancel the machine's load).
+    round_seconds: Sequence[float] = ()
     #: Speed-up over the speed baseline row (median of the rounds' ratios), if timed.
     speedup: float | None = None
     #: Accuracy on a labelled test split no selection saw (None: the task has none).

@@ -34,8 +34,12 @@ def cand(
     params: int = 1_000,
     precision: str = "int8",
     width: float = 0.5,
+    rounds: tuple[float, ...] = (),
 ) -> SearchCandidate:
-    """A candidate with its round range centred on the median."""
+    """A candidate; without ``rounds`` its range is centred on the median (unpaired rule)."""
+    if rounds:
+        median = sorted(rounds)[len(rounds) // 2]
+    low, high = (min(rounds), max(rounds)) if rounds else (median - spread / 2, median + spread / 2)
     return SearchCandidate(
         key=key,
         width=width,
@@ -46,8 +50,9 @@ def cand(
         params=params,
         flops=params * 10,
         seconds_per_pass=median,
-        fastest_s=median - spread / 2,
-        slowest_s=median + spread / 2,
+        fastest_s=low,
+        slowest_s=high,
+        round_seconds=rounds,
     )
 
 
@@ -86,6 +91,29 @@ def test_speeds_within_the_spread_are_ties_broken_by_accuracy() -> None:
     assert by["6L-w0.5-int8"].tied_fastest and by["6L-w0.75-int8"].tied_fastest
     assert not by[REF].tied_fastest
     assert "Tied on speed with 6L-w0.5-int8" in sel.reason and "higher dev accuracy" in sel.reason
+
+
+def test_paired_rounds_tie_when_the_order_flips() -> None:
+    # timed in the same three rounds: w0.75 is slower in two, faster in one -> a tie
+    fast = cand("6L-w0.5-int8", 0.790, 0, rounds=(5.0, 5.3, 4.8))
+    close = cand("6L-w0.75-int8", 0.796, 0, rounds=(5.1, 5.0, 5.2))
+    assert fast.seconds_per_pass < close.seconds_per_pass and is_tie(fast, close)
+    ref_rounds = cand(REF, 0.80, 0, params=5_000, precision="fp32", width=1, rounds=(9, 9, 9))
+    sel = select([ref_rounds, fast, close], REF, DEFAULT_BUDGET)
+    assert sel.chosen == "6L-w0.75-int8"
+    assert "as fast, within the measured spread, as the fastest candidate" in sel.reason
+    assert "6L-w0.5-int8" in sel.reason
+
+
+def test_paired_rounds_see_through_machine_load() -> None:
+    # The load changes between rounds (1 s, 2 s, 3 s): the ranges overlap widely, but in
+    # every round w0.75 is 10% slower: measurably slower, not a tie.
+    fast = cand("6L-w0.5-int8", 0.790, 0, rounds=(1.0, 2.0, 3.0))
+    slow = cand("6L-w0.75-int8", 0.799, 0, rounds=(1.1, 2.2, 3.3))
+    assert not is_tie(fast, slow)
+    assert abs(fast.seconds_per_pass - slow.seconds_per_pass) <= fast.spread_s  # unpaired: tie
+    ref_rounds = cand(REF, 0.80, 0, params=5_000, precision="fp32", width=1, rounds=(9, 9, 9))
+    assert select([ref_rounds, fast, slow], REF, DEFAULT_BUDGET).chosen == "6L-w0.5-int8"
 
 
 def test_ties_at_equal_accuracy_go_to_the_smaller_model() -> None:

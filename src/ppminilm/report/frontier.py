@@ -86,9 +86,10 @@ def frontier_notes(sel: SearchSelection) -> list[str]:
             "scored once at the end; no selection saw it."
         )
     out.append(
-        "Speed: all candidates timed in one step, interleaved (median seconds per dev pass; "
-        "Rounds = fastest to slowest round); tie = within budget and no further from the "
-        "fastest such candidate than the larger of the two round ranges."
+        "Speed: all candidates timed in one step, interleaved round by round (median seconds "
+        "per dev pass; Rounds = fastest to slowest round); tie = within budget and, round by "
+        "round, not always slower than the fastest such candidate (their per-round time ratio "
+        "ranges across 1: the difference is within what the rounds measured)."
     )
     return out
 

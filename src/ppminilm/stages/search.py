@@ -3,14 +3,18 @@
 The candidates of a task are the fine-tuned FP32 model (the reference) and, for every width
 the one OFA supernet was trained for, the FP32 sub-model and its INT8 version. Each has a dev
 accuracy (the benchmark) and a speed measured with every other candidate in one interleaved
-timing (:mod:`ppminilm.inference.timing`: median seconds per dev pass over rounds, and the
-fastest and slowest round). The rule (:data:`RULE`):
+timing (:mod:`ppminilm.inference.timing`: seconds per dev pass in each round, every candidate
+timed once per round). The rule (:data:`RULE`):
 
 1. A candidate is *within budget* when its dev accuracy is at most ``budget`` points below the
    reference's (the reference itself always is).
-2. Among those, the fastest (lowest median) and every candidate whose median differs from it
-   by no more than the larger of the two round-to-round ranges are *tied*: the measurement
-   cannot tell them apart.
+2. Among those, the fastest (lowest median) and every candidate *tied* with it: their speed
+   difference is within the measured spread. The comparison is paired, round by round: in a
+   round both ran back to back, so a load change on the machine slows both alike, and the
+   ratio of their times in that round is what the round measured. They tie when those
+   per-round ratios are not all on one side of 1 (in some round the slower one was at least as
+   fast). Without per-round times the unpaired rule applies: medians no further apart than the
+   larger of the two round-to-round ranges.
 3. Ties go to the higher dev accuracy, then to the smaller model: fewer parameters, then fewer
    bits per weight (INT8 before FP32), then the lower median.
 4. If no compressed candidate is within budget, the reference is kept and the reason names
@@ -47,11 +51,12 @@ PRECISION_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8}
 
 #: The rule, as the report states it.
 RULE = (
-    "fastest candidate whose dev accuracy is at most the budget below the fine-tuned FP32 "
-    "model's; candidates whose median seconds per dev pass differ by no more than the larger "
-    "of their round-to-round ranges are ties, broken by higher dev accuracy, then the smaller "
-    "model (fewer parameters, then fewer bits per weight); if no compressed candidate is "
-    "within budget, the FP32 model is kept"
+    "fastest candidate (median seconds per dev pass) whose dev accuracy is at most the budget "
+    "below the fine-tuned FP32 model's; a candidate ties with the fastest when their speed "
+    "difference is within the measured spread: their per-round time ratios (both timed in the "
+    "same round) are not all on one side of 1; ties are broken by higher dev accuracy, then "
+    "the smaller model (fewer parameters, then fewer bits per weight); if no compressed "
+    "candidate is within budget, the FP32 model is kept"
 )
 
 
@@ -66,7 +71,15 @@ def drop_points(reference_acc: float, acc: float) -> float:
 
 
 def is_tie(a: SearchCandidate, b: SearchCandidate) -> bool:
-    """Whether two candidates' speeds differ by no more than their measured spread."""
+    """Whether two candidates' speed difference is within their measured spread.
+
+    Paired when both have the same number of timing rounds: the ratio of their times in each
+    round ranges across 1. Otherwise: medians no further apart than the larger round range.
+    """
+    if a.round_seconds and len(a.round_seconds) == len(b.round_seconds):
+        ratios = [x / y for x, y in zip(a.round_seconds, b.round_seconds, strict=True) if y > 0]
+        if ratios:
+            return min(ratios) <= 1.0 <= max(ratios)
     return abs(a.seconds_per_pass - b.seconds_per_pass) <= max(a.spread_s, b.spread_s)
 
 
@@ -178,7 +191,13 @@ def _reason(
             f"The candidates {within} ({names}) are no faster than the FP32 model beyond the "
             f"measured spread; kept {ref.key}, the most accurate."
         )
-    text = f"{chosen.key}: the fastest candidate {within}: {_speed(chosen)}, {_drop(chosen)}."
+    if chosen.key == fastest.key:
+        text = f"{chosen.key}: the fastest candidate {within}: {_speed(chosen)}, {_drop(chosen)}."
+    else:
+        text = (
+            f"{chosen.key}: {_speed(chosen)}, {_drop(chosen)}; as fast, within the measured "
+            f"spread, as the fastest candidate {within}, {fastest.key} ({_speed(fastest)})."
+        )
     if others:
         names = ", ".join(c.key for c in others)
         same_acc = [c for c in others if c.dev_acc == chosen.dev_acc]
@@ -234,6 +253,7 @@ def candidates_from(rows: Sequence[BenchmarkResult], timing: TimingResult) -> li
                 seconds_per_pass=t.median_s,
                 fastest_s=min(t.seconds_per_pass),
                 slowest_s=max(t.seconds_per_pass),
+                round_seconds=tuple(t.seconds_per_pass),
                 speedup=t.speedup,
                 test_acc=getattr(row, "test_accuracy", None),
             )
