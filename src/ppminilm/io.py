@@ -420,22 +420,45 @@ _DEFERRED = (signal.SIGTERM, signal.SIGINT)
 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Hold SIGTERM and SIGINT back (blocked, still pending) for the enclosed system calls.
+    """Hold SIGTERM and SIGINT back for the enclosed system calls.
 
     A signal that arrives meanwhile is delivered when the block ends, so a step that must not
-    be split (two renames, a manifest publish) completes first. Outside the main thread, or
-    where signal masks are unavailable, it does nothing.
+    be split (two renames, a manifest publish) completes first. Outside the main thread it does
+    nothing.
+
+    A signal mask alone is not enough: ``pthread_sigmask`` blocks the calling thread only, and
+    the kernel hands a process-directed SIGTERM to any thread that does not block it (Paddle's
+    and OpenVINO's worker threads), after which Python runs the handler in the main thread at
+    once. So the Python-level handlers are swapped for one that records the signal, and the
+    recorded signals are raised again, under the restored handlers, when the block ends. Where
+    a handler was installed outside Python (``signal.getsignal`` gives None; it could not be
+    restored), the mask is used instead.
     """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "pthread_sigmask"
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    previous = {signum: signal.getsignal(signum) for signum in _DEFERRED}
+    if any(handler is None for handler in previous.values()):
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        pending.append(signum)
+
+    for signum in _DEFERRED:
+        signal.signal(signum, hold)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for held in dict.fromkeys(pending):
+            signal.raise_signal(held)
 
 
 def copy_dir(src: PathLike, dst: PathLike, *, replace: bool = True, kind: str = "") -> Path:

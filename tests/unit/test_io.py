@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -107,16 +109,30 @@ def test_swap_is_one_atomic_exchange_where_the_kernel_has_it(tmp_path: Path) -> 
     assert (a / "x").read_text() == "b" and (b / "x").read_text() == "a"
 
 
-def test_deferred_signals_hold_sigterm_until_the_block_ends() -> None:
+@pytest.mark.parametrize("worker_threads", [0, 4])
+def test_deferred_signals_hold_sigterm_until_the_block_ends(worker_threads: int) -> None:
+    # With worker threads (paddle's, openvino's), a mask on the main thread alone would let
+    # the kernel hand the signal to a worker and Python would run the handler at once.
     received: list[int] = []
+    stop = threading.Event()
+    workers = [threading.Thread(target=stop.wait) for _ in range(worker_threads)]
+    for w in workers:
+        w.start()
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: received.append(signum))
     try:
         with io.deferred_signals():
-            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.01)  # let the handler run, were it not deferred
             assert received == []  # pending, not delivered
-        assert received == [signal.SIGTERM]
+            assert signal.getsignal(signal.SIGTERM) is not previous
+        assert received == [signal.SIGTERM]  # delivered once, under the restored handler
+        assert signal.getsignal(signal.SIGTERM) is not None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        stop.set()
+        for w in workers:
+            w.join()
 
 
 def test_atomic_write_and_targets(tmp_path: Path) -> None:

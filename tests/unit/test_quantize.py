@@ -225,7 +225,7 @@ def test_gpu_candidates_are_scored_with_tensorrt_int8() -> None:
     ]
     # The CPU branch keeps oneDNN INT8 on the fc ops.
     cpu = config_plan(scoring_config("cpu", "int8", 32, MAX_SEQ_LEN, 2), quantized=True)
-    assert ("enable_mkldnn_int8", ({"fc"},)) in [(s.method, s.args) for s in cpu]
+    assert ("enable_mkldnn_int8", (set(CPU_INT8_OPS),)) in [(s.method, s.args) for s in cpu]
 
 
 def test_gpu_scoring_on_a_cpu_build_fails_before_calibrating(
