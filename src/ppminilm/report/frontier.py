@@ -110,9 +110,9 @@ def search_summary_notes(searches: Mapping[str, SearchSelection]) -> list[str]:
     ]
 
 
-def frontier_markdown(sel: SearchSelection) -> str:
+def frontier_markdown(sel: SearchSelection, seq_len: int | None = None) -> str:
     """A task's frontier as one Markdown document (the select step's artifact in the UI)."""
-    title, header, rows = frontier_table(sel)
+    title, header, rows = frontier_table(sel, seq_len)
     lines = [f"# {md_escape(title)}", "", md_table(header, rows), ""]
     lines += [f"- {md_escape(n)}" for n in frontier_notes(sel)]
     return "\n".join(lines) + "\n"

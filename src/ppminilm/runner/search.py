@@ -181,7 +181,7 @@ def select_candidate(
     merged.selection = selection
     atomic_write_json(out, merged.to_dict())
     if frontier_md is not None:
-        atomic_write_text(frontier_md, frontier_markdown(selection))
+        atomic_write_text(frontier_md, frontier_markdown(selection, rows[0].max_seq_len))
     if chosen_out is not None:
         _copy_chosen(models, selection, chosen_out)
     return summarize(
