@@ -205,10 +205,10 @@ def test_widths_must_keep_whole_heads() -> None:
     with pytest.raises(ConfigError) as err:
         check_widths([0.75, 0.6], twelve)
     message = str(err.value)
-    assert "0.6" in message and "7.2 of the student's 12 attention heads" in message
+    assert "0.6" in message and "7.2 of the 12 attention heads of the student" in message
     assert "0.5, 0.5833, 0.6667, 0.75" in message  # the widths that work
     four = ModelArch(hidden_size=64, num_heads=4, intermediate_size=256)
-    with pytest.raises(ConfigError, match=r"keeps 2\.4 of the student's 4"):
+    with pytest.raises(ConfigError, match=r"keeps 2\.4 of the 4 attention heads of the student"):
         check_widths([0.6], four)
 
 

@@ -547,8 +547,8 @@ def check_widths(
         if abs(heads - round(heads)) > 1e-6 or round(heads) < 1:
             allowed = ", ".join(f"{k / arch.num_heads:.4g}" for k in range(1, arch.num_heads + 1))
             raise ConfigError(
-                f"{where} has {w:g}: it keeps {heads:g} of the {model}'s {arch.num_heads} "
-                f"attention heads; each width must keep a whole number of heads "
+                f"{where} has {w:g}: it keeps {heads:g} of the {arch.num_heads} attention "
+                f"heads of the {model}; each width must keep a whole number of heads "
                 f"(k/{arch.num_heads}: {allowed})"
             )
     return checked

@@ -106,14 +106,21 @@ def take_width(
         ContractError: If ``pruned`` did not train ``width``.
     """
     from ppminilm.modeling.saved import read_model_info
-    from ppminilm.stages.prune.layout import width_dirs
+    from ppminilm.stages.prune.layout import WIDTH_TOLERANCE, width_dirs
 
     model_dir, infer_dir = width_dirs(pruned, width)
     copy_dir(model_dir, out, kind="model")
     if inference_out is not None:
         copy_dir(infer_dir, inference_out, kind="inference")
     summary = read_json_file(Path(pruned) / PRUNE_SUMMARY_FILE, ContractError)
-    record = summary.get("per_width", {}).get(f"{width:g}", {})
+    record = next(
+        (
+            r
+            for r in summary.get("per_width", {}).values()
+            if abs(float(r.get("width", -1)) - width) < WIDTH_TOLERANCE
+        ),
+        {},
+    )
     info = read_model_info(out)
     result = {
         "task": info.task,
