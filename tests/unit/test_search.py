@@ -90,7 +90,8 @@ def test_speeds_within_the_spread_are_ties_broken_by_accuracy() -> None:
     by = {c.key: c for c in sel.candidates}
     assert by["6L-w0.5-int8"].tied_fastest and by["6L-w0.75-int8"].tied_fastest
     assert not by[REF].tied_fastest
-    assert "Tied on speed with 6L-w0.5-int8" in sel.reason and "higher dev accuracy" in sel.reason
+    assert "Tied on speed with 6L-w0.5-int8" in sel.reason
+    assert "preferred to 6L-w0.5-int8 for higher dev accuracy" in sel.reason
 
 
 def test_paired_rounds_tie_when_the_order_flips() -> None:
@@ -103,6 +104,17 @@ def test_paired_rounds_tie_when_the_order_flips() -> None:
     assert sel.chosen == "6L-w0.75-int8"
     assert "as fast, within the measured spread, as the fastest candidate" in sel.reason
     assert "6L-w0.5-int8" in sel.reason
+
+
+def test_one_noisy_round_does_not_make_a_tie() -> None:
+    # measured by `make run` under a load average of 3-5: w0.5-int8 was slower in four of
+    # five rounds (ratios 1.85 1.54 2.27 2.33 0.87: median 1.85, half range 0.73)
+    fast = cand("6L-w0.75-int8", 0.787, 0, rounds=(0.426, 0.57, 0.887, 1.116, 1.414))
+    slow = cand("6L-w0.5-int8", 0.789, 0, rounds=(0.787, 0.879, 2.014, 2.596, 1.231))
+    assert not is_tie(fast, slow)
+    rounds = (1.183, 1.189, 3.64, 3.053, 2.646)
+    ref_rounds = cand(REF, 0.791, 0, params=5_000, precision="fp32", width=1, rounds=rounds)
+    assert select([ref_rounds, fast, slow], REF, DEFAULT_BUDGET).chosen == "6L-w0.75-int8"
 
 
 def test_paired_rounds_see_through_machine_load() -> None:
@@ -121,7 +133,7 @@ def test_ties_at_equal_accuracy_go_to_the_smaller_model() -> None:
     small = cand("6L-w0.5-int8", 0.795, 5.1, 0.3, params=2_000)
     sel = select([ref(), big, small], REF, DEFAULT_BUDGET)
     assert sel.chosen == "6L-w0.5-int8"
-    assert "fewer parameters" in sel.reason
+    assert "preferred to 6L-w0.75-int8 at the same accuracy: fewer parameters" in sel.reason
 
 
 def test_ties_at_equal_accuracy_and_parameters_go_to_int8() -> None:
@@ -129,7 +141,7 @@ def test_ties_at_equal_accuracy_and_parameters_go_to_int8() -> None:
     int8 = cand("6L-w0.5-int8", 0.795, 5.1, 0.3, params=2_000)
     sel = select([ref(), fp32, int8], REF, DEFAULT_BUDGET)
     assert sel.chosen == "6L-w0.5-int8"
-    assert "smaller model" in sel.reason
+    assert "6L-w0.5-fp32 at the same accuracy and parameters: fewer bits per weight" in sel.reason
 
 
 def test_a_difference_beyond_the_spread_is_not_a_tie() -> None:

@@ -87,9 +87,9 @@ def frontier_notes(sel: SearchSelection) -> list[str]:
         )
     out.append(
         "Speed: all candidates timed in one step, interleaved round by round (median seconds "
-        "per dev pass; Rounds = fastest to slowest round); tie = within budget and, round by "
-        "round, not always slower than the fastest such candidate (their per-round time ratio "
-        "ranges across 1: the difference is within what the rounds measured)."
+        "per dev pass; Rounds = fastest to slowest round); tie = within budget and as fast as "
+        "the fastest such candidate within the measured spread (the median of their per-round "
+        "time ratios is within 1 ± half the ratios' range)."
     )
     return out
 

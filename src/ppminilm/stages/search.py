@@ -11,10 +11,11 @@ timed once per round). The rule (:data:`RULE`):
 2. Among those, the fastest (lowest median) and every candidate *tied* with it: their speed
    difference is within the measured spread. The comparison is paired, round by round: in a
    round both ran back to back, so a load change on the machine slows both alike, and the
-   ratio of their times in that round is what the round measured. They tie when those
-   per-round ratios are not all on one side of 1 (in some round the slower one was at least as
-   fast). Without per-round times the unpaired rule applies: medians no further apart than the
-   larger of the two round-to-round ranges.
+   ratio of their times in that round is what the round measured. They tie when the median
+   of those ratios is within 1 ± half their range (the report's "2.41x ±3%" is the same
+   spread), so one noisy round cannot turn a clear difference into a tie. Without per-round
+   times the unpaired rule applies: medians no further apart than half the larger of the two
+   round-to-round ranges.
 3. Ties go to the higher dev accuracy, then to the smaller model: fewer parameters, then fewer
    bits per weight (INT8 before FP32), then the lower median.
 4. If no compressed candidate is within budget, the reference is kept and the reason names
@@ -27,6 +28,7 @@ Pure Python on the contracts: no paddle, so the rule is tested on constructed ca
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Sequence
 
 from ppminilm.config import ModelArch
@@ -46,6 +48,9 @@ logger = logging.getLogger(__name__)
 #: points): a drop within this many points of the budget counts as within it.
 BUDGET_TOLERANCE_POINTS = 1e-6
 
+#: Float noise allowed when a ratio's distance from 1 equals its half range exactly.
+RATIO_TOLERANCE = 1e-9
+
 #: Bits per weight of each precision (the size tie-break after the parameter count).
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8}
 
@@ -53,8 +58,9 @@ PRECISION_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8}
 RULE = (
     "fastest candidate (median seconds per dev pass) whose dev accuracy is at most the budget "
     "below the fine-tuned FP32 model's; a candidate ties with the fastest when their speed "
-    "difference is within the measured spread: their per-round time ratios (both timed in the "
-    "same round) are not all on one side of 1; ties are broken by higher dev accuracy, then "
+    "difference is within the measured spread: the median of their per-round time ratios "
+    "(both timed in the same round) is within 1 ± half the ratios' range; ties are broken by "
+    "higher dev accuracy, then "
     "the smaller model (fewer parameters, then fewer bits per weight); if no compressed "
     "candidate is within budget, the FP32 model is kept"
 )
@@ -73,14 +79,16 @@ def drop_points(reference_acc: float, acc: float) -> float:
 def is_tie(a: SearchCandidate, b: SearchCandidate) -> bool:
     """Whether two candidates' speed difference is within their measured spread.
 
-    Paired when both have the same number of timing rounds: the ratio of their times in each
-    round ranges across 1. Otherwise: medians no further apart than the larger round range.
+    Paired when both have the same number of timing rounds: the median of the per-round
+    ratios of their times is within 1 ± half the ratios' range. Otherwise: medians no further
+    apart than half the larger of the two round-to-round ranges.
     """
     if a.round_seconds and len(a.round_seconds) == len(b.round_seconds):
         ratios = [x / y for x, y in zip(a.round_seconds, b.round_seconds, strict=True) if y > 0]
         if ratios:
-            return min(ratios) <= 1.0 <= max(ratios)
-    return abs(a.seconds_per_pass - b.seconds_per_pass) <= max(a.spread_s, b.spread_s)
+            half_range = (max(ratios) - min(ratios)) / 2
+            return abs(statistics.median(ratios) - 1.0) <= half_range + RATIO_TOLERANCE
+    return abs(a.seconds_per_pass - b.seconds_per_pass) <= max(a.spread_s, b.spread_s) / 2
 
 
 def select(
@@ -200,17 +208,32 @@ def _reason(
         )
     if others:
         names = ", ".join(c.key for c in others)
-        same_acc = [c for c in others if c.dev_acc == chosen.dev_acc]
-        if not same_acc:
-            why = "higher dev accuracy"
-        elif all(chosen.params < c.params for c in same_acc):
-            why = "fewer parameters at the same accuracy"
-        elif all(size_key(chosen) < size_key(c) for c in same_acc):
-            why = "the smaller model at the same accuracy (fewer parameters or bits per weight)"
-        else:
-            why = "the lower median time at the same accuracy and size"
-        text += f" Tied on speed with {names} (within the measured spread); chosen for {why}."
+        text += f" Tied on speed with {names} (within the measured spread); preferred to "
+        text += "; to ".join(_preferred(chosen, others)) + "."
     return text
+
+
+def _preferred(chosen: SearchCandidate, others: Sequence[SearchCandidate]) -> list[str]:
+    """Why the chosen one won each tie: accuracy, then size, then the median time."""
+    by_acc = [c.key for c in others if c.dev_acc < chosen.dev_acc]
+    same = [c for c in others if c.dev_acc == chosen.dev_acc]
+    fewer_params = [c.key for c in same if chosen.params < c.params]
+    fewer_bits = [
+        c.key for c in same if chosen.params == c.params and size_key(chosen) < size_key(c)
+    ]
+    by_time = [c.key for c in same if size_key(chosen) == size_key(c)]
+    parts = []
+    if by_acc:
+        parts.append(f"{', '.join(by_acc)} for higher dev accuracy")
+    if fewer_params:
+        parts.append(f"{', '.join(fewer_params)} at the same accuracy: fewer parameters")
+    if fewer_bits:
+        parts.append(
+            f"{', '.join(fewer_bits)} at the same accuracy and parameters: fewer bits per weight"
+        )
+    if by_time:
+        parts.append(f"{', '.join(by_time)} at the same accuracy and size: the lower median time")
+    return parts
 
 
 def candidates_from(rows: Sequence[BenchmarkResult], timing: TimingResult) -> list[SearchCandidate]:
