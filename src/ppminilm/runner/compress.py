@@ -113,7 +113,7 @@ def take_width(
     if inference_out is not None:
         copy_dir(infer_dir, inference_out, kind="inference")
     summary = read_json_file(Path(pruned) / PRUNE_SUMMARY_FILE, ContractError)
-    record = next(
+    record: dict[str, Any] = next(
         (
             r
             for r in summary.get("per_width", {}).values()
