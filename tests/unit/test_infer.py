@@ -494,6 +494,7 @@ def test_time_rows_times_the_baseline_and_every_model(tiny, int8_dir: Path, tmp_
         timing={"rounds": 1, "min_time_s": 0.01, "warmup_passes": 0},
         baseline=baseline,
     )
-    keys = sorted(TimingResult.load(tmp_path / "listed.json").rows)
-    assert keys[0] == "baseline" and all(k.endswith(("-fp32", "-int8")) for k in keys[1:])
+    keys = list(TimingResult.load(tmp_path / "listed.json").rows)
+    assert keys[0] == "baseline" and len(keys) == 3
+    assert keys[1].endswith("-w1-fp32") and keys[2].endswith("-int8"), keys
     assert listed.metadata["fastest"] in keys
