@@ -58,7 +58,8 @@ format: install  ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff format src components pipelines tests benchmarks images
 
 compile: install  ## compile components and both pipeline packages (IMAGE_REGISTRY/IMAGE_TAG/IMAGE_DIGESTS)
-	$(PY) -m pipelines.compile
+	@# A fixed hash seed: KFP's header comments list dict defaults in hash order.
+	PYTHONHASHSEED=0 $(PY) -m pipelines.compile
 
 submit: compile  ## upload + run the cluster preset (KFP_HOST, KFP_ARGUMENTS with the s3:// URIs, KFP_TOKEN; ARGS=--wait)
 	$(PY) -m pipelines.submit --preset cluster --package $(COMPILED)/ppminilm-cluster.yaml $(ARGS)

@@ -116,7 +116,7 @@ def section_tensorrt(args: argparse.Namespace) -> dict[str, Any]:
         metas[key] = {"model": label, "params": count_params(arch), "flops": count_flops(arch)}
         del model
     calib = {k: v[:16] for k, v in _random_batches(1, seed=1)[0].items()}
-    ptq = QuantConfig(algos=("abs_max",), batch_nums=(4,), batch_size=4, max_seq_len=SEQ)
+    ptq = QuantConfig(algos=("abs_max",), batch_nums=(4,), batch_sizes=(4,), max_seq_len=SEQ)
     int8_dir = quantize_arrays(dirs["6l_pruned"], work / "6l_pruned_int8", calib, ptq)
     rows = []
     for key in ("bert_base", "6l", "6l_pruned"):

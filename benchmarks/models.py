@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ppminilm.compat.paddle import set_seed
 from ppminilm.config import FinetuneConfig, ModelArch, PruneConfig, QuantConfig, bert_base_arch
 from ppminilm.config.profiles import config_for
@@ -33,7 +35,9 @@ logger = logging.getLogger(__name__)
 PRUNE_WIDTH = 0.75
 #: PTQ for the seed-shape speed row: one algorithm, 4 calibration batches (scales do not change
 #: the kernels timed; abs_max needs no search, which keeps the 6L-768H calibration short).
-SEED_PTQ = {"algos": ["abs_max"], "batch_nums": [4], "batch_size": 4}
+SEED_PTQ = {"algos": ["abs_max"], "batch_nums": [4], "batch_sizes": [4]}
+#: Train examples the seed PTQ's task keeps: enough for its calibration sample.
+SEED_PTQ_TRAIN_EXAMPLES = 16
 #: PTQ for the trained model (accuracy matters here: the MSE scale search).
 TRAINED_PTQ = {"algos": ["mse"], "batch_nums": [4]}
 #: Fine-tuning learning rate: the best local grid point (profiles.py measurements).
@@ -105,7 +109,10 @@ def export_seed_models(
 def quantize_seed_model(
     out_dir: Path, fp32_dir: Path, data: TaskData, seq_len: int, *, onnx_format: bool = False
 ) -> dict[str, Any]:
-    """PTQ of the seed-shape pruned model (calib split; a short dev slice for the candidate).
+    """PTQ of the seed-shape pruned model (a train sample; a short dev slice for the candidate).
+
+    The task is a slice of ``data`` written to ``out_dir/seed_ptq_task`` (its path is the
+    returned ``task_dir``).
 
     Args:
         out_dir: Parent dir (``6l_pruned_int8`` or, QDQ format, ``6l_pruned_int8_qdq``).
@@ -116,7 +123,7 @@ def quantize_seed_model(
             one other runtimes can import through ONNX.
 
     Returns:
-        :func:`ppminilm.stages.quantize.run_quantize`'s summary.
+        :func:`ppminilm.stages.quantize.run_quantize`'s summary, plus ``task_dir``.
     """
     from ppminilm.stages.quantize import run_quantize
 
@@ -124,9 +131,8 @@ def quantize_seed_model(
         out_dir / "seed_ptq_task",
         data.task,
         {
-            "train": data.train[:1],
+            "train": data.train[:SEED_PTQ_TRAIN_EXAMPLES],
             "dev": data.dev[:SEED_PTQ_DEV_EXAMPLES],
-            "calib": data.calib,
             "test": data.test[:1],
         },
         labels=list(data.labels),
@@ -134,7 +140,26 @@ def quantize_seed_model(
     )
     cfg = QuantConfig(max_seq_len=seq_len, onnx_format=onnx_format, **SEED_PTQ)  # type: ignore[arg-type]
     name = "6l_pruned_int8_qdq" if onnx_format else "6l_pruned_int8"
-    return run_quantize(small, fp32_dir, out_dir / name, cfg)
+    return {**run_quantize(small, fp32_dir, out_dir / name, cfg), "task_dir": str(small)}
+
+
+def ptq_calibration_inputs(
+    fp32_dir: str | Path, int8_dir: str | Path, task_dir: str | Path, seq_len: int
+) -> dict[str, np.ndarray]:
+    """The train sample our Paddle PTQ model was calibrated on, encoded (inputs only).
+
+    The peers' INT8 variants calibrate on exactly these examples.
+
+    Args:
+        fp32_dir: The FP32 inference dir (its tokenizer encodes the sample).
+        int8_dir: Our PTQ model (its provenance records the sample's size and seed).
+        task_dir: The task directory it was calibrated from.
+        seq_len: Encoded length.
+    """
+    from ppminilm.inference.engines.select import calibration_sample, ptq_calibration
+
+    examples, seed = ptq_calibration(int8_dir)
+    return calibration_sample(Path(fp32_dir), task_dir, examples, seed, seq_len)
 
 
 def find_distilled_student(run_dir: str | Path) -> Path:
@@ -222,7 +247,14 @@ def train_local_models(
     pr_cfg = config_for(
         PruneConfig,
         "local",
-        {"width_mult_list": [PRUNE_WIDTH], "num_epochs": prune_epochs, "max_steps": prune_steps},
+        {
+            "width_mult_list": [PRUNE_WIDTH],
+            "num_epochs": prune_epochs,
+            "max_steps": prune_steps,
+            # The fine-tuning parameters, as the pipeline takes them from the selected point.
+            "batch_size": ft_cfg.batch_size,
+            "learning_rate": ft_cfg.learning_rate,
+        },
     )
     pr = run_prune(task_dir, ft["model_dir"], out_dir / "prune", pr_cfg)
     q_cfg = config_for(QuantConfig, "local", TRAINED_PTQ)

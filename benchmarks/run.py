@@ -128,7 +128,6 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = load_tokenizer(vocab_dir)
     label_ids = {label: i for i, label in enumerate(data.labels)}
     dev128 = encode_examples(tokenizer, data.dev, data.task, plan.seq_len)
-    calib128 = encode_examples(tokenizer, data.calib, data.task, plan.seq_len)
     batches = split_batches(dev128, plan.batch_size)
     t = lap("data", t)
 
@@ -138,6 +137,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     seed_q = bm.quantize_seed_model(out / "models", pruned_dir, data, plan.seq_len)
     seed_qdq = bm.quantize_seed_model(
         out / "models", pruned_dir, data, plan.seq_len, onnx_format=True
+    )
+    calib128 = bm.ptq_calibration_inputs(
+        pruned_dir, seed_q["model_dir"], seed_q["task_dir"], plan.seq_len
     )
     seed_dirs, seed_errors, seed_info = build_variants(
         pruned_dir,
@@ -160,7 +162,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     )
     seq = trained["seq_len"]
     small_tok = load_tokenizer(trained["fp32_6l"])
-    calib_small = encode_examples(small_tok, data.calib, data.task, seq)
+    calib_small = bm.ptq_calibration_inputs(
+        trained["fp32_pruned"], trained["int8_pruned"], task_dir, seq
+    )
     tr_dirs, tr_errors, tr_info = build_variants(
         Path(trained["fp32_pruned"]),
         Path(trained["int8_pruned"]),

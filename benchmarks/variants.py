@@ -3,7 +3,7 @@
 The same builder serves the speed rows (the seed-shape pruned 6L-768H, random weights) and the
 accuracy column (the trained local student, pruned), so each row's accuracy is measured on the
 very pipeline of conversions that made its speed model. Every INT8 variant calibrates on the
-same examples of the task's ``calib`` split (as many as our Paddle PTQ used).
+train sample our Paddle PTQ calibrated on (inputs only).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def build_variants(
         fp32_dir: The pruned FP32 Paddle inference dir.
         int8_dir: Our Paddle PTQ model of it (old format, what the pipeline ships).
         qdq_dir: Our Paddle PTQ model in QDQ format (``onnx_format=True``), or None.
-        calib: The encoded calib split.
+        calib: The encoded calibration inputs (our PTQ's train sample).
         calib_examples: Calibration examples our Paddle PTQ used (the peers use as many).
         work: Where converted models go.
 

@@ -17,10 +17,12 @@ def prune(
     profile: str = "local",
     overrides: dict = {},  # noqa: B006
 ):
-    """Rank heads/neurons, reorder, and distil one OFA supernet into every width at once.
+    """Rank heads/neurons on a train sample, reorder, and distil one OFA supernet into every
+    width at once (batch size and learning rate: the selected grid point's).
 
     Args:
-        data: Output of build-data (tasks/<task>/).
+        data: Output of build-data (tasks/<task>/: train for importance and distillation,
+            dev for selection).
         model: The selected fine-tuned model (teacher of the pruning distillation).
         pruned: Output: every width's best sub-model (dynamic and static): the smallest in
             model/ and inference/, the others in width_<w>/, prune_summary.json.

@@ -20,7 +20,7 @@ def quantize(
 ):
     """Run quant_post_static over algorithms x calibration sizes and keep the best.
 
-    Calibrates on the task's calib split and selects on dev.
+    Calibrates on a sample of the task's train inputs (no labels) and selects on dev.
 
     Args:
         data: Output of build-data.

@@ -156,7 +156,7 @@ def _task_recipe(gpu: bool) -> Any:
                 overrides=overrides,
             ).set_display_name("benchmark pruned FP32")
             # CPU INT8 row: `engine` (auto = fastest installed engine at Paddle's accuracy);
-            # peers quantize the pruned FP32 model themselves on the same calib split.
+            # peers quantize the pruned FP32 model themselves on the PTQ's train sample.
             peer = {"engine": engine, "reference": sub.outputs["inference_model"]}
             int8 = benchmark(
                 data=data,

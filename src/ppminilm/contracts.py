@@ -9,8 +9,9 @@ Artifact layout (the file names below are the only spelling of each):
 artifact                 files
 =======================  ==================================================================
 any stage output         ``stage_summary.json`` (:class:`StageSummary`)
-saved model              ``model_state.pdparams``, ``model_config.json``, tokenizer files,
-                         ``provenance.json`` (:class:`Provenance`)
+saved model              ``model.safetensors``, ``model_config.json``, tokenizer files,
+                         ``provenance.json`` (:class:`Provenance`), ``README.md``; unpruned
+                         also ``config.json`` (PaddleNLP's Auto classes load it)
 inference model          ``inference.pdmodel``/``.pdiparams``, ``serving.json``, tokenizer
                          files, ``provenance.json``
 distilled student        a saved model plus ``loss_curve.json``
@@ -33,10 +34,15 @@ from ppminilm.io import read_json_file
 
 #: Summary every runner step leaves in its (directory) output.
 STAGE_SUMMARY_FILE = "stage_summary.json"
-#: Weights, config and provenance of a saved (dynamic) model.
-WEIGHTS_FILE = "model_state.pdparams"
+#: Weights, config and provenance of a saved (dynamic) model. Weights are safetensors (not
+#: executable); ``.pdparams`` pickles are read for older and PaddleNLP directories only.
+WEIGHTS_FILE = "model.safetensors"
+LEGACY_WEIGHTS_FILE = "model_state.pdparams"
 MODEL_CONFIG_FILE = "model_config.json"
 PROVENANCE_FILE = "provenance.json"
+#: PaddleNLP's config beside an unpruned model's weights, and the model card.
+PADDLENLP_CONFIG_FILE = "config.json"
+MODEL_CARD_FILE = "README.md"
 #: Static inference model: ``<MODEL_PREFIX>.pdmodel`` / ``.pdiparams`` and its serving config.
 MODEL_PREFIX = "inference"
 SERVING_FILE = "serving.json"
@@ -215,6 +221,10 @@ class BenchmarkResult(Record):
     params: int | None = None
     flops: int | None = None
     lineage: Lineage = dataclasses.field(default_factory=Lineage)
+    #: Accuracy on the task's labelled test split (None: it has none); untimed, and seen by
+    #: no selection.
+    test_accuracy: float | None = None
+    test_examples: int = 0
     #: The engine that ran it (``ppminilm.inference.engines``), its version and settings; with
     #: ``engine='auto'`` every candidate's figures (``engines``) and why this one won.
     engine: str = "paddle"

@@ -8,6 +8,7 @@ from pathlib import Path
 from faultmatrix.common import USER, _finetune, _write
 from faultmatrix.fixtures import Fixtures
 from faultmatrix.runner import Call, case
+from ppminilm.contracts import WEIGHTS_FILE
 
 
 def _init(fx: Fixtures, root: Path, model: Path, *extra: str) -> list[str]:
@@ -37,9 +38,20 @@ def init_model_missing(fx: Fixtures, root: Path) -> Call:
 
 @case("model")
 def init_model_without_config(fx: Fixtures, root: Path) -> Call:
+    # Without model_config.json an unpruned model is still a PaddleNLP directory (config.json):
+    # take both away.
     model = fx.copy("classifier", root / "model")
     (model / "model_config.json").unlink()
+    (model / "config.json").unlink()
     return Call(_init(fx, root, model), [str(model), "model_config.json"], USER)
+
+
+@case("model")
+def init_model_paddlenlp_config_without_weights(fx: Fixtures, root: Path) -> Call:
+    model = fx.copy("classifier", root / "model")
+    (model / "model_config.json").unlink()
+    (model / WEIGHTS_FILE).unlink()
+    return Call(_init(fx, root, model), [str(model), WEIGHTS_FILE], USER)
 
 
 @case("model")
@@ -65,13 +77,13 @@ def model_config_unknown_kind(fx: Fixtures, root: Path) -> Call:
 
 @case("model")
 def weights_zero_bytes(fx: Fixtures, root: Path) -> Call:
-    return _model_case(fx, root, "model_state.pdparams", b"", [])
+    return _model_case(fx, root, WEIGHTS_FILE, b"", [])
 
 
 @case("model")
 def weights_damaged(fx: Fixtures, root: Path) -> Call:
-    data = (fx.get("classifier") / "model_state.pdparams").read_bytes()
-    return _model_case(fx, root, "model_state.pdparams", data[: len(data) // 2], [])
+    data = (fx.get("classifier") / WEIGHTS_FILE).read_bytes()
+    return _model_case(fx, root, WEIGHTS_FILE, data[: len(data) // 2], [])
 
 
 @case("model")
@@ -79,7 +91,7 @@ def weights_wrong_shape(fx: Fixtures, root: Path) -> Call:
     config = _json(fx.get("classifier") / "model_config.json")
     config["arch"]["intermediate_size"] = 96
     call = _model_case(fx, root, "model_config.json", json.dumps(config), [])
-    call.names = [str(root / "model" / "model_state.pdparams"), "shape"]
+    call.names = [str(root / "model" / WEIGHTS_FILE), "shape"]
     return call
 
 
@@ -95,13 +107,13 @@ def tokenizer_larger_than_embedding(fx: Fixtures, root: Path) -> Call:
 
 @case("model")
 def export_checkpoint_without_head(fx: Fixtures, root: Path) -> Call:
-    from ppminilm.compat.paddle import paddle
+    from safetensors.numpy import load_file, save_file
 
     model = fx.copy("classifier", root / "model")
-    state = paddle.load(str(model / "model_state.pdparams"))
-    paddle.save(
+    state = load_file(str(model / WEIGHTS_FILE))
+    save_file(
         {k: v for k, v in state.items() if not k.startswith("classifier")},
-        str(model / "model_state.pdparams"),
+        str(model / WEIGHTS_FILE),
     )
     argv = [
         "export",
@@ -112,7 +124,7 @@ def export_checkpoint_without_head(fx: Fixtures, root: Path) -> Call:
         "--max-seq-len",
         "16",
     ]
-    return Call(argv, [str(model / "model_state.pdparams"), "classifier"], USER)
+    return Call(argv, [str(model / WEIGHTS_FILE), "classifier"], USER)
 
 
 @case("model")

@@ -88,7 +88,7 @@ class Fixtures:
     def _build_task(self) -> Path:
         from ppminilm.data import write_task_dir
 
-        splits = {s: _examples(s, n) for s, n in (("train", 24), ("dev", 8), ("calib", 8))}
+        splits = {s: _examples(s, n) for s, n in (("train", 32), ("dev", 8))}
         splits["test"] = _examples("test", 6)
         return write_task_dir(self.root / "task", TASK, splits, source="fault matrix")
 

@@ -50,6 +50,14 @@ def test_pipeline_runs_end_to_end(tiny_subprocess_run):
         assert re.fullmatch(r"[\d.]+x ±\d+%", cells[3]), line
         assert re.fullmatch(r"\d+\.\d\d" if i else "n/m", cells[4]), line
     assert "Majority-class accuracy" in report and "at 64 tokens" in report
+    # Selections on dev; the local tasks have labelled test splits, so every trained row also
+    # gets a test accuracy, in its own table.
+    assert "(grid point, pruning checkpoint, PTQ candidate) was made on dev" in report
+    tested = report.split("Test accuracy (labelled test split; no selection saw it)", 1)[1]
+    for row in ROWS[1:]:
+        line = next(line for line in tested.splitlines() if line.startswith(f"| {row} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert all(re.fullmatch(r"\d+\.\d\d", c) for c in cells[1:]), line
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html
     headline = json.loads((tmp_path / "report.json").read_text())["headline"]

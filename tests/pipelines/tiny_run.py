@@ -17,11 +17,9 @@ TINY = {
     "data": {
         "reviews_train": 400,
         "reviews_dev": 200,
-        "reviews_calib": 64,
         "reviews_test": 50,
         "pairs_train": 200,
         "pairs_dev": 100,
-        "pairs_calib": 32,
         "pairs_test": 20,
         "num_shards": 2,
     },

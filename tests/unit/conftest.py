@@ -19,11 +19,9 @@ SMALL_DATA_CONFIG = DataConfig(
     seed=7,
     reviews_train=400,
     reviews_dev=80,
-    reviews_calib=40,
     reviews_test=60,
     pairs_train=300,
     pairs_dev=60,
-    pairs_calib=40,
     pairs_test=60,
     num_shards=4,
 )

@@ -255,7 +255,6 @@ def tiny_bench(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         "fp32": fp32,
         "data": data,
         "arrays": arrays,
-        "calib": encode_examples(tokenizer, data.calib, data.task, SEQ),
         "labels": labels,
         "batches": split_batches(arrays, BATCH),
     }
@@ -264,17 +263,19 @@ def tiny_bench(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.mark.integration
 def test_rows_on_every_engine_time_and_check_int8(tiny_bench: dict) -> None:
     from benchmarks.cpu_rows import open_cpu_rows, time_cpu_rows
-    from benchmarks.models import SeedModel, quantize_seed_model
+    from benchmarks.models import SeedModel, ptq_calibration_inputs, quantize_seed_model
     from benchmarks.variants import VARIANTS, build_variants
 
     root = tiny_bench["root"]
     q = quantize_seed_model(root, tiny_bench["fp32"], tiny_bench["data"], SEQ)
     qdq = quantize_seed_model(root, tiny_bench["fp32"], tiny_bench["data"], SEQ, onnx_format=True)
+    calib = ptq_calibration_inputs(tiny_bench["fp32"], q["model_dir"], q["task_dir"], SEQ)
+    assert len(calib["input_ids"]) == q["calib_examples"] == 16  # 4 batches of 4
     dirs, errors, info = build_variants(
         tiny_bench["fp32"],
         Path(q["model_dir"]),
         Path(qdq["model_dir"]),
-        tiny_bench["calib"],
+        calib,
         q["calib_examples"],
         root / "variants",
     )

@@ -13,8 +13,12 @@ from ppminilm.config import (
     GridConfig,
     InferConfig,
     ModelArch,
+    PruneConfig,
     QuantConfig,
     normalize_task,
+    resolve,
+    resolve_all,
+    split_overrides,
 )
 from ppminilm.config.profiles import PROFILES, stage_config
 
@@ -32,7 +36,9 @@ def test_recipe_defaults():
     assert GridConfig().points()[0] == {"batch_size": 16, "learning_rate": 3e-5}
     assert len(GridConfig().points()) == 9
     q = QuantConfig()
-    assert q.algos == ("mse", "avg", "abs_max", "hist") and q.batch_nums == (4, 8)
+    # quant_post.py: one calibration batch of 4 or of 8 examples.
+    assert q.algos == ("mse", "avg", "abs_max", "hist")
+    assert (q.batch_sizes, q.batch_nums) == ((4, 8), (1,))
     assert q.weight_quantize_type == "channel_wise_abs_max" and q.hist_percent == 0.9999
     assert FinetuneConfig(task="CLUEWSC2020").epochs == 50
     assert InferConfig().warmup_batches == 20
@@ -55,7 +61,7 @@ def test_unknown_key_is_an_error():
     ("cls", "kwargs", "message"),
     [
         (QuantConfig, {"algos": ["mse", "fancy"]}, "QuantConfig.algos='fancy' is not allowed"),
-        (FinetuneConfig, {"task": "mnli"}, "unknown task 'mnli'"),
+        (FinetuneConfig, {"task": "my task!"}, "task name 'my task!' is not valid"),
         (FinetuneConfig, {"batch_size": 0}, "FinetuneConfig.batch_size=0 must be > 0"),
         (DistillConfig, {"alpha": 0.6, "beta": 0.6}, "alpha \\+ beta"),
         (DistillConfig, {"num_relation_heads": 5}, "must divide the student hidden size"),
@@ -112,12 +118,64 @@ def test_numbers_widened_by_kfp_are_restored():
         stage_config("data", "local", {"num_shards": 2.5})
 
 
+def test_per_task_recipe_values_reach_every_stage_that_encodes_text():
+    # run_one_search.sh: CSL at 256 for 8 epochs, the other tasks at 128.
+    for cls in (FinetuneConfig, PruneConfig, QuantConfig, InferConfig):
+        assert resolve(cls, "cluster", task="CSL").max_seq_len == 256
+        assert resolve(cls, "cluster", task="tnews").max_seq_len == 128
+        assert resolve(cls, "cluster").max_seq_len == 128  # no task named: no per-task layer
+    ft = resolve(FinetuneConfig, "cluster", task="csl")
+    assert (ft.task, ft.num_epochs, ft.epochs) == ("csl", 8, 8)
+    assert resolve(FinetuneConfig, "cluster", task="cluewsc2020").num_epochs == 50
+    # The per-task epochs are the fine-tuning stage's only: pruning keeps its own.
+    assert (
+        resolve(PruneConfig, "cluster", task="cluewsc2020").num_epochs == PruneConfig().num_epochs
+    )
+    # The local profile's own lengths win over the recipe's per-task values.
+    assert resolve(FinetuneConfig, "local", task="csl").max_seq_len == 64
+
+
+def test_per_task_layers_order_profile_then_overrides_then_fields(monkeypatch):
+    monkeypatch.setitem(PROFILES["local"], "per_task", {"local_pairs": {"max_seq_len": 48}})
+    assert resolve(PruneConfig, "local", task="local_pairs").max_seq_len == 48
+    assert resolve(PruneConfig, "local", task="local_reviews").max_seq_len == 64
+    over = {
+        "prune": {"max_seq_len": 40},
+        "per_task": {"LOCAL_PAIRS": {"max_seq_len": 36, "quantize": {"max_seq_len": 20}}},
+    }
+    assert resolve(PruneConfig, "local", over, task="local_pairs").max_seq_len == 36
+    assert resolve(QuantConfig, "local", over, task="local_pairs").max_seq_len == 20
+    assert resolve(PruneConfig, "local", over, task="local_reviews").max_seq_len == 40
+    assert resolve(PruneConfig, "local", over, task="local_pairs", max_seq_len=30).max_seq_len == 30
+
+
+def test_per_task_layer_rejects_unknown_keys():
+    with pytest.raises(ValueError, match=r"\['max_seq_length'\] is neither a stage"):
+        split_overrides({"per_task": {"csl": {"max_seq_length": 256}}})
+    with pytest.raises(ValueError, match="expected an object of fields"):
+        split_overrides({"per_task": {"csl": {"finetune": 3}}})
+    with pytest.raises(ValueError, match="unknown stage key"):
+        split_overrides({"pertask": {}})
+
+
+def test_config_show_prints_the_resolution(capsys):
+    from ppminilm.cli import main
+
+    assert main(["config", "show", "--profile", "cluster", "--task", "CSL"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["task"] == "csl" and set(shown["stages"]) == set(STAGE_CONFIGS)
+    for name, cfg in resolve_all("cluster", task="csl").items():
+        assert shown["stages"][name] == cfg.to_dict()
+    assert shown["stages"]["finetune"]["max_seq_len"] == 256
+    assert shown["stages"]["teacher"]["max_seq_len"] == 128  # not a per-task stage
+
+
 @pytest.mark.parametrize(
     ("stage", "cls", "field", "value", "kept"),
     [
         ("finetune", "FinetuneConfig", "seed", 3, {"max_seq_len": 64, "num_epochs": 1}),
         ("prune", "PruneConfig", "learning_rate", 1e-4, {"max_seq_len": 64, "num_epochs": 1}),
-        ("quantize", "QuantConfig", "algos", ["mse"], {"max_seq_len": 64, "batch_size": 8}),
+        ("quantize", "QuantConfig", "algos", ["mse"], {"max_seq_len": 64, "batch_sizes": [8]}),
     ],
 )
 def test_partial_config_file_merges_over_the_profile(
@@ -139,4 +197,6 @@ def test_partial_config_file_merges_over_the_profile(
         got = getattr(cfg, field)
         assert (list(got) if isinstance(got, tuple) else got) == value
         for name, expected in kept.items():
-            assert getattr(cfg, name) == expected, (document, name)
+            kept_value = getattr(cfg, name)
+            kept_value = list(kept_value) if isinstance(kept_value, tuple) else kept_value
+            assert kept_value == expected, (document, name)

@@ -263,7 +263,6 @@ def test_task_dir_roundtrip(tmp_path: Path) -> None:
     splits["test"] = [{k: v for k, v in e.items() if k != "label"} for e in splits["test"]]
     out = write_task_dir(tmp_path / "t", "AFQMC", splits, source="unit")
     assert sorted(p.name for p in out.iterdir() if p.name != STAGED_MARKER) == [
-        "calib.json",
         "dev.json",
         "labels.json",
         "task.json",
@@ -288,12 +287,42 @@ def test_task_dir_rejects_shared_examples(tmp_path: Path) -> None:
     assert not (tmp_path / "t").exists()
     # The same check on read, with real file lines.
     good = write_task_dir(tmp_path / "t", "afqmc", _splits())
-    with (good / "calib.json").open("a", encoding="utf-8") as handle:
+    with (good / "test.json").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(_splits()["train"][0], ensure_ascii=False) + "\n")
     with pytest.raises(DataError) as info:
         load_task_dir(good)
-    assert f"{good / 'calib.json'}:4: field 'text'" in str(info.value)
+    assert f"{good / 'test.json'}:4: field 'text'" in str(info.value)
     assert "train.json" in str(info.value)
+
+
+def test_old_layout_calib_json_is_read_but_no_longer_needed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = write_task_dir(tmp_path / "t", "afqmc", _splits())
+    _write_lines(old / "calib.json", [_pair(90, "1"), _pair(91, "0")])
+    with caplog.at_level(logging.INFO):
+        data = load_task_dir(old)
+    assert data.counts() == {"train": 3, "dev": 3, "test": 3, "calib": 2}
+    assert "calib.json (older layout) read but not used" in caplog.text
+    _write_lines(old / "calib.json", [{"sentence1": "x", "label": "1"}])  # still validated
+    with pytest.raises(DataError, match=r"calib.json:1: field 'sentence2'"):
+        load_task_dir(old)
+    (old / "calib.json").unlink()
+    (old / "test.json").unlink()  # test is optional
+    assert load_task_dir(old).counts() == {"train": 3, "dev": 3, "test": 0}
+
+
+def test_sample_examples_is_deterministic_and_nested() -> None:
+    from ppminilm.data import sample_examples
+
+    items = [{"i": i} for i in range(50)]
+    eight = sample_examples(items, 8, seed=3)
+    assert eight == sample_examples(items, 8, seed=3) and len({e["i"] for e in eight}) == 8
+    assert sample_examples(items, 4, seed=3) == eight[:4]  # a smaller sample is a prefix
+    assert sample_examples(items, 8, seed=4) != eight
+    assert len(sample_examples(items, 80, seed=3)) == 50
+    with pytest.raises(ValueError, match="must be > 0"):
+        sample_examples(items, 0, seed=3)
 
 
 def test_write_task_dir_is_atomic_and_validates_first(tmp_path: Path) -> None:
@@ -306,8 +335,10 @@ def test_write_task_dir_is_atomic_and_validates_first(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["t"]  # no temp dirs left behind
     write_task_dir(target, "afqmc", _splits(3))  # replace in place
     assert load_task_dir(target).counts()["train"] == 3
-    with pytest.raises(DataError, match="exactly the splits"):
+    with pytest.raises(DataError, match=r"the splits \['train', 'dev'\]"):
         write_task_dir(tmp_path / "u", "afqmc", {"train": _splits()["train"]})
+    with pytest.raises(DataError, match=r"the splits"):
+        write_task_dir(tmp_path / "u", "afqmc", {**_splits(), "calib": _splits()["train"]})
 
 
 def test_load_task_dir_bad_labels_and_missing_files(tmp_path: Path) -> None:
@@ -317,8 +348,8 @@ def test_load_task_dir_bad_labels_and_missing_files(tmp_path: Path) -> None:
         load_task_dir(target)
     (target / "labels.json").write_text('["1", "0"]\n', encoding="utf-8")
     assert load_task_dir(target).label_ids == {"1": 0, "0": 1}  # file order is the id order
-    (target / "test.json").unlink()
-    with pytest.raises(DataError, match=r"test\.json: field '<file>'.*no such file"):
+    (target / "dev.json").unlink()
+    with pytest.raises(DataError, match=r"dev\.json: field '<file>'.*no such file"):
         load_task_dir(target)
     with pytest.raises(DataError, match="no such directory"):
         load_task_dir(tmp_path / "missing")
@@ -360,13 +391,13 @@ def test_download_clue_from_local_folder(tmp_path: Path) -> None:
 
     home = tmp_path / "Clue"
     _clue_folder(home, "afqmc")
-    out = download_clue("AFQMC", tmp_path / "afqmc", calib_fraction=0.1, seed=3, data_home=home)
+    out = download_clue("AFQMC", tmp_path / "afqmc", data_home=home)
     data = load_task_dir(out, "afqmc")
-    assert data.counts() == {"train": 53, "dev": 11, "calib": 6, "test": 8}
+    # Train is kept whole (no calibration carve): 60 minus the one text that is also in dev.
+    assert data.counts() == {"train": 59, "dev": 11, "test": 8}
+    assert not (out / "calib.json").exists()
     assert data.labels == ["0", "1"] and "local files" in data.source
-    assert all(isinstance(e["label"], str) for e in data.train + data.calib)
-    again = download_clue("afqmc", tmp_path / "again", calib_fraction=0.1, seed=3, data_home=home)
-    assert load_task_dir(again).calib == data.calib  # deterministic carve
+    assert all(isinstance(e["label"], str) for e in data.train)
 
 
 def test_download_clue_label_order_and_zip(tmp_path: Path) -> None:
@@ -402,8 +433,8 @@ def test_download_clue_cmnli_train_with_no_majority_labels(tmp_path: Path) -> No
     _write_lines(folder / "dev.json", [*_clue_rows("ocnli", 6, 100), {**_pair(98), "label": "-"}])
     _write_lines(folder / "test.json", _clue_rows("ocnli", 4, 200, labelled=False))
     data = load_task_dir(download_clue("cmnli", tmp_path / "cmnli", data_home=home))
-    assert data.counts() == {"train": 38, "dev": 6, "calib": 2, "test": 4}
-    assert "-" not in {e["label"] for e in data.train + data.dev + data.calib}
+    assert data.counts() == {"train": 40, "dev": 6, "test": 4}
+    assert "-" not in {e["label"] for e in data.train + data.dev}
 
 
 def test_download_clue_missing_local_files(tmp_path: Path) -> None:

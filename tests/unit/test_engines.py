@@ -18,6 +18,7 @@ from ppminilm.data.tokenizer import encode_examples, load_tokenizer
 from ppminilm.errors import ConfigError
 from ppminilm.inference.engines import available_engines, engine_class, open_engine
 from ppminilm.inference.engines.base import EngineUnavailableError
+from ppminilm.inference.engines.select import calibration_sample, ptq_calibration
 from ppminilm.inference.predictor import cpu_supports_bf16
 from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.export import SERVING_FILE, export_static, read_serving_config
@@ -67,10 +68,13 @@ def tiny(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         task_dir,
         fp32,
         root / "int8",
-        QuantConfig(max_seq_len=SEQ, algos=["abs_max"], batch_nums=[2], batch_size=8),
+        QuantConfig(max_seq_len=SEQ, algos=["abs_max"], batch_nums=[2], batch_sizes=[8]),
     )
     arrays = encode_examples(tokenizer, data.dev, data.task, SEQ)
-    calib = encode_examples(tokenizer, data.calib, data.task, SEQ)
+    # The peers calibrate on the train sample our PTQ calibrated on (2 batches of 8).
+    examples, seed = ptq_calibration(q["model_dir"])
+    assert examples == CALIB_EXAMPLES and seed == QuantConfig().seed
+    calib = calibration_sample(fp32, task_dir, examples, seed, SEQ)
     return {
         "root": root,
         "task_dir": task_dir,
@@ -229,7 +233,7 @@ def test_openvino_runs_our_qdq_ptq_model_through_onnx(tiny: dict) -> None:
 
     root = tiny["root"]
     cfg = QuantConfig(
-        max_seq_len=SEQ, algos=["abs_max"], batch_nums=[2], batch_size=8, onnx_format=True
+        max_seq_len=SEQ, algos=["abs_max"], batch_nums=[2], batch_sizes=[8], onnx_format=True
     )
     qdq = run_quantize(tiny["task_dir"], tiny["fp32"], root / "qdq", cfg)
     onnx = export_onnx(qdq["model_dir"], root / "qdq_onnx")
@@ -250,6 +254,20 @@ def test_predict_takes_an_engine(tiny: dict) -> None:
     paddle_labels = predict(tiny["fp32"], texts)
     assert predict(tiny["fp32"], texts, engine="openvino") == paddle_labels
     assert set(paddle_labels) <= set(tiny["data"].labels)
+
+
+def test_ptq_calibration_reads_the_quantize_stage_provenance(tmp_path: Path) -> None:
+    # The quantize stage records the sample size in details and the seed in its config.
+    record = {"details": {"calib_examples": 8}, "config": {"seed": 7}}
+    (tmp_path / "provenance.json").write_text(json.dumps(record), "utf-8")
+    assert ptq_calibration(tmp_path) == (8, 7)
+    # The peers' own provenance records the count at the top level.
+    (tmp_path / "provenance.json").write_text(json.dumps({"calib_examples": 4}), "utf-8")
+    from ppminilm.config import QuantConfig
+
+    assert ptq_calibration(tmp_path) == (4, QuantConfig().seed)
+    (tmp_path / "provenance.json").unlink()
+    assert ptq_calibration(tmp_path, default=12) == (12, QuantConfig().seed)
 
 
 def test_choose_engine_keeps_the_fastest_within_the_accuracy_budget() -> None:
@@ -274,7 +292,9 @@ def test_benchmark_row_auto_reports_the_fastest_and_deploys_it(tiny: dict) -> No
 
     cfg = _cfg(precision="int8", engine="auto", warmup_batches=1, repeats=2)
     deploy = tiny["root"] / "deploy"
-    result = benchmark_row(tiny["int8"], tiny["task_dir"], cfg, tiny["fp32"], deploy)
+    result = benchmark_row(
+        tiny["int8"], tiny["task_dir"], cfg, tiny["fp32"], deploy, test_split="test"
+    )
     engines = result.engines
     assert {"paddle", "openvino", "onnxruntime"} <= set(engines)
     timed = {k: v for k, v in engines.items() if "total_s" in v}
@@ -287,7 +307,11 @@ def test_benchmark_row_auto_reports_the_fastest_and_deploys_it(tiny: dict) -> No
     assert read_serving_config(deploy).precision == "int8"
     assert result.deploy_dir == str(deploy) and result.model_dir == str(tiny["int8"])
     assert 0.0 <= result.accuracy <= 1.0 and result.int8_check["runs_int8"]
+    # The test split is scored once, on the engine the row reports.
+    assert result.test_examples == len(tiny["data"].test) > 0
+    assert result.test_accuracy is not None and 0.0 <= result.test_accuracy <= 1.0
 
     plain = benchmark_row(tiny["fp32"], tiny["task_dir"], _cfg(warmup_batches=1, repeats=1))
     assert plain.engine == "paddle" and plain.deploy_dir == ""
+    assert plain.test_accuracy is None  # no test_split asked for
     assert plain.latency_ms.p99 >= plain.latency_ms.p50 and "AVX2" in plain.cpu_isa

@@ -83,8 +83,12 @@ def test_export_rejects_non_classifier(tmp_path: Path, local_data_dir: Path) -> 
     with pytest.raises(ModelFormatError, match="export needs a fine-tuned classifier"):
         run_export(tmp_path / "enc", tmp_path / "out", SEQ)
     assert not (tmp_path / "out").exists()
-    with pytest.raises(ModelFormatError, match="no model_config"):
+    with pytest.raises(ModelFormatError, match="missing: no such model directory"):
         run_export(tmp_path / "missing", tmp_path / "out", SEQ)
+    # A directory that is no model says what it expected and what it found.
+    with pytest.raises(ModelFormatError, match=r"not a model directory.*found \[.*'vocab\.txt'"):
+        run_export(local_data_dir / "vocab", tmp_path / "out", SEQ)
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_export(tiny_trained: dict[str, Any], tmp_path: Path,

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from ppminilm.cli import EXIT_USAGE, main
-from ppminilm.compat.paddle import paddle
 from ppminilm.config import FinetuneConfig
+from ppminilm.contracts import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE
 from ppminilm.data import DataError
 from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.saved import (
@@ -178,8 +179,14 @@ def test_missing_task_dir(tmp_path: Path, vocab_dir: Path) -> None:
 
 
 def test_unknown_task(tmp_path: Path, reviews_dir: Path, vocab_dir: Path) -> None:
-    with pytest.raises(ValueError, match="unknown task 'weibo'"):
-        tiny_config(task="weibo")
+    with pytest.raises(ValueError, match="task name 'wei bo' is not valid"):
+        tiny_config(task="wei bo")
+    # A custom name is a valid config; the task directory must then describe it.
+    with pytest.raises(DataError, match=r"task\.json.*task 'weibo'"):
+        run_finetune(
+            reviews_dir, "scratch", tmp_path / "m", tiny_config(task="weibo"),
+            tokenizer_dir=vocab_dir, arch=TINY_ARCH,
+        )  # fmt: skip
     # A task dir whose task differs from the config's is refused, naming task.json.
     with pytest.raises(DataError, match=r"task\.json.*'local_pairs'"):
         run_finetune(
@@ -206,13 +213,14 @@ def test_init_model_with_wrong_files(
     with pytest.raises(FileNotFoundError, match="no such directory"):
         run_finetune(reviews_dir, tmp_path / "absent", tmp_path / "m", cfg)
     # A directory without model_config.json (e.g. a static inference model or a data dir).
-    with pytest.raises(ModelFormatError, match=r"no model_config\.json"):
+    not_a_model = r"not a model directory.*model_config\.json.*found \[.*vocab\.txt"
+    with pytest.raises(ModelFormatError, match=not_a_model):
         run_finetune(reviews_dir, vocab_dir, tmp_path / "m", cfg)
     # Config but no weights.
     broken = tmp_path / "noweights"
     shutil.copytree(trained["model_dir"], broken)
-    (broken / "model_state.pdparams").unlink()
-    with pytest.raises(ModelFormatError, match=r"model_state\.pdparams"):
+    (broken / WEIGHTS_FILE).unlink()
+    with pytest.raises(ModelFormatError, match=r"no weights; expected model\.safetensors or"):
         run_finetune(reviews_dir, broken, tmp_path / "m", cfg)
     # Weights that do not fit the architecture in model_config.json.
     wrong = tmp_path / "wrongshape"
@@ -251,5 +259,7 @@ def test_cli_finetune_runs(
     saved = json.loads((tmp_path / "s.json").read_text())["result"]
     assert printed["steps"] == saved["steps"] == 2
     assert saved["batch_size"] == 8 and saved["task"] == "local_reviews"
-    assert (tmp_path / "m" / "model_state.pdparams").is_file()
-    assert paddle.load(str(tmp_path / "m" / "model_state.pdparams"))
+    # Safetensors only (reading them runs no code), read here without the project's loader.
+    weights = load_file(str(tmp_path / "m" / WEIGHTS_FILE))
+    assert weights["classifier.weight"].shape == (TINY_ARCH.hidden_size, 2)
+    assert not (tmp_path / "m" / LEGACY_WEIGHTS_FILE).exists()

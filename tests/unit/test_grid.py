@@ -10,7 +10,7 @@ import pytest
 
 from ppminilm.cli import EXIT_USAGE, main
 from ppminilm.config import FinetuneConfig, GridConfig
-from ppminilm.contracts import GRID_JSON, GRID_MD, FinetuneResult, GridPoint
+from ppminilm.contracts import GRID_JSON, GRID_MD, WEIGHTS_FILE, FinetuneResult, GridPoint
 from ppminilm.errors import UserError
 from ppminilm.stages.grid import (
     grid_markdown,
@@ -124,7 +124,7 @@ def test_run_grid_small(local_data_dir: Path, tmp_path: Path) -> None:
     assert [(r.batch_size, r.learning_rate) for r in results] == [(8, 1e-3), (16, 1e-3)]
     for r in results:
         assert Path(r.model_dir) == tmp_path / f"bs{r.batch_size}_lr0.001"
-        assert (Path(r.model_dir) / "model_state.pdparams").is_file()
+        assert (Path(r.model_dir) / WEIGHTS_FILE).is_file()
         assert r.steps == 2
     record = json.loads((tmp_path / GRID_JSON).read_text(encoding="utf-8"))
     # Oracle independent of select_best: the highest accuracy, ties to the smaller batch.

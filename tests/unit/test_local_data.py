@@ -72,7 +72,7 @@ def test_corpus_shards_hold_no_dev_or_test_text(local_data_dir: Path) -> None:
     corpus = set(lines)
     for task in ("local_reviews", "local_pairs"):
         data = load_task_dir(local_data_dir / "tasks" / task)
-        for split in ("dev", "calib", "test"):
+        for split in ("dev", "test"):
             assert not corpus & _texts(data.split(split), task), (task, split)
     reviews = load_task_dir(local_data_dir / "tasks" / "local_reviews")
     assert _texts(reviews.train, "local_reviews") <= corpus

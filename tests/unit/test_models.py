@@ -78,7 +78,7 @@ def test_encoder_weights_load_into_classifier(tmp_path):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(ModelFormatError, match=r"no model_config\.json"):
+    with pytest.raises(ModelFormatError, match=r"not a model directory.*found nothing"):
         load_model(tmp_path)
     model = build_model(TINY)
     save_model(model, tmp_path / "m", ModelInfo(TINY))

@@ -12,6 +12,7 @@ import pytest
 from ppminilm.compat.paddle import paddle
 from ppminilm.compat.paddleslim import dynabert_net_config, prepare_ofa
 from ppminilm.config import ModelArch, PruneConfig
+from ppminilm.errors import ConfigError
 from ppminilm.modeling.ernie import build_model, encoder_param_count, shrink_to_width
 from ppminilm.modeling.export import read_serving_config
 from ppminilm.modeling.saved import ModelInfo, load_model, save_model
@@ -228,8 +229,21 @@ def test_run_prune_refuses_a_width_with_fractional_heads(tiny_task: dict[str, Pa
 
 def test_run_prune_rejects_non_classifier(tiny_task: dict[str, Path]) -> None:
     out = tiny_task["root"] / "bad"
+    cfg = PruneConfig(max_steps=1, batch_size=8, learning_rate=1e-3)
+    with pytest.raises(ValueError, match="pruning needs a fine-tuned 'classifier'"):
+        run_prune(tiny_task["task"], tiny_task["encoder"], out, cfg)
+    # The model is checked before the hparams: a wrong model dir is named even when they
+    # are unset too.
     with pytest.raises(ValueError, match="pruning needs a fine-tuned 'classifier'"):
         run_prune(tiny_task["task"], tiny_task["encoder"], out, PruneConfig(max_steps=1))
+    assert not out.exists()
+
+
+def test_run_prune_needs_batch_size_and_learning_rate(tiny_task: dict[str, Path]) -> None:
+    """run_prune is below the runner: no grid point fills them in, so they must be given."""
+    out = tiny_task["root"] / "unset"
+    with pytest.raises(ConfigError, match=r"batch_size / learning_rate are unset"):
+        run_prune(tiny_task["task"], tiny_task["model"], out, PruneConfig(max_steps=1))
     assert not out.exists()
 
 

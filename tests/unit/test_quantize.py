@@ -114,9 +114,7 @@ def test_quantized_model_holds_int8_weights(
     algo: str, fp32_model: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / algo
-    _quantize_one(
-        fp32_model["model"], out, _calib(), algo, 1, QuantConfig(batch_size=8), ["matmul_v2"]
-    )
+    _quantize_one(fp32_model["model"], out, _calib(), algo, 8, 1, QuantConfig(), ["matmul_v2"])
     types = program_op_types(out / f"{MODEL_PREFIX}.pdmodel")
     assert any(t.startswith("fake_quantize") for t in types)
     assert types["fake_channel_wise_dequantize_max_abs"] > 0
@@ -133,29 +131,54 @@ def test_calibration_loader_needs_static_mode() -> None:
 
 
 def test_select_best_breaks_ties_deterministically() -> None:
+    order = ["mse", "avg", "abs_max", "hist"]
     cands = [
-        {"algo": "hist", "batch_num": 4, "dev_acc": 0.8},
-        {"algo": "mse", "batch_num": 8, "dev_acc": 0.8},
-        {"algo": "mse", "batch_num": 4, "dev_acc": 0.8},
-        {"algo": "avg", "batch_num": 4, "dev_acc": 0.7},
+        {"algo": "hist", "batch_size": 4, "batch_num": 1, "dev_acc": 0.8},
+        {"algo": "mse", "batch_size": 8, "batch_num": 1, "dev_acc": 0.8},
+        {"algo": "mse", "batch_size": 4, "batch_num": 1, "dev_acc": 0.8},
+        {"algo": "avg", "batch_size": 4, "batch_num": 1, "dev_acc": 0.7},
     ]
-    best = select_best(cands, ["mse", "avg", "abs_max", "hist"])
-    assert (best["algo"], best["batch_num"]) == ("mse", 4)
+    # Ties: the earlier algo, then fewer calibration examples.
+    assert select_best(cands, order) == cands[2]
+    # Same number of examples: fewer batches (one batch of 8 over two of 4).
+    same = [
+        {"algo": "mse", "batch_size": 4, "batch_num": 2, "dev_acc": 0.8},
+        {"algo": "mse", "batch_size": 8, "batch_num": 1, "dev_acc": 0.8},
+    ]
+    assert select_best(same, order) == same[1]
+    # Accuracy first.
+    assert select_best([*cands, {**cands[0], "dev_acc": 0.9}], order)["algo"] == "hist"
 
 
-def test_run_quantize_keeps_best_int8_candidate(fp32_model: dict[str, Path]) -> None:
+#: The seed's calibration (one batch of 4 or of 8) for two algorithms: four candidates.
+SEARCH = QuantConfig(
+    algos=("avg", "abs_max"), batch_sizes=(4, 8), batch_nums=(1,), max_seq_len=MAX_SEQ_LEN
+)
+
+
+@pytest.fixture(scope="module")
+def int8_model(fp32_model: dict[str, Path]) -> tuple[Path, dict]:
+    """The tiny FP32 model through the PTQ search: the INT8 directory and the summary."""
     out = fp32_model["root"] / "int8"
-    cfg = QuantConfig(
-        algos=("avg", "abs_max"), batch_nums=(1, 2), batch_size=8, max_seq_len=MAX_SEQ_LEN
-    )
-    summary = run_quantize(fp32_model["task"], fp32_model["model"], out, cfg)
-    assert len(summary["candidates"]) == 4
+    return out, run_quantize(fp32_model["task"], fp32_model["model"], out, SEARCH)
+
+
+def test_run_quantize_keeps_best_int8_candidate(
+    fp32_model: dict[str, Path], int8_model: tuple[Path, dict]
+) -> None:
+    out, summary = int8_model
+    assert [(c["algo"], c["batch_size"], c["batch_num"]) for c in summary["candidates"]] == [
+        ("avg", 4, 1), ("avg", 8, 1), ("abs_max", 4, 1), ("abs_max", 8, 1)
+    ]  # fmt: skip
+    assert [c["calib_examples"] for c in summary["candidates"]] == [4, 8, 4, 8]
     assert summary["quantizable_op_type"] == ["matmul_v2"]
     # Oracle independent of select_best: the highest dev accuracy; on a tie the first
-    # candidate in search order (algos as given, then fewer batches).
+    # candidate in search order (algos as given, then the smaller calibration batch).
     top = max(c["dev_acc"] for c in summary["candidates"])
     best = next(c for c in summary["candidates"] if c["dev_acc"] == top)
-    assert summary["best"] == {"algo": best["algo"], "batch_num": best["batch_num"]}
+    assert summary["best"] == {
+        "algo": best["algo"], "batch_size": best["batch_size"], "batch_num": best["batch_num"]
+    }  # fmt: skip
     assert summary["int8_dev_acc"] == top
     # And the model written is that candidate: scoring it afresh gives its accuracy.
     dev = load_task_dir(fp32_model["task"]).dev
@@ -175,16 +198,18 @@ def test_run_quantize_keeps_best_int8_candidate(fp32_model: dict[str, Path]) -> 
         prov["details"]["algo"] == best["algo"]
         and prov["details"]["batch_num"] == best["batch_num"]
     )
-    assert prov["details"]["calib_examples"] == best["batch_num"] * 8
+    assert prov["details"]["batch_size"] == best["batch_size"]
+    assert prov["details"]["calib_examples"] == best["batch_size"] * best["batch_num"]
+    assert prov["details"]["calib_split"].startswith("train")
     assert len(json.loads((out / "candidates.json").read_text())) == 4
-    assert "| avg | 1 |" in (out / "candidates.md").read_text()
+    assert "| avg | 8 | 1 | 8 |" in (out / "candidates.md").read_text()
     assert not (out / ".candidates").exists()
 
 
-def test_run_quantize_rejects_an_int8_input(fp32_model: dict[str, Path]) -> None:
-    out = fp32_model["root"] / "int8"
-    if not out.exists():
-        pytest.skip("needs the int8 model of the previous test")
+def test_run_quantize_rejects_an_int8_input(
+    fp32_model: dict[str, Path], int8_model: tuple[Path, dict]
+) -> None:
+    out, _ = int8_model
     from ppminilm.modeling.saved import ModelFormatError
 
     with pytest.raises(ModelFormatError, match="precision is 'int8'"):

@@ -81,8 +81,15 @@ def _summary() -> dict[str, Any]:
             for t in TASKS
         },
         "quantization": [
-            {"algo": a, "batch_num": n, "acc": 0.57 - i / 100, "task": "tnews", "selected": i == 0}
-            for i, (a, n) in enumerate([("mse", 4), ("abs_max", 8), ("hist", 4)])
+            {
+                "algo": a,
+                "batch_size": b,
+                "batch_num": 1,
+                "acc": 0.57 - i / 100,
+                "task": "tnews",
+                "selected": i == 0,
+            }
+            for i, (a, b) in enumerate([("mse", 4), ("abs_max", 8), ("hist", 4)])
         ],
         "distill_loss": [{"step": s, "loss": 2.0 / (1 + s / 100)} for s in range(0, 1000, 50)],
         "environment": {"cpu": "Test CPU", "threads": 2, "versions": {"paddlepaddle": "2.6.2"}},
@@ -119,9 +126,12 @@ def test_summary_table_has_the_seed_numbers(tmp_path: Path) -> None:
     grid = _table_rows(md, "Grid search: afqmc")
     assert len(grid) == 2 + 9 and sum("(best)" in r[2] for r in grid) == 1
     assert "(best)" in grid[-1][2]  # bs 64, lr 1e-4 has the highest synthetic accuracy
-    assert _table_rows(md, "Quantization candidates")[2] == [
-        "tnews", "1", "mse", "4", "57.00", "yes",
+    ptq = _table_rows(md, "Quantization candidates (calibrated on a train sample, inputs only)")
+    assert ptq[0] == [
+        "Task", "Width", "Algo", "Calib batch size", "Batch num", "Dev acc", "Selected",
     ]  # fmt: skip
+    assert ptq[2] == ["tnews", "1", "mse", "4", "1", "57.00", "yes"]
+    assert ptq[3][:5] == ["tnews", "1", "abs_max", "8", "1"]
     assert "- cpu: Test CPU" in md and "paddlepaddle 2.6.2" in md
 
 
@@ -132,7 +142,24 @@ def test_notes_state_floor_protocol_baseline_and_teacher(tmp_path: Path) -> None
     assert "at 128 tokens" in notes and "timed on tnews dev" in notes
     assert "speed baseline (1.00x): random weights, accuracy not measured" in notes
     assert "final loss 2.500, masked-token accuracy 41.0%" in notes
-    assert "Every selection (grid point, PTQ candidate, search candidate) was made on dev" in notes
+    assert (
+        "Every selection (grid point, pruning checkpoint, PTQ candidate, search candidate) was "
+        "made on dev" in notes
+    )
+    assert "fine-tuning trained on the whole train split" in notes
+    assert "calibration: inputs only, no labels" in notes
+    assert "Test accuracy" not in notes  # no row has a test accuracy
+
+
+def test_test_accuracy_table_and_note(tmp_path: Path) -> None:
+    summary = _summary()
+    for row, acc in zip(summary["models"][1:], (0.70, 0.69, 0.68), strict=True):
+        row["test_accuracy"] = {"afqmc": acc}
+    md = Path(build_report(summary, tmp_path)["markdown"]).read_text("utf-8")
+    rows = _table_rows(md, "Test accuracy (labelled test split; no selection saw it)")
+    assert rows[0] == ["Model", "AFQMC", "TNEWS"]
+    assert rows[3] == ["PP-MiniLM 6L-768H FP32", "70.00", "n/m"]
+    assert "Test accuracy (afqmc): the labelled test split, scored once at the end" in md
 
 
 def test_html_is_self_contained_with_inlined_pngs(tmp_path: Path) -> None:

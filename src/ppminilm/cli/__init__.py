@@ -23,6 +23,7 @@ logger = logging.getLogger("ppminilm")
 
 #: Command modules in pipeline order.
 COMMAND_MODULES = (
+    "config",
     "data",
     "distill",
     "finetune",

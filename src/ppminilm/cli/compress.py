@@ -4,7 +4,7 @@ Examples::
 
     ppminilm prune --task-dir data/tasks/local_reviews --model-dir runs/ft --out runs/pruned
     ppminilm quantize --task-dir data/tasks/local_reviews --model-dir runs/pruned/inference \\
-        --out runs/int8 --algos mse avg --batch-nums 4
+        --out runs/int8 --algos mse avg --batch-sizes 4 8 --batch-nums 1
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ from ppminilm.cli._common import add_config_flags, add_stage_parser, finish, ove
 
 def _add_common(parser: argparse.ArgumentParser, stage: str) -> None:
     parser.add_argument(
-        "--task-dir", required=True, help="task directory (calib scores/calibrates, dev selects)"
+        "--task-dir",
+        required=True,
+        help="task directory (a train sample scores/calibrates, dev selects)",
     )
     parser.add_argument("--out", required=True, help="output directory (written all or nothing)")
+    parser.add_argument(
+        "--task", default=None, help="task name (default: the model's); picks per-task values"
+    )
     parser.add_argument("--max-seq-len", type=int, default=None, help="tokens per example")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size")
     add_config_flags(parser, stage)
 
 
@@ -32,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(prune, "prune")
     prune.add_argument("--model-dir", required=True, help="fine-tuned classifier model dir")
     prune.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch size (default: the selected grid point's, from the model's lineage)",
+    )
+    prune.add_argument(
         "--widths",
         type=float,
         nargs="+",
@@ -40,7 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     prune.add_argument("--epochs", type=int, default=None, help="distillation epochs")
     prune.add_argument("--max-steps", type=int, default=None, help="stop after N steps if > 0")
-    prune.add_argument("--learning-rate", type=float, default=None, help="peak learning rate")
+    prune.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="peak learning rate (default: the selected grid point's, from the lineage)",
+    )
     prune.add_argument("--seed", type=int, default=None, help="random seed")
     prune.set_defaults(func=_prune)
 
@@ -60,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     quant.add_argument("--model-dir", required=True, help="FP32 static inference dir")
     quant.add_argument("--algos", nargs="+", default=None, help="e.g. mse avg abs_max hist")
     quant.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=None, help="calibration batch sizes"
+    )
+    quant.add_argument(
         "--batch-nums", type=int, nargs="+", default=None, help="calibration batch counts"
     )
     quant.add_argument("--num-threads", type=int, default=None, help="CPU threads (scoring)")
@@ -73,6 +91,7 @@ def _prune(args: argparse.Namespace) -> int:
         args.task_dir,
         args.model_dir,
         args.out,
+        task=args.task,
         profile=args.profile,
         overrides=overrides_of(args, "prune"),
         width_mult_list=args.widths,
@@ -100,12 +119,13 @@ def _quantize(args: argparse.Namespace) -> int:
         args.task_dir,
         args.model_dir,
         args.out,
+        task=args.task,
         profile=args.profile,
         overrides=overrides_of(args, "quantize"),
         algos=args.algos,
+        batch_sizes=args.batch_sizes,
         batch_nums=args.batch_nums,
         num_threads=args.num_threads,
         max_seq_len=args.max_seq_len,
-        batch_size=args.batch_size,
     )
     return finish(summary, args)

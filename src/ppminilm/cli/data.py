@@ -1,4 +1,5 @@
-"""``ppminilm data``: build the local data, validate task data, fetch a CLUE task."""
+"""``ppminilm data``: build the local data, validate task data, fetch a CLUE task, stage data
+for an air-gapped cluster."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ppminilm.cli._common import add_config_flags, finish, overrides_of
+from ppminilm.cli._common import HelpFormatter, add_config_flags, finish, overrides_of
 from ppminilm.runner import emit
 
 
@@ -44,26 +45,34 @@ def _download_clue(args: argparse.Namespace) -> int:
     from ppminilm.data import load_task_dir
     from ppminilm.data.clue import download_clue
 
-    out = download_clue(
-        args.task,
-        args.out,
-        calib_fraction=args.calib_fraction,
-        seed=args.seed,
-        data_home=args.data_home,
-    )
+    out = download_clue(args.task, args.out, data_home=args.data_home)
     data = load_task_dir(out)
     emit({"task": data.task, "dir": str(out), "counts": data.counts()})
     return 0
 
 
+def _stage(args: argparse.Namespace) -> int:
+    from ppminilm.runner.sources import stage_data
+
+    emit(
+        stage_data(
+            args.to,
+            tasks=args.tasks,
+            data_home=args.data_home,
+            corpus=args.corpus,
+            vocab=args.vocab,
+            teacher=args.teacher,
+        )
+    )
+    return 0
+
+
 def register(subparsers: Any) -> None:
-    """Add ``data build-local``, ``data validate`` and ``data download-clue``.
+    """Add ``data build-local``, ``validate``, ``download-clue`` and ``stage``.
 
     Args:
         subparsers: The top-level ``add_subparsers`` object.
     """
-    from ppminilm.cli._common import HelpFormatter
-
     parser = subparsers.add_parser(
         "data", help="0  build, validate or fetch task data", formatter_class=HelpFormatter
     )
@@ -101,8 +110,6 @@ def register(subparsers: Any) -> None:
     )
     clue.add_argument("--task", required=True, help="CLUE task, e.g. tnews")
     clue.add_argument("--out", required=True, help="task directory to write")
-    clue.add_argument("--calib-fraction", type=float, default=0.05, help="share of train")
-    clue.add_argument("--seed", type=int, default=2021, help="seed of the calibration carve")
     clue.add_argument(
         "--data-home",
         default=None,
@@ -110,3 +117,32 @@ def register(subparsers: Any) -> None:
         "(<task>_public/ or <task>_public.zip)",
     )
     clue.set_defaults(func=_download_clue)
+
+    stage = sub.add_parser(
+        "stage",
+        help="publish CLUE tasks, a corpus, a vocab and a teacher for an offline cluster",
+        description="Run where the internet is reachable: downloads the CLUE tasks (and a "
+        "teacher/vocab named by PaddleNLP name) and publishes them under --to in the layout "
+        "the pipeline reads (tasks/, corpus/, vocab/, teacher/). Prints the pipeline "
+        "parameters (data_source, corpus_uri, vocab_uri, teacher_uri) to use.",
+        formatter_class=HelpFormatter,
+    )
+    stage.add_argument("--to", required=True, help="destination prefix (s3://bucket/path)")
+    stage.add_argument(
+        "--tasks", nargs="*", default=(), help="CLUE tasks to publish, e.g. tnews csl"
+    )
+    stage.add_argument(
+        "--data-home",
+        default=None,
+        help="read the CLUE files from this folder instead of downloading",
+    )
+    stage.add_argument("--corpus", default=None, help="local directory of corpus *.txt shards")
+    stage.add_argument(
+        "--vocab",
+        default=None,
+        help="tokenizer directory or PaddleNLP name (e.g. roberta-wwm-ext-large)",
+    )
+    stage.add_argument(
+        "--teacher", default=None, help="model directory or PaddleNLP name (roberta-wwm-ext-large)"
+    )
+    stage.set_defaults(func=_stage)

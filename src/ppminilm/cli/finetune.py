@@ -18,7 +18,7 @@ from ppminilm.cli._common import add_config_flags, add_stage_parser, finish, ove
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--task-dir", required=True, help="task directory (train/dev/calib/test.json, labels)"
+        "--task-dir", required=True, help="task directory (train/dev[/test].json, labels)"
     )
     parser.add_argument(
         "--init",

@@ -83,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--split",
         default="dev",
-        choices=("train", "dev", "calib", "test"),
+        choices=("train", "dev", "test"),
         help="labelled split to time and score",
     )
     bench.add_argument("--warmup-batches", type=int, default=None, help="untimed batches per pass")

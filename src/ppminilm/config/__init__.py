@@ -1,13 +1,14 @@
 """Stage configs and profiles: what every stage runs with, resolved one way.
 
 ``config_for(PruneConfig, "local", overrides)`` (or :func:`resolve`, which also takes explicit
-fields) gives a stage's config: the recipe's defaults (:mod:`.stages`), then the profile's
-changes (:mod:`.profiles`), then the caller's overrides. Importing this package imports no
-paddle.
+fields) gives a stage's config: the recipe's defaults (:mod:`.stages`, per-task values in
+:mod:`.tasks`), then the profile's changes (:mod:`.profiles`), then the caller's overrides;
+with ``task=`` the per-task layers apply too. Importing this package imports no paddle.
 """
 
 from ppminilm.config.base import Record, StageConfig, check_value
 from ppminilm.config.profiles import (
+    PER_TASK,
     PROFILES,
     check_profile,
     config_for,
@@ -16,6 +17,7 @@ from ppminilm.config.profiles import (
     parse_overrides,
     read_config_file,
     resolve,
+    resolve_all,
     split_overrides,
     stage_config,
 )
@@ -46,6 +48,9 @@ from ppminilm.config.tasks import (
     CLUE_TASKS,
     DEFAULT_EPOCHS,
     LOCAL_TASKS,
+    TASK_DEFAULTS,
+    default_epochs,
+    is_builtin_task,
     normalize_task,
 )
 
@@ -57,10 +62,12 @@ __all__ = [
     "ENGINES",
     "ENGINE_AUTO",
     "LOCAL_TASKS",
+    "PER_TASK",
     "PRECISIONS",
     "PROFILES",
     "QUANT_ALGOS",
     "STAGE_CONFIGS",
+    "TASK_DEFAULTS",
     "DataConfig",
     "DistillConfig",
     "FinetuneConfig",
@@ -82,10 +89,13 @@ __all__ = [
     "config_for",
     "config_overrides",
     "deep_merge",
+    "default_epochs",
+    "is_builtin_task",
     "normalize_task",
     "parse_overrides",
     "read_config_file",
     "resolve",
+    "resolve_all",
     "split_overrides",
     "stage_config",
 ]

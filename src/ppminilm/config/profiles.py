@@ -1,6 +1,25 @@
 """Run profiles and the one config resolution: defaults -> profile -> overrides.
 
-Defaults live in :mod:`ppminilm.config.stages`; a profile lists only what differs.
+Defaults live in :mod:`ppminilm.config.stages` (per-task recipe values in
+:data:`ppminilm.config.tasks.TASK_DEFAULTS`); a profile lists only what differs.
+
+A stage's config for one task is resolved in layers, each merged over the previous one:
+
+1. the config class's defaults (the recipe at full size);
+2. the recipe's per-task values (``TASK_DEFAULTS[task]``: CSL at sequence length 256, the
+   fine-tuning epochs of PaddleNLP's CLUE search script);
+3. the profile's entry for the stage (``PROFILES[profile][stage]``);
+4. the profile's per-task layer (``PROFILES[profile]["per_task"][task]``);
+5. the caller's overrides for the stage (``overrides[stage]``);
+6. the caller's per-task layer (``overrides["per_task"][task]``);
+7. explicit fields (CLI flags, pipeline parameters).
+
+A per-task entry ``{task: {...}}`` holds field values that apply to every stage config having
+that field (``{"csl": {"max_seq_len": 256}}`` reaches fine-tuning, pruning, quantization and
+the benchmark) and stage-keyed entries that apply to one stage only
+(``{"csl": {"finetune": {"num_epochs": 8}}}``); a stage-keyed value wins over a field-level
+one. Layers 2, 4 and 6 apply only when a task is named, and never to the stages that run once
+for all tasks (data, teacher, distill).
 
 ``cluster`` is the recipe at full size (the config defaults, and the seed's 8 GPUs x 128
 sequences with AMP for distillation). ``local`` shrinks every model and
@@ -17,6 +36,7 @@ from typing import Any, TypeVar
 
 from ppminilm.config.base import StageConfig
 from ppminilm.config.stages import STAGE_CONFIGS
+from ppminilm.config.tasks import TASK_DEFAULTS, normalize_task
 from ppminilm.errors import ConfigError
 from ppminilm.io import is_remote, loads_json, read_json_file
 
@@ -38,6 +58,11 @@ _LOCAL_STUDENT_ARCH = {
     "hidden_act": "relu",
     "max_position": 512,
 }
+
+#: Key of the per-task layer in a profile and in overrides.
+PER_TASK = "per_task"
+#: Stages that run once for all tasks: no per-task layer applies to them.
+TASK_AGNOSTIC_STAGES = ("data", "teacher", "distill")
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cluster": {
@@ -94,9 +119,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # student (pipeline run, 2 epochs, bs 16): lr 3e-4 -> 0.747, 1e-3 -> 0.784.
         "grid": {"batch_sizes": [16, 32], "learning_rates": [5e-4, 1e-3]},
         # One supernet for both search widths (0.75, 0.5: the default width_mult_list) costs a
-        # forward/backward per width per step, so the run is capped at 100 steps (bs 32, about
-        # half an epoch): the same work as one epoch at one width, keeping `make run` under
-        # 10 minutes. One width, 2 epochs: 77.80 -> 77.70.
+        # forward/backward per width per step, so the run is capped at 100 steps (at the
+        # selected grid point's batch size, 16 or 32: under an epoch), about the work of one
+        # epoch at one width, keeping `make run` under 10 minutes. Measured (100 steps at
+        # bs 32): dev 79.10 -> 78.70 at width 0.75, 78.50 at 0.5. One width, 2 epochs:
+        # 77.80 -> 77.70.
         "prune": {
             "max_seq_len": 64,
             "num_epochs": 1,
@@ -106,7 +133,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "eval_steps": 50,
             "logging_steps": 50,
         },
-        "quantize": {"max_seq_len": 64, "batch_size": 8},
+        # Today's local calibration: 4 or 8 batches of 8 train examples (the cluster profile
+        # calibrates as the seed: one batch of 4 or 8).
+        "quantize": {"max_seq_len": 64, "batch_sizes": [8], "batch_nums": [4, 8]},
         "infer": {
             "max_seq_len": 64,
             "warmup_batches": 5,
@@ -148,12 +177,16 @@ def check_profile(profile: str) -> str:
 def split_overrides(overrides: Any, where: str = "overrides") -> dict[str, dict[str, Any]]:
     """Validate stage-keyed overrides ``{stage: {field: value}}`` and return a copy.
 
+    A ``per_task`` entry (``{"per_task": {task: {...}}}``, see the module docstring) is
+    validated and kept as it is.
+
     Args:
         overrides: The mapping (``None`` or empty means no overrides).
         where: Where it came from (``--overrides``, a file), for messages.
 
     Raises:
-        ConfigError: If it is not a mapping of known stage names to mappings.
+        ConfigError: If it is not a mapping of known stage names (or ``per_task``) to
+            mappings, or a per-task entry names no stage or field.
     """
     if not overrides:
         return {}
@@ -162,17 +195,72 @@ def split_overrides(overrides: Any, where: str = "overrides") -> dict[str, dict[
             f"{where}: expected an object {{stage: {{field: value}}}}, "
             f"got {type(overrides).__name__}"
         )
-    unknown = sorted(set(overrides) - set(STAGE_CONFIGS))
+    unknown = sorted(set(overrides) - set(STAGE_CONFIGS) - {PER_TASK})
     if unknown:
         raise ConfigError(
-            f"{where}: unknown stage key(s) {unknown}; expected some of {sorted(STAGE_CONFIGS)}"
+            f"{where}: unknown stage key(s) {unknown}; expected some of "
+            f"{sorted(STAGE_CONFIGS)} or {PER_TASK!r}"
         )
     out: dict[str, dict[str, Any]] = {}
     for stage, fields in overrides.items():
         if not isinstance(fields, Mapping):
             raise ConfigError(f"{where}[{stage!r}]: expected an object of {stage} fields")
-        out[stage] = dict(fields)
+        out[stage] = (
+            check_per_task(fields, f"{where}[{PER_TASK!r}]") if stage == PER_TASK else dict(fields)
+        )
     return out
+
+
+def _field_names() -> set[str]:
+    return {name for cls in STAGE_CONFIGS.values() for name in cls().to_dict()}
+
+
+def check_per_task(layer: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Validate a per-task layer ``{task: {field or stage: value}}``; task names normalised.
+
+    Raises:
+        ConfigError: On a non-object entry or a key that is neither a stage nor a field of
+            any stage config.
+    """
+    fields = _field_names()
+    out: dict[str, dict[str, Any]] = {}
+    for task, entry in layer.items():
+        name = normalize_task(str(task))
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}[{task!r}]: expected an object of fields or stages")
+        agnostic = sorted(k for k in entry if k in TASK_AGNOSTIC_STAGES)
+        if agnostic:
+            raise ConfigError(
+                f"{where}[{task!r}]: {agnostic} run once for all tasks; a per-task entry "
+                f"cannot configure them"
+            )
+        bad = sorted(k for k in entry if k not in STAGE_CONFIGS and k not in fields)
+        if bad:
+            raise ConfigError(
+                f"{where}[{task!r}]: {bad} is neither a stage ({sorted(STAGE_CONFIGS)}) nor a "
+                "field of any stage config"
+            )
+        for key, value in entry.items():
+            if key in STAGE_CONFIGS and not isinstance(value, Mapping):
+                raise ConfigError(f"{where}[{task!r}][{key!r}]: expected an object of fields")
+        out[name] = deep_merge(out.get(name, {}), entry)
+    return out
+
+
+def task_layer(
+    cls: type[StageConfig], layer: Mapping[str, Any] | None, task: str | None
+) -> dict[str, Any]:
+    """The fields a per-task layer sets on ``cls`` for ``task`` (empty without a task).
+
+    Field-level entries apply when ``cls`` has the field; the ``cls.stage`` entry wins. The
+    task-agnostic stages (:data:`TASK_AGNOSTIC_STAGES`) get nothing.
+    """
+    if not task or not layer or cls.stage in TASK_AGNOSTIC_STAGES:
+        return {}
+    entry = layer.get(normalize_task(task), {})
+    names = set(cls().to_dict())
+    shared = {k: v for k, v in entry.items() if k in names and k not in STAGE_CONFIGS}
+    return deep_merge(shared, entry.get(cls.stage, {}))
 
 
 def parse_overrides(text: str, where: str = "--overrides") -> dict[str, dict[str, Any]]:
@@ -196,9 +284,9 @@ def config_overrides(data: Any, stage: str, where: str) -> dict[str, dict[str, A
     """Interpret a ``--config`` document as stage-keyed overrides.
 
     The document holds either stage-keyed overrides (``{"finetune": {...}, "grid": {...}}``,
-    the pipeline's ``overrides`` format) or the fields of ``stage`` alone
-    (``{"max_steps": 10}``). Either way it is partial: it merges over the chosen profile,
-    never over the defaults.
+    optionally with a ``per_task`` layer: the pipeline's ``overrides`` format) or the fields
+    of ``stage`` alone (``{"max_steps": 10}``). Either way it is partial: it merges over the
+    chosen profile, never over the defaults.
 
     Args:
         data: The parsed JSON.
@@ -210,22 +298,27 @@ def config_overrides(data: Any, stage: str, where: str) -> dict[str, dict[str, A
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    if data and all(key in STAGE_CONFIGS for key in data):
+    if data and all(key in STAGE_CONFIGS or key == PER_TASK for key in data):
         return split_overrides(data, where)
     STAGE_CONFIGS[stage].from_dict(deep_merge(STAGE_CONFIGS[stage]().to_dict(), data), where)
     return {stage: dict(data)}
 
 
 def stage_config(
-    stage: str, profile: str = "local", overrides: Mapping[str, Any] | None = None
+    stage: str,
+    profile: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+    task: str | None = None,
 ) -> StageConfig:
-    """Build a stage's config: defaults, then the profile's changes, then explicit overrides.
+    """Build a stage's config: layers 1-5 of the module docstring's resolution.
 
     Args:
         stage: Stage key (``data``, ``teacher``, ``distill``, ``finetune``, ``grid``,
             ``prune``, ``quantize``, ``infer``).
         profile: ``local`` or ``cluster``.
         overrides: Field values of this stage that win over the profile (nested dicts merge).
+        task: The task the stage runs on: its per-task layers apply (and ``task`` is set on
+            configs that have that field).
 
     Returns:
         The validated stage config.
@@ -236,16 +329,28 @@ def stage_config(
     if stage not in STAGE_CONFIGS:
         raise ConfigError(f"unknown stage {stage!r}; expected one of {sorted(STAGE_CONFIGS)}")
     cls = STAGE_CONFIGS[stage]
-    merged = deep_merge(cls().to_dict(), PROFILES[check_profile(profile)].get(stage, {}))
-    merged = deep_merge(merged, overrides or {})
+    chosen = PROFILES[check_profile(profile)]
+    merged = cls().to_dict()
+    for layer in (
+        task_layer(cls, TASK_DEFAULTS, task),
+        chosen.get(stage, {}),
+        task_layer(cls, chosen.get(PER_TASK), task),
+        overrides or {},
+    ):
+        merged = deep_merge(merged, layer)
+    if task and "task" in merged and not (overrides or {}).get("task"):
+        merged["task"] = task
     return cls.from_dict(merged)
 
 
 def config_for(
-    cls: type[C], profile: str = "local", overrides: Mapping[str, Any] | None = None
+    cls: type[C],
+    profile: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+    task: str | None = None,
 ) -> C:
     """Typed variant of :func:`stage_config`: ``config_for(PruneConfig, "local")``."""
-    cfg = stage_config(cls.stage, profile, overrides)
+    cfg = stage_config(cls.stage, profile, overrides, task)
     assert isinstance(cfg, cls)
     return cfg
 
@@ -254,20 +359,31 @@ def resolve(
     cls: type[C],
     profile: str,
     overrides: Mapping[str, Any] | None = None,
+    task: str | None = None,
     **fields: Any,
 ) -> C:
-    """The one resolution both entry points use: defaults -> profile -> overrides -> fields.
+    """The one resolution both entry points use (the module docstring's seven layers).
 
     Args:
         cls: The stage config class.
         profile: Profile name.
-        overrides: Stage-keyed overrides (``{stage: {...}}``, validated); only the entry for
-            ``cls.stage`` applies here.
+        overrides: Stage-keyed overrides (``{stage: {...}, "per_task": {task: {...}}}``,
+            validated); the entry for ``cls.stage`` and the task's per-task entry apply.
+        task: The task the stage runs on (``None``: no per-task layer); configs with a
+            ``task`` field get it.
         **fields: Explicit values (CLI flags, pipeline parameters); ``None`` means not given.
 
     Returns:
         The validated config.
     """
-    layers = split_overrides(overrides).get(cls.stage, {})
+    split = split_overrides(overrides)
+    layers = deep_merge(split.get(cls.stage, {}), task_layer(cls, split.get(PER_TASK), task))
     given = {k: v for k, v in fields.items() if v is not None}
-    return config_for(cls, profile, deep_merge(layers, given))
+    return config_for(cls, profile, deep_merge(layers, given), task)
+
+
+def resolve_all(
+    profile: str, overrides: Mapping[str, Any] | None = None, task: str | None = None
+) -> dict[str, StageConfig]:
+    """Every stage's config as :func:`resolve` gives it (``ppminilm config show``)."""
+    return {name: resolve(cls, profile, overrides, task) for name, cls in STAGE_CONFIGS.items()}

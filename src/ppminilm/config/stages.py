@@ -15,7 +15,7 @@ from ppminilm.config.base import (
     _check_fraction,
     _check_positive,
 )
-from ppminilm.config.tasks import DEFAULT_EPOCHS, normalize_task
+from ppminilm.config.tasks import default_epochs, normalize_task
 from ppminilm.errors import ConfigError
 
 #: Op types that run oneDNN INT8 kernels on CPU (``enable_mkldnn_int8(ops)``), shared by the
@@ -112,15 +112,13 @@ class DataConfig(StageConfig):
     stage: ClassVar[str] = "data"
 
     seed: int = 2021
-    #: Examples per split of the review task (train/dev/calibration/test); 0 = use all.
+    #: Examples per split of the review task (train/dev/test); 0 = use all.
     reviews_train: int = 6000
     reviews_dev: int = 1000
-    reviews_calib: int = 500
     reviews_test: int = 1000
     #: Examples per split of the sentence-pair task.
     pairs_train: int = 4000
     pairs_dev: int = 800
-    pairs_calib: int = 400
     pairs_test: int = 800
     #: Number of corpus shards (one sentence per line each).
     num_shards: int = 8
@@ -243,7 +241,8 @@ class FinetuneConfig(StageConfig):
     task: str = "tnews"
     batch_size: int = 32
     learning_rate: float = 5e-5
-    #: Epochs; 0 means the per-task default in ``DEFAULT_EPOCHS``.
+    #: Epochs; 0 means the task's recipe default (``DEFAULT_EPOCHS``; the resolution fills it
+    #: in from ``TASK_DEFAULTS`` when the task is named).
     num_epochs: int = 0
     #: Stop after this many steps if > 0 (overrides epochs).
     max_steps: int = 0
@@ -267,7 +266,7 @@ class FinetuneConfig(StageConfig):
     @property
     def epochs(self) -> int:
         """Epochs to train: explicit value or the task default."""
-        return self.num_epochs or DEFAULT_EPOCHS[self.task]
+        return self.num_epochs or default_epochs(self.task)
 
 
 @dataclasses.dataclass
@@ -299,23 +298,29 @@ class GridConfig(StageConfig):
 
 @dataclasses.dataclass
 class PruneConfig(StageConfig):
-    """DynaBERT-style OFA width pruning with distillation from the fine-tuned model."""
+    """DynaBERT-style OFA width pruning with distillation from the fine-tuned model.
+
+    ``batch_size`` and ``learning_rate`` left unset (``None``) are taken from the selected grid
+    point (the model's lineage), as the seed says ("can keep using the fine-tuning
+    parameters"); any layer of the resolution that sets them wins.
+    """
 
     stage: ClassVar[str] = "prune"
 
     #: Widths the one OFA supernet is trained for, each exported as a search candidate
     #: (issue 21). The seed prunes to 0.75 alone; the search adds 0.5 (6 of 12 heads).
     width_mult_list: Sequence[float] = (0.75, 0.5)
-    batch_size: int = 32
-    learning_rate: float = 5e-5
+    batch_size: int | None = None
+    learning_rate: float | None = None
     num_epochs: int = 3
     max_steps: int = 0
     max_seq_len: int = 128
     warmup_proportion: float = 0.1
-    weight_decay: float = 0.01
+    #: Upstream's ``prune.py`` default (its ``prune.sh`` does not set it).
+    weight_decay: float = 0.0
     #: Weight of the hidden-state MSE term (the logits term has weight 1).
     hidden_mse_weight: float = 0.1
-    #: Examples of the held-out split used to score head/neuron importance.
+    #: Train examples (a deterministic sample) used to score head/neuron importance.
     importance_examples: int = 512
     eval_steps: int = 100
     logging_steps: int = 20
@@ -324,9 +329,10 @@ class PruneConfig(StageConfig):
     def validate(self) -> None:
         name = type(self).__name__
         check_width_list(self.width_mult_list, f"{name}.width_mult_list")
+        for field in ("batch_size", "learning_rate"):
+            if getattr(self, field) is not None:
+                _check_positive(name, field, getattr(self, field))
         for field in (
-            "batch_size",
-            "learning_rate",
             "max_seq_len",
             "importance_examples",
             "eval_steps",
@@ -335,7 +341,22 @@ class PruneConfig(StageConfig):
             _check_positive(name, field, getattr(self, field))
         _check_positive(name, "num_epochs", self.num_epochs, allow_zero=True)
         _check_positive(name, "max_steps", self.max_steps, allow_zero=True)
+        _check_positive(name, "weight_decay", self.weight_decay, allow_zero=True)
         _check_positive(name, "hidden_mse_weight", self.hidden_mse_weight, allow_zero=True)
+
+    def optimisation(self) -> tuple[int, float]:
+        """``(batch_size, learning_rate)``, once both are set.
+
+        Raises:
+            ConfigError: If either is still unset (no grid point to take it from).
+        """
+        if self.batch_size is None or self.learning_rate is None:
+            raise ConfigError(
+                "PruneConfig.batch_size / learning_rate are unset and there is no selected "
+                "grid point to take them from (the model's provenance has no lineage): give "
+                "them (--batch-size, --learning-rate or the 'prune' overrides)"
+            )
+        return self.batch_size, self.learning_rate
 
 
 @dataclasses.dataclass
@@ -345,9 +366,13 @@ class QuantConfig(StageConfig):
     stage: ClassVar[str] = "quantize"
 
     algos: Sequence[str] = ("mse", "avg", "abs_max", "hist")
-    batch_nums: Sequence[int] = (4, 8)
-    batch_size: int = 4
+    #: Calibration batch sizes x batch counts: the seed (``quant_post.py``) calibrates one
+    #: batch of 4 or of 8 examples.
+    batch_sizes: Sequence[int] = (4, 8)
+    batch_nums: Sequence[int] = (1,)
     max_seq_len: int = 128
+    #: Seed of the calibration sample drawn from train.
+    seed: int = 2021
     weight_quantize_type: str = "channel_wise_abs_max"
     quantizable_op_type: Sequence[str] = ("matmul", "matmul_v2")
     hist_percent: float = 0.9999
@@ -363,13 +388,14 @@ class QuantConfig(StageConfig):
 
     def validate(self) -> None:
         name = type(self).__name__
-        if not self.algos or not self.batch_nums:
-            raise ConfigError(f"{name}: algos and batch_nums must be non-empty")
+        if not self.algos or not self.batch_nums or not self.batch_sizes:
+            raise ConfigError(f"{name}: algos, batch_sizes and batch_nums must be non-empty")
         for algo in self.algos:
             _check_choice(name, "algos", algo, QUANT_ALGOS)
         for b in self.batch_nums:
             _check_positive(name, "batch_nums", b)
-        _check_positive(name, "batch_size", self.batch_size)
+        for b in self.batch_sizes:
+            _check_positive(name, "batch_sizes", b)
         _check_positive(name, "max_seq_len", self.max_seq_len)
         _check_positive(name, "num_threads", self.num_threads)
         _check_choice(name, "device", self.device, ("cpu", "gpu"))

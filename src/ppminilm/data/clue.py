@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -151,40 +150,10 @@ def _label_back(example: dict[str, Any], label_list: list[str]) -> dict[str, Any
     return example
 
 
-def carve_calibration(
-    train: list[dict[str, Any]], task: str, fraction: float, seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split a deterministic calibration set off ``train``.
-
-    Examples are grouped by text pair, so a text never lands in both parts.
-
-    Args:
-        train: Training examples.
-        task: Task name.
-        fraction: Share of the distinct texts that go to calibration, in (0, 1).
-        seed: Shuffle seed.
-
-    Returns:
-        ``(train, calib)``.
-
-    Raises:
-        ValueError: If ``fraction`` is not in (0, 1).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"calib_fraction={fraction} must be in (0, 1)")
-    keys = sorted({example_to_text_pair(e, task) for e in train}, key=lambda k: (k[0], k[1] or ""))
-    random.Random(seed).shuffle(keys)
-    n_calib = max(1, round(len(keys) * fraction))
-    calib_keys = set(keys[:n_calib])
-    kept = [e for e in train if example_to_text_pair(e, task) not in calib_keys]
-    calib = [e for e in train if example_to_text_pair(e, task) in calib_keys]
-    return kept, calib
-
-
 def _drop_shared(splits: dict[str, list[dict[str, Any]]], task: str) -> None:
-    """Drop examples whose text is in a higher-priority split (dev > test > calib > train)."""
+    """Drop examples whose text is in a higher-priority split (dev > test > train)."""
     seen: set[tuple[str, str | None]] = set()
-    for name in ("dev", "test", "calib", "train"):
+    for name in ("dev", "test", "train"):
         keys = [example_to_text_pair(e, task) for e in splits[name]]
         kept = [e for e, k in zip(splits[name], keys) if k not in seen]
         if len(kept) < len(keys):
@@ -201,22 +170,18 @@ def _drop_shared(splits: dict[str, list[dict[str, Any]]], task: str) -> None:
 def download_clue(
     task: str,
     out_dir: str | os.PathLike[str],
-    calib_fraction: float = 0.05,
-    seed: int = 2021,
     data_home: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Load a CLUE task through paddlenlp and write it as a task directory.
 
-    The calibration split is carved from train (``calib_fraction`` of its distinct texts,
-    seeded). Dev stays exactly as published; train/calib/test examples whose text also appears
-    in dev (or test, for train/calib) are dropped and counted in the log, so splits never share
-    an example.
+    Train is kept whole (calibration and importance samples are drawn from it by the stages
+    that need them). Dev stays exactly as published; train/test examples whose text also
+    appears in dev (or test, for train) are dropped and counted in the log, so splits never
+    share an example.
 
     Args:
         task: CLUE task name (any case).
         out_dir: Target task directory (replaced atomically).
-        calib_fraction: Share of train held out as ``calib``.
-        seed: Seed of the carve.
         data_home: A folder laid out like paddlenlp's ``DATA_HOME/Clue`` to read instead of
             downloading (no MD5 check).
 
@@ -232,7 +197,5 @@ def download_clue(
     if task not in CLUE_TASKS:
         raise ValueError(f"{task!r} is not a CLUE task; expected one of {', '.join(CLUE_TASKS)}")
     splits, source = _load(task, Path(data_home) if data_home is not None else None)
-    train, calib = carve_calibration(splits["train"], task, calib_fraction, seed)
-    splits = {"train": train, "dev": splits["dev"], "calib": calib, "test": splits["test"]}
     _drop_shared(splits, task)
     return write_task_dir(out_dir, task, splits, TASK_SPECS[task].labels, source=source)

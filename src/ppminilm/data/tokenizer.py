@@ -325,14 +325,14 @@ def encode_pairs(
 
 
 def encode_examples(
-    tokenizer: Any, examples: Sequence[Mapping[str, Any]], task: str, max_seq_len: int
+    tokenizer: Any, examples: Sequence[Mapping[str, Any]], task: Any, max_seq_len: int
 ) -> dict[str, np.ndarray]:
     """Encode task examples through :func:`ppminilm.data.example_to_text_pair`.
 
     Args:
         tokenizer: A paddlenlp tokenizer.
         examples: Records in the task's field names.
-        task: Task name.
+        task: Task name or :class:`~ppminilm.data.TaskSpec`.
         max_seq_len: Output length.
 
     Returns:

@@ -182,8 +182,59 @@ def encode_labelled_split(
         )
     label_ids = {label: i for i, label in enumerate(serving.labels)}
     labels = np.asarray([label_ids[e["label"]] for e in examples], dtype=np.int64)
-    arrays = encode_examples(load_tokenizer(model_dir), examples, data.task, max_seq_len)
+    arrays = encode_examples(load_tokenizer(model_dir), examples, data.spec, max_seq_len)
     return data.task, arrays, labels
+
+
+def score_split(
+    task_dir: str | Path,
+    model_dir: str | Path,
+    cfg: InferConfig,
+    split: str,
+    *,
+    engine: Engine | None = None,
+) -> tuple[float, int] | None:
+    """Accuracy of a model on a split (untimed), or None if the split is absent or unlabelled.
+
+    Used for a labelled test split: scored once, after every selection was made on dev, on the
+    engine that produced the row's reported figures.
+
+    Args:
+        task_dir: A task directory.
+        model_dir: The row's inference dir (its ``serving.json`` gives task and labels).
+        cfg: The benchmark's settings (precision, threads, sequence length, engine).
+        split: The split (``test``).
+        engine: An open engine to score with (e.g. the peer ``engine='auto'`` picked); default
+            ``model_dir`` opened on ``cfg.engine``.
+
+    Returns:
+        ``(accuracy, examples)`` or None.
+    """
+    from ppminilm.data import load_task_dir
+    from ppminilm.training.loop import iterate_batches
+
+    data = load_task_dir(task_dir)
+    examples = data.split(split)
+    if not examples or not all("label" in e for e in examples):
+        return None
+    model_dir = Path(model_dir)
+    serving = read_serving_config(model_dir)
+    _, arrays, labels = encode_labelled_split(model_dir, serving, task_dir, split, cfg.max_seq_len)
+    with tempfile.TemporaryDirectory(prefix="ppminilm-score-") as tmp:
+        if engine is None:
+            batches = list(iterate_batches(arrays, cfg.batch_size))
+            engine = open_for_benchmark(model_dir, cfg, batches, Path(tmp))
+        preds = engine.logits(arrays, cfg.batch_size).argmax(-1)
+    accuracy = float((preds == labels).mean())
+    logger.info(
+        "%s on %s/%s (%s): acc %.4f (untimed)",
+        model_dir.name,
+        data.task,
+        split,
+        engine.name,
+        accuracy,
+    )
+    return accuracy, len(labels)
 
 
 def collect_shape_ranges(

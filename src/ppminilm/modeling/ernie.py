@@ -30,7 +30,8 @@ def encoder_param_count(model: paddle.nn.Layer) -> int:
     return int(sum(int(p.numel()) for p in base.parameters()))
 
 
-def _ernie_config(arch: ModelArch, num_labels: int = 2) -> Any:
+def ernie_config(arch: ModelArch, num_labels: int = 2, **extra: Any) -> Any:
+    """paddlenlp's ``ErnieConfig`` for ``arch`` (``extra``: e.g. ``id2label``)."""
     ErnieConfig = paddlenlp.module("transformers").ErnieConfig
 
     return ErnieConfig(
@@ -47,6 +48,7 @@ def _ernie_config(arch: ModelArch, num_labels: int = 2) -> Any:
         use_task_id=False,
         pad_token_id=0,
         num_labels=num_labels,
+        **extra,
     )
 
 
@@ -73,7 +75,7 @@ def build_model(arch: ModelArch, kind: str = "encoder", num_classes: int = 2) ->
         raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")
     if kind == "classifier" and num_classes < 2:
         raise ValueError(f"a classifier needs >= 2 classes, got {num_classes}")
-    cfg = _ernie_config(arch, num_labels=num_classes)
+    cfg = ernie_config(arch, num_labels=num_classes)
     cls = {
         "encoder": ErnieModel,
         "classifier": ErnieForSequenceClassification,

@@ -179,13 +179,14 @@ def tables(s: RunSummary) -> list[Table]:
     if s.quantization:
         out.append(
             (
-                "Quantization candidates",
-                ["Task", "Width", "Algo", "Batch num", "Dev acc", "Selected"],
+                "Quantization candidates (calibrated on a train sample, inputs only)",
+                ["Task", "Width", "Algo", "Calib batch size", "Batch num", "Dev acc", "Selected"],
                 [
                     [
                         q.task,
                         f"{q.width:g}",
                         q.algo,
+                        str(q.batch_size) if q.batch_size else "-",
                         str(q.batch_num),
                         _pct(q.acc),
                         "yes" if q.selected else "",
@@ -223,8 +224,19 @@ def notes(s: RunSummary) -> list[str]:
         )
     out.append(
         f"Accuracy: {s.split} accuracy in %; n/m = not measured. Every selection (grid point, "
-        f"PTQ candidate, search candidate) was made on {s.split}."
+        f"pruning checkpoint, PTQ candidate, search candidate) was made on {s.split}, as the "
+        "seed and the CLUE convention do (CLUE's test labels are not public)."
     )
+    out.append(
+        "Splits: fine-tuning trained on the whole train split; PTQ calibration and head/neuron "
+        "importance used deterministic samples of train (calibration: inputs only, no labels)."
+    )
+    tested = sorted({t for r in s.models for t in r.test_accuracy})
+    if tested:
+        out.append(
+            f"Test accuracy ({', '.join(tested)}): the labelled test split, scored once at the "
+            "end; no selection saw it."
+        )
     out += search_summary_notes(s.search)
     if s.majority:
         floors = ", ".join(f"{t} {v * 100:.2f}" for t, v in s.majority.items())
@@ -309,7 +321,7 @@ def _plots(s: RunSummary, plot_dir: Path) -> dict[str, Path]:
     if s.quantization:
         out["ptq_candidates"] = report_plots.quant_candidates(
             [
-                (f"{q.task} w{q.width:g}: {q.algo} x{q.batch_num}", q.acc * 100, q.selected)
+                (f"{q.task} w{q.width:g}: {q.label}", q.acc * 100, q.selected)
                 for q in s.quantization
             ],
             reference=_fp32_reference(s),

@@ -80,8 +80,16 @@ class QuantRow(Record):
     batch_num: int
     acc: float
     selected: bool = False
+    #: Calibration batch size (0: not recorded, a run before batch sizes were searched).
+    batch_size: int = 0
     #: Width of the pruned model the candidate quantized (the search has one PTQ per width).
     width: float = 1.0
+
+    @property
+    def label(self) -> str:
+        """``mse bs4 x1``: algo, calibration batch size and batch count."""
+        size = f" bs{self.batch_size}" if self.batch_size else ""
+        return f"{self.algo}{size} x{self.batch_num}"
 
 
 @dataclasses.dataclass

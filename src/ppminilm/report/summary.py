@@ -104,6 +104,11 @@ def _model_rows(merged: Sequence[TaskResults], profile: str) -> list[ModelRow]:
                 latency_p95_ms=bench.latency_ms.p95,
                 throughput=bench.throughput,
                 int8_kernels=bool(check.get("runs_int8")) if bench.precision == "int8" else None,
+                test_accuracy={
+                    m.task: float(acc)
+                    for m in merged
+                    if (acc := m.rows[i].test_accuracy) is not None
+                },
             )
         )
     return rows
@@ -132,15 +137,16 @@ def _quantization(merged: Sequence[TaskResults]) -> list[QuantRow]:
                 continue
             quant = row.lineage.quantize
             best = quant.get("best", {})
+            key = ("algo", "batch_size", "batch_num")
             for c in quant.get("candidates", []):
                 out.append(
                     QuantRow(
                         task=m.task,
                         algo=str(c["algo"]),
+                        batch_size=int(c.get("batch_size", 0)),
                         batch_num=int(c["batch_num"]),
                         acc=float(c["dev_acc"]),
-                        selected=(c.get("algo"), c.get("batch_num"))
-                        == (best.get("algo"), best.get("batch_num")),
+                        selected=all(c.get(k) == best.get(k) for k in key),
                         width=float(row.arch.get("width", 1.0)),
                     )
                 )

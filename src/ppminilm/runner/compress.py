@@ -14,6 +14,7 @@ from ppminilm.contracts import (
     CANDIDATES_MD,
     PRUNE_SUMMARY_FILE,
     ContractError,
+    FinetuneResult,
     Lineage,
     StageSummary,
 )
@@ -26,6 +27,29 @@ logger = logging.getLogger(__name__)
 def _without_bulk(result: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     """A stage result without its bulky per-step lists (for lineage records)."""
     return {k: v for k, v in result.items() if k not in keys}
+
+
+def with_grid_point(cfg: PruneConfig, finetune: FinetuneResult | None) -> tuple[PruneConfig, str]:
+    """Fill the unset pruning batch size / learning rate from the selected grid point.
+
+    Returns:
+        The completed config and where the values came from (for the summary and logs).
+    """
+    missing = {k for k in ("batch_size", "learning_rate") if getattr(cfg, k) is None}
+    if not missing:
+        return cfg, "config"
+    if finetune is None:
+        return cfg, "unset"  # PruneConfig.optimisation names the fix
+    point = finetune.point
+    filled = cfg.replace(**{k: getattr(point, k) for k in missing})
+    source = f"selected grid point {point.tag} ({', '.join(sorted(missing))})"
+    logger.info(
+        "pruning with batch size %s, learning rate %g: %s",
+        filled.batch_size,
+        filled.learning_rate,
+        source,
+    )
+    return filled, source
 
 
 @stage(
@@ -57,7 +81,9 @@ def prune(
         task: Task name (default: the model's).
         profile: Profile name.
         overrides: Stage-keyed overrides (``{"prune": {...}}``).
-        **fields: ``PruneConfig`` fields (``width_mult_list``: the search's widths).
+        **fields: ``PruneConfig`` fields (``width_mult_list``: the search's widths);
+            ``batch_size`` / ``learning_rate`` left unset everywhere are the selected grid
+            point's (the model's lineage).
     """
     from ppminilm.modeling.saved import add_lineage, read_lineage, read_model_info
     from ppminilm.stages.prune import run_prune
@@ -65,7 +91,10 @@ def prune(
 
     task = task or read_model_info(model).task or None
     task_dir = resolve_task_dir(data, task)
-    cfg = resolve(PruneConfig, profile, overrides, **fields)
+    cfg, hparams_from = with_grid_point(
+        resolve(PruneConfig, profile, overrides, task=task, **fields),
+        read_lineage(model).finetune,
+    )
     result = dict(run_prune(task_dir, model, out, cfg))
     lineage = read_lineage(model).merged(
         Lineage(prune=_without_bulk(result, "per_width", "dev_acc_per_epoch"))
@@ -75,6 +104,7 @@ def prune(
             add_lineage(target, lineage)
     result.update(
         task=read_model_info(result["model_dir"]).task,
+        hparams_from=hparams_from,
         width=min(cfg.width_mult_list),
         dev_acc=result.get("pruned_dev_acc"),
         precision="fp32",
@@ -142,7 +172,7 @@ def take_width(
     "quantize",
     QuantConfig,
     metrics=("int8_dev_acc", "fp32_dev_acc", "seconds"),
-    metadata=("task", "precision", "algo", "batch_num", "dev_acc"),
+    metadata=("task", "precision", "algo", "batch_size", "batch_num", "dev_acc"),
 )
 def quantize(
     data: str | Path,
@@ -173,7 +203,7 @@ def quantize(
 
     task = task or read_serving_config(model).task or None
     task_dir = resolve_task_dir(data, task)
-    cfg = resolve(QuantConfig, profile, overrides, **fields)
+    cfg = resolve(QuantConfig, profile, overrides, task=task, **fields)
     result = dict(run_quantize(task_dir, model, out, cfg))
     if candidates_md is not None:
         atomic_write(candidates_md, lambda tmp: shutil.copyfile(Path(out) / CANDIDATES_MD, tmp))
@@ -183,10 +213,11 @@ def quantize(
         task=read_serving_config(out).task,
         precision="int8",
         algo=best.get("algo"),
+        batch_size=best.get("batch_size"),
         batch_num=best.get("batch_num"),
         dev_acc=result.get("int8_dev_acc"),
     )
     return summarize("quantize", result, profile=profile, cfg=cfg, out_dir=out)
 
 
-__all__ = ["prune", "quantize", "take_width"]
+__all__ = ["prune", "quantize", "take_width", "with_grid_point"]

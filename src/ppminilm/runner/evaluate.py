@@ -71,14 +71,26 @@ def benchmark(
     from ppminilm.modeling.saved import read_lineage
 
     serving = read_serving_config(model)
-    task_dir = resolve_task_dir(data, task or serving.task or None)
+    task = task or serving.task or None
+    task_dir = resolve_task_dir(data, task)
     given = {"device": device, "precision": serving.precision, **fields}
     if device == "cpu":
         given["use_trt"] = False
-    cfg = resolve(InferConfig, profile, overrides, **given)
+    cfg = resolve(InferConfig, profile, overrides, task=task, **given)
     target = Path(out)
     with tempfile.TemporaryDirectory(prefix="ppminilm-bench-") as work:
-        result = benchmark_row(model, task_dir, cfg, reference, deploy, split=split, work_dir=work)
+        # A labelled test split (the local tasks) is scored here too, on the engine the row
+        # reports, after every selection: nothing upstream of this step saw it.
+        result = benchmark_row(
+            model,
+            task_dir,
+            cfg,
+            reference,
+            deploy,
+            split=split,
+            work_dir=work,
+            test_split="test" if split == "dev" else None,
+        )
     arch = ModelArch.from_dict(serving.arch) if serving.arch else None
     result = result.replace(
         name=name or Path(model).name,
@@ -93,17 +105,15 @@ def benchmark(
         "latency_p50_ms": result.latency_ms.p50,
         "latency_p95_ms": result.latency_ms.p95,
     }
-    confusion = _named(result.confusion_matrix, result.task)
+    confusion = _named(result.confusion_matrix, result.task, task_dir)
     return summarize("benchmark", row, profile=profile, cfg=cfg, confusion=confusion)
 
 
-def _named(confusion: Confusion, task: str) -> Confusion:
+def _named(confusion: Confusion, task: str, task_dir: Path) -> Confusion:
     """The confusion matrix with readable label names (the KFP UI shows them as given)."""
-    from ppminilm.data import TASK_SPECS
+    from ppminilm.data import task_spec
 
-    spec = TASK_SPECS.get(task)
-    if spec is None:
-        return confusion
+    spec = task_spec(task, task_dir)
     return confusion.replace(labels=[spec.display(label) for label in confusion.labels])
 
 
@@ -155,11 +165,12 @@ def time_rows(
     models = _named_rows(models)
     first = Path(next(iter(models.values())))
     serving = read_serving_config(first)
-    task_dir = resolve_task_dir(data, task or serving.task or None)
+    task = task or serving.task or None
+    task_dir = resolve_task_dir(data, task)
     given = {"device": device, **fields}
     if device == "cpu":
         given["use_trt"] = False
-    cfg = resolve(InferConfig, profile, overrides, **given)
+    cfg = resolve(InferConfig, profile, overrides, task=task, **given)
     name, arrays, _ = encode_labelled_split(first, serving, task_dir, "dev", cfg.max_seq_len)
     batches = list(iterate_batches({k: arrays[k] for k in serving.input_names}, cfg.batch_size))
     vocab = int(serving.arch.get("vocab_size", cfg.baseline.vocab_size))

@@ -37,9 +37,7 @@ def _task_config(
     fields: Mapping[str, Any],
 ) -> tuple[Path, FinetuneConfig]:
     task_dir = resolve_task_dir(data, task)
-    cfg = resolve(
-        FinetuneConfig, profile, overrides, **{**fields, "task": task or task_of(task_dir)}
-    )
+    cfg = resolve(FinetuneConfig, profile, overrides, task=task or task_of(task_dir), **fields)
     return task_dir, cfg
 
 
@@ -126,7 +124,12 @@ def grid(
 
     task_dir, cfg = _task_config(data, task, profile, overrides, fields)
     grid_cfg = resolve(
-        GridConfig, profile, overrides, batch_sizes=batch_sizes, learning_rates=learning_rates
+        GridConfig,
+        profile,
+        overrides,
+        task=cfg.task,
+        batch_sizes=batch_sizes,
+        learning_rates=learning_rates,
     )
     results = run_grid(
         task_dir,

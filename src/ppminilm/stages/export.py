@@ -79,7 +79,7 @@ def run_export(
     }
     if task_dir is not None:
         data = load_task_dir(task_dir, task=info.task)
-        dev = encode_split(load_tokenizer(model_dir), data.dev, data.task, info.labels, max_seq_len)
+        dev = encode_split(load_tokenizer(model_dir), data.dev, data.spec, info.labels, max_seq_len)
         dyn = predict_logits(model, dev)
         static = InferConfig(
             max_seq_len=max_seq_len, num_threads=1, use_mkldnn=False, use_trt=False

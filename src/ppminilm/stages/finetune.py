@@ -5,7 +5,7 @@ a classifier) or from random initialisation (``scratch``), trains with AdamW + l
 evaluates on the dev split every ``eval_steps`` and at each epoch end, and saves the best dev
 checkpoint as a ``classifier`` model directory (see :mod:`ppminilm.modeling.saved`).
 
-The calibration split is never used here: it stays held out for pruning and quantization.
+Training uses the whole train split; selection (the best checkpoint) sees dev only.
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ import numpy as np
 from ppminilm.compat.paddle import paddle, set_seed
 from ppminilm.config import FinetuneConfig, ModelArch
 from ppminilm.contracts import EvalPoint, FinetuneResult
-from ppminilm.data import DataError, TaskData, load_task_dir
+from ppminilm.data import DataError, TaskData, TaskSpec, load_task_dir
 from ppminilm.modeling.ernie import build_model
 from ppminilm.modeling.saved import (
     MODEL_CONFIG_FILE,
-    WEIGHTS_FILE,
     ModelFormatError,
     ModelInfo,
     load_model,
     read_model_info,
     save_model,
 )
+from ppminilm.modeling.weights import WEIGHT_FILES, find_weights
 from ppminilm.training.loop import (
     StepLogger,
     accuracy,
@@ -76,8 +76,10 @@ def parse_init(init_model: str | Path | None, arch: ModelArch | None = None) -> 
     """Interpret the ``init_model`` argument of :func:`run_finetune`.
 
     Args:
-        init_model: A saved model directory; ``"scratch"`` or None (random init with
-            ``arch``); or ``"scratch:<json ModelArch>"`` (random init with that shape).
+        init_model: A saved model directory (ours, or a PaddleNLP ``save_pretrained``
+            directory of an ERNIE/BERT/RoBERTa/PP-MiniLM model); ``"scratch"`` or None (random
+            init with ``arch``); or ``"scratch:<json ModelArch>"`` (random init with that
+            shape).
         arch: Architecture for ``scratch`` without JSON.
 
     Returns:
@@ -108,12 +110,12 @@ def parse_init(init_model: str | Path | None, arch: ModelArch | None = None) -> 
     path = Path(text)
     if not path.is_dir():
         raise FileNotFoundError(
-            f"init model {path}: no such directory (expected a saved model "
-            f"dir with {MODEL_CONFIG_FILE} + {WEIGHTS_FILE}, or 'scratch')"
+            f"init model {path}: no such directory (expected a saved model dir with "
+            f"{MODEL_CONFIG_FILE} + {' or '.join(WEIGHT_FILES)}, a PaddleNLP save_pretrained "
+            "dir, or 'scratch')"
         )
     read_model_info(path)  # raises ModelFormatError naming the file
-    if not (path / WEIGHTS_FILE).is_file():
-        raise ModelFormatError(f"init model {path}: no {WEIGHTS_FILE}")
+    find_weights(path)
     return InitSpec(path, None)
 
 
@@ -172,7 +174,7 @@ def _build_classifier(
 def encode_split(
     tokenizer: Any,
     examples: Sequence[Mapping[str, Any]],
-    task: str,
+    task: str | TaskSpec,
     labels: Sequence[str],
     max_seq_len: int,
 ) -> dict[str, np.ndarray]:
@@ -181,7 +183,7 @@ def encode_split(
     Args:
         tokenizer: A tokenizer from :func:`ppminilm.data.tokenizer.load_tokenizer`.
         examples: Labelled examples in the task's field names.
-        task: Canonical task name.
+        task: Task name or spec (a custom task's spec maps its text fields).
         labels: Label strings in id order.
         max_seq_len: Sequence length (pad/truncate).
 
@@ -249,8 +251,8 @@ def run_finetune(
             f"FinetuneConfig.max_seq_len={cfg.max_seq_len} exceeds the model's "
             f"max_position={info.arch.max_position}"
         )
-    train = encode_split(tokenizer, data.train, data.task, data.labels, cfg.max_seq_len)
-    dev = encode_split(tokenizer, data.dev, data.task, data.labels, cfg.max_seq_len)
+    train = encode_split(tokenizer, data.train, data.spec, data.labels, cfg.max_seq_len)
+    dev = encode_split(tokenizer, data.dev, data.spec, data.labels, cfg.max_seq_len)
     majority = majority_accuracy(dev["labels"])
 
     per_epoch = num_batches(len(train["labels"]), cfg.batch_size)

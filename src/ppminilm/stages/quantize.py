@@ -1,12 +1,15 @@
 """Stage 4: post-training static INT8 quantization (PaddleSlim ``quant_post_static``) search.
 
-Every ``cfg.algos`` x ``cfg.batch_nums`` candidate is calibrated on the held-out ``calib``
-split (never the reported dev set), evaluated on dev with Paddle Inference on the device it
-will serve on, and the best is kept (ties: order of ``cfg.algos``, then fewer calibration
-batches). ``cfg.device='cpu'``: oneDNN INT8 kernels (``enable_mkldnn_int8``: without it a PTQ
-model runs its fake-quant ops in FP32, slower than the FP32 model; restricted to
-``cfg.mkldnn_int8_ops``, ``fc`` by default, because paddle 2.6.2's INT8 attention
-``fused_matmul`` is wrong). ``cfg.device='gpu'`` (the pipeline's GPU branch, on the T4 pool):
+Every ``cfg.algos`` x ``cfg.batch_sizes`` x ``cfg.batch_nums`` candidate is calibrated on a
+deterministic sample of train inputs (no labels used; the seed's ``quant_post.py`` calibrates
+one batch of 4 or 8 examples, the cluster profile's default), evaluated on dev with Paddle
+Inference on the device it will serve on, and the best is kept (ties: order of ``cfg.algos``,
+then fewer calibration examples, then fewer batches). The sample is drawn once; a candidate
+calibrates on its first ``batch_size x batch_num`` examples, so a smaller calibration sees a
+subset of a larger one. ``cfg.device='cpu'``: oneDNN INT8 kernels (``enable_mkldnn_int8``:
+without it a PTQ model runs its fake-quant ops in FP32, slower than the FP32 model; restricted
+to ``cfg.mkldnn_int8_ops``, by default :data:`ppminilm.config.CPU_INT8_OPS`, which says why).
+``cfg.device='gpu'`` (the pipeline's GPU branch, on the T4 pool):
 TensorRT INT8 with the model's own scales (``use_calib_mode=False``) and tuned dynamic shapes
 collected per candidate, the benchmark's settings; a model that scores well under oneDNN's
 fc-only INT8 need not under TensorRT's INT8 attention, so candidates are chosen where they run.
@@ -199,6 +202,7 @@ def _quantize_one(
     out: Path,
     calib: dict[str, np.ndarray],
     algo: str,
+    batch_size: int,
     batch_num: int,
     cfg: QuantConfig,
     op_types: list[str],
@@ -219,7 +223,7 @@ def _quantize_one(
             ptq_zero_dim_fix(),
             quiet_ptq(progress_bars_wanted()),
         ):
-            loader = calibration_loader(calib, cfg.batch_size, INPUT_NAMES)
+            loader = calibration_loader(calib, batch_size, INPUT_NAMES)
             quant_post_static(
                 executor=exe,
                 model_dir=str(fp32_dir),
@@ -229,7 +233,7 @@ def _quantize_one(
                 params_filename=f"{MODEL_PREFIX}.pdiparams",
                 save_model_filename=f"{MODEL_PREFIX}.pdmodel",
                 save_params_filename=f"{MODEL_PREFIX}.pdiparams",
-                batch_size=cfg.batch_size,
+                batch_size=batch_size,
                 batch_nums=batch_num,
                 algo=algo,
                 hist_percent=cfg.hist_percent,
@@ -248,10 +252,29 @@ def _encode(task_data: Any, split: str, model_dir: Path, max_seq_len: int) -> di
     return encode_split(
         load_tokenizer(model_dir),
         task_data.split(split),
-        task_data.task,
+        task_data.spec,
         task_data.labels,
         max_seq_len,
     )
+
+
+def calibration_inputs(task_data: Any, model_dir: Path, cfg: QuantConfig) -> dict[str, np.ndarray]:
+    """The calibration inputs: a deterministic sample of train, encoded, labels left out.
+
+    Its size is the largest ``batch_size x batch_num`` among the candidates.
+    """
+    from ppminilm.data import sample_examples
+    from ppminilm.data.tokenizer import encode_examples, load_tokenizer
+
+    needed = max(cfg.batch_sizes) * max(cfg.batch_nums)
+    sample = sample_examples(task_data.train, needed, cfg.seed)
+    if len(sample) < needed:
+        logger.warning(
+            "train has %d examples; calibrating %d needs more (the loader stops early)",
+            len(sample),
+            needed,
+        )
+    return encode_examples(load_tokenizer(model_dir), sample, task_data.spec, cfg.max_seq_len)
 
 
 def run_quantize(
@@ -260,14 +283,15 @@ def run_quantize(
     """Search PTQ settings for an FP32 inference model and keep the best INT8 model.
 
     Args:
-        task_dir: Task directory (``calib`` calibrates, ``dev`` selects).
+        task_dir: Task directory (a train sample calibrates, ``dev`` selects).
         model_dir: FP32 static inference dir (export.py layout, e.g. the prune stage's).
         out_dir: Output inference dir (best INT8 candidate), written all or nothing.
-        cfg: Algorithms, calibration batch counts, batch size, weight quantization.
+        cfg: Algorithms, calibration batch sizes and counts, weight quantization.
 
     Returns:
-        JSON-able summary: ``fp32_dev_acc``, ``int8_dev_acc``, ``best`` (algo, batch_num),
-        ``candidates`` (each: algo, batch_num, dev_acc, quant_ops, seconds), ``int8_check``
+        JSON-able summary: ``fp32_dev_acc``, ``int8_dev_acc``, ``best`` (algo, batch_size,
+        batch_num), ``candidates`` (each: algo, batch_size, batch_num, calib_examples,
+        dev_acc, quant_ops, seconds), ``int8_check``
         (quant ops present, oneDNN INT8 kernels used), ``quantizable_op_type`` (the types
         found in the program), ``calib_examples``, ``model_dir``, ``seconds``.
 
@@ -304,17 +328,8 @@ def run_quantize(
     logger.info(
         "quantizing op types %s (%s)", op_types, ", ".join(f"{t} x{present[t]}" for t in op_types)
     )
-    calib = _encode(task_data, "calib", model_dir, cfg.max_seq_len)
+    calib = calibration_inputs(task_data, model_dir, cfg)
     dev = _encode(task_data, "dev", model_dir, cfg.max_seq_len)
-    needed = max(cfg.batch_nums) * cfg.batch_size
-    if len(calib["labels"]) < needed:
-        logger.warning(
-            "calib split has %d examples; %d batches of %d need %d (the loader stops early)",
-            len(calib["labels"]),
-            max(cfg.batch_nums),
-            cfg.batch_size,
-            needed,
-        )
     fp32_acc = evaluate_inference(
         model_dir, dev, "fp32", EVAL_BATCH_SIZE, cfg.num_threads, device=cfg.device
     )
@@ -323,45 +338,54 @@ def run_quantize(
     candidates: list[dict[str, Any]] = []
     with staged_dir(out_dir, replace=True, kind="quantize") as tmp:
         work = tmp / ".candidates"
-        for algo in cfg.algos:
-            for batch_num in cfg.batch_nums:
-                t1 = time.perf_counter()
-                cand = work / f"{algo}_{batch_num}"
-                _quantize_one(model_dir, cand, calib, algo, batch_num, cfg, op_types)
-                _finish_dir(cand, model_dir, serving, {})
-                acc = evaluate_inference(
-                    cand,
-                    dev,
-                    "int8",
-                    EVAL_BATCH_SIZE,
-                    cfg.num_threads,
-                    cfg.mkldnn_int8_ops,
-                    device=cfg.device,
-                )
-                candidates.append(
-                    {
-                        "algo": algo,
-                        "batch_num": batch_num,
-                        "dev_acc": acc,
-                        "quant_ops": quant_op_counts(cand),
-                        "seconds": round(time.perf_counter() - t1, 2),
-                    }
-                )
-                logger.info("candidate %s x %d batches: int8 dev acc %.4f", algo, batch_num, acc)
+        for algo, batch_size, batch_num in candidate_grid(cfg):
+            t1 = time.perf_counter()
+            cand = work / candidate_name(algo, batch_size, batch_num)
+            _quantize_one(model_dir, cand, calib, algo, batch_size, batch_num, cfg, op_types)
+            _finish_dir(cand, model_dir, serving, {})
+            acc = evaluate_inference(
+                cand,
+                dev,
+                "int8",
+                EVAL_BATCH_SIZE,
+                cfg.num_threads,
+                cfg.mkldnn_int8_ops,
+                device=cfg.device,
+            )
+            candidates.append(
+                {
+                    "algo": algo,
+                    "batch_size": batch_size,
+                    "batch_num": batch_num,
+                    "calib_examples": min(len(calib["input_ids"]), batch_size * batch_num),
+                    "dev_acc": acc,
+                    "quant_ops": quant_op_counts(cand),
+                    "seconds": round(time.perf_counter() - t1, 2),
+                }
+            )
+            logger.info(
+                "candidate %s, %d batch(es) of %d: int8 dev acc %.4f",
+                algo,
+                batch_num,
+                batch_size,
+                acc,
+            )
         best = select_best(candidates, list(cfg.algos))
-        best_dir = work / f"{best['algo']}_{best['batch_num']}"
+        best_dir = work / candidate_name(best["algo"], best["batch_size"], best["batch_num"])
         check = int8_check(best_dir, cfg.num_threads, cfg.mkldnn_int8_ops, cfg.device)
         if not check["has_quant_ops"] or check["runs_int8"] is False:
             logger.warning("INT8 check failed for %s: %s", best_dir, check)
-        calib_size = min(len(calib["labels"]), best["batch_num"] * cfg.batch_size)
+        calib_size = best["calib_examples"]
         provenance = {
             "stage": "quantize",
             "config": cfg.to_dict(),
             "parent": str(model_dir),
             "task_dir": str(task_dir),
             "algo": best["algo"],
+            "batch_size": best["batch_size"],
             "batch_num": best["batch_num"],
             "calib_examples": calib_size,
+            "calib_split": "train (sample, inputs only)",
             "dev_acc": best["dev_acc"],
             "fp32_dev_acc": fp32_acc,
         }
@@ -372,11 +396,16 @@ def run_quantize(
         summary = {
             "fp32_dev_acc": fp32_acc,
             "int8_dev_acc": best["dev_acc"],
-            "best": {"algo": best["algo"], "batch_num": best["batch_num"]},
+            "best": {
+                "algo": best["algo"],
+                "batch_size": best["batch_size"],
+                "batch_num": best["batch_num"],
+            },
             "candidates": candidates,
             "int8_check": check,
             "quantizable_op_type": op_types,
             "calib_examples": calib_size,
+            "calib_split": "train (sample, inputs only)",
             "model_dir": str(out_dir),
             "seconds": round(time.perf_counter() - t0, 2),
         }
@@ -386,14 +415,30 @@ def run_quantize(
         )
         write_json(tmp / QUANT_SUMMARY_FILE, summary)
     logger.info(
-        "best %s x %d: int8 dev acc %.4f (fp32 %.4f) -> %s",
+        "best %s, %d batch(es) of %d: int8 dev acc %.4f (fp32 %.4f) -> %s",
         best["algo"],
         best["batch_num"],
+        best["batch_size"],
         best["dev_acc"],
         fp32_acc,
         out_dir,
     )
     return summary
+
+
+def candidate_grid(cfg: QuantConfig) -> list[tuple[str, int, int]]:
+    """Every ``(algo, batch_size, batch_num)`` candidate, in search order."""
+    return [
+        (algo, batch_size, batch_num)
+        for algo in cfg.algos
+        for batch_size in cfg.batch_sizes
+        for batch_num in cfg.batch_nums
+    ]
+
+
+def candidate_name(algo: str, batch_size: int, batch_num: int) -> str:
+    """Directory name of one candidate: ``mse_bs4_x1``."""
+    return f"{algo}_bs{batch_size}_x{batch_num}"
 
 
 def quantize_arrays(
@@ -402,7 +447,8 @@ def quantize_arrays(
     calib: dict[str, np.ndarray],
     cfg: QuantConfig,
 ) -> Path:
-    """One PTQ model (``cfg.algos[0]`` x ``cfg.batch_nums[0]``) from encoded calibration arrays.
+    """One PTQ model (``cfg.algos[0]``, ``cfg.batch_nums[0]`` batches of ``cfg.batch_sizes[0]``)
+    from encoded calibration arrays.
 
     For speed rows and device checks whose inputs are ids, not a task directory (no search,
     no dev scoring): same ``quant_post_static`` settings and output layout as
@@ -426,23 +472,35 @@ def quantize_arrays(
     op_types = [t for t in cfg.quantizable_op_type if t in present]
     if not op_types:
         raise ValueError(f"{model_dir}: program has none of {list(cfg.quantizable_op_type)}")
-    algo, batch_num = cfg.algos[0], cfg.batch_nums[0]
+    algo, batch_size, batch_num = cfg.algos[0], cfg.batch_sizes[0], cfg.batch_nums[0]
     with staged_dir(out_dir, replace=True, kind="quantize") as tmp:
-        _quantize_one(model_dir, tmp / "model", calib, algo, batch_num, cfg, op_types)
+        _quantize_one(model_dir, tmp / "model", calib, algo, batch_size, batch_num, cfg, op_types)
         for name in (f"{MODEL_PREFIX}.pdmodel", f"{MODEL_PREFIX}.pdiparams"):
             shutil.move(str(tmp / "model" / name), tmp / name)
         shutil.rmtree(tmp / "model")
         provenance = {"stage": "quantize", "config": cfg.to_dict(), "parent": str(model_dir)}
-        _finish_dir(tmp, model_dir, serving, {**provenance, "algo": algo, "batch_num": batch_num})
+        chosen = {
+            "algo": algo,
+            "batch_size": batch_size,
+            "batch_num": batch_num,
+            "calib_examples": min(len(calib["input_ids"]), batch_size * batch_num),
+        }
+        _finish_dir(tmp, model_dir, serving, {**provenance, **chosen})
     return Path(out_dir)
 
 
 def select_best(candidates: list[dict[str, Any]], algo_order: list[str]) -> dict[str, Any]:
-    """Highest dev accuracy; ties go to the earlier algo in ``algo_order``, then fewer batches."""
+    """Highest dev accuracy; ties go to the earlier algo in ``algo_order``, then fewer
+    calibration examples, then fewer batches."""
     if not candidates:
         raise ValueError("no quantization candidates to choose from")
+
+    def examples(c: dict[str, Any]) -> int:
+        return int(c.get("batch_size", 0)) * int(c["batch_num"])
+
     return min(
-        candidates, key=lambda c: (-c["dev_acc"], algo_order.index(c["algo"]), c["batch_num"])
+        candidates,
+        key=lambda c: (-c["dev_acc"], algo_order.index(c["algo"]), examples(c), c["batch_num"]),
     )
 
 
@@ -477,16 +535,18 @@ def candidates_markdown(
 ) -> str:
     """A Markdown table of the candidates (best marked) for the report."""
     lines = [
-        f"FP32 dev accuracy: {fp32_acc:.4f}",
+        f"FP32 dev accuracy: {fp32_acc:.4f}; calibration: a sample of train inputs (no labels)",
         "",
-        "| algo | calib batches | INT8 dev acc | diff vs FP32 | quant ops | best |",
-        "|---|---:|---:|---:|---:|:---:|",
+        "| algo | calib batch size | calib batches | calib examples | INT8 dev acc "
+        "| diff vs FP32 | quant ops | best |",
+        "|---|---:|---:|---:|---:|---:|---:|:---:|",
     ]
+    key = ("algo", "batch_size", "batch_num")
     for c in candidates:
-        mark = "yes" if (c["algo"], c["batch_num"]) == (best["algo"], best["batch_num"]) else ""
+        mark = "yes" if all(c[k] == best[k] for k in key) else ""
         ops = sum(Counter(c["quant_ops"]).values())
         lines.append(
-            f"| {c['algo']} | {c['batch_num']} | {c['dev_acc']:.4f} | "
-            f"{c['dev_acc'] - fp32_acc:+.4f} | {ops} | {mark} |"
+            f"| {c['algo']} | {c['batch_size']} | {c['batch_num']} | {c['calib_examples']} | "
+            f"{c['dev_acc']:.4f} | {c['dev_acc'] - fp32_acc:+.4f} | {ops} | {mark} |"
         )
     return "\n".join(lines) + "\n"

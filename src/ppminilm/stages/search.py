@@ -278,7 +278,7 @@ def candidates_from(rows: Sequence[BenchmarkResult], timing: TimingResult) -> li
                 slowest_s=max(t.seconds_per_pass),
                 round_seconds=tuple(t.seconds_per_pass),
                 speedup=t.speedup,
-                test_acc=getattr(row, "test_accuracy", None),
+                test_acc=row.test_accuracy,
             )
         )
     keys = [c.key for c in out]

@@ -7,7 +7,8 @@ model). INT8:
 * :func:`quantize_ort_dynamic`: ``quantize_dynamic`` (INT8 weights, activations quantized per
   batch at run time).
 * :func:`quantize_ort_static`: ``quantize_static`` in QDQ format, calibrated (MinMax) on the
-  calib split: U8 activations, per-channel S8 weights, every MatMul (FC and attention).
+  train sample the Paddle PTQ calibrated on: U8 activations, per-channel S8 weights, every
+  MatMul (FC and attention).
 
 paddle2onnx 1.3.1 writes weights as ``Constant`` nodes, and onnxruntime's quantizers only
 quantize a ``MatMul`` whose weight is an initializer: on the raw export they silently quantize
@@ -228,7 +229,7 @@ def quantize_ort_static(
 
     Args:
         fp32_dir: FP32 onnxruntime dir.
-        calib: Encoded calibration inputs (the calib split).
+        calib: Encoded calibration inputs (a train sample, inputs only).
         out_dir: INT8 onnxruntime dir.
         calib_examples: Calibration rows used (the same count the Paddle PTQ used).
 

@@ -253,8 +253,8 @@ def quantize_openvino(
 ) -> dict[str, Any]:
     """NNCF post-training INT8 quantization of an FP32 inference dir into OpenVINO IR.
 
-    Calibrates on the first ``calib_examples`` rows of ``calib`` (the calib split, as the
-    Paddle PTQ does), with NNCF's transformer scheme (``ModelType.TRANSFORMER``: smooth quant,
+    Calibrates on the first ``calib_examples`` rows of ``calib`` (the train sample the Paddle
+    PTQ calibrated on), with NNCF's transformer scheme (``ModelType.TRANSFORMER``: smooth quant,
     attention matmuls quantized, layer norms and softmax kept float).
 
     Args:

@@ -4,10 +4,13 @@ For one benchmark row (a model at one precision) the candidates are:
 
 * ``paddle``: the model as the pipeline produced it (for INT8, our PaddleSlim PTQ model).
 * ``openvino``: FP32/BF16 read the Paddle program directly; INT8 is NNCF post-training
-  quantization of the FP32 ``reference`` model on the task's calib split (OpenVINO cannot read
-  PaddleSlim's fake-quant ops).
+  quantization of the FP32 ``reference`` model (OpenVINO cannot read PaddleSlim's fake-quant
+  ops).
 * ``onnxruntime``: paddle2onnx export; INT8 is static QDQ quantization of the FP32
-  ``reference`` on the calib split (no BF16 row: onnxruntime's CPU provider has none).
+  ``reference`` (no BF16 row: onnxruntime's CPU provider has none).
+
+The peers' INT8 calibrates on the train sample the Paddle PTQ model was calibrated on (same
+seed, same count: :func:`ptq_calibration`; inputs only), never on the dev split it is scored on.
 
 Every candidate is timed with the same schedule, passes interleaved
 (:func:`ppminilm.inference.benchmark.timed_passes`), and scored on the same split. The fastest
@@ -44,17 +47,52 @@ MAX_ACC_DROP_POINTS = 0.5
 DEFAULT_CALIB_EXAMPLES = 16
 
 
-def ptq_calib_examples(model_dir: str | Path, default: int = DEFAULT_CALIB_EXAMPLES) -> int:
-    """Calibration examples the quantize stage used for a Paddle PTQ model (its provenance)."""
+def ptq_calibration(
+    model_dir: str | Path, default: int = DEFAULT_CALIB_EXAMPLES
+) -> tuple[int, int]:
+    """``(examples, seed)`` of the train sample a Paddle PTQ model was calibrated on.
+
+    Read from its ``provenance.json`` (the quantize stage's ``details.calib_examples`` and
+    ``config.seed``); the defaults (:data:`DEFAULT_CALIB_EXAMPLES`, ``QuantConfig.seed``) where
+    it records none.
+
+    Args:
+        model_dir: The Paddle PTQ inference dir.
+        default: The count where the provenance records none.
+    """
+    from ppminilm.config import QuantConfig
     from ppminilm.io import read_json_file
     from ppminilm.modeling.saved import PROVENANCE_FILE, ModelFormatError
 
+    examples, seed = default, QuantConfig().seed
     path = Path(model_dir) / PROVENANCE_FILE
     if path.is_file():
-        value = read_json_file(path, ModelFormatError).get("calib_examples")
+        record = read_json_file(path, ModelFormatError)
+        details = record.get("details") if isinstance(record.get("details"), dict) else {}
+        config = record.get("config") if isinstance(record.get("config"), dict) else {}
+        value = details.get("calib_examples", record.get("calib_examples"))
         if isinstance(value, int) and value > 0:
-            return value
-    return default
+            examples = value
+        if isinstance(config.get("seed"), int):
+            seed = config["seed"]
+    return examples, seed
+
+
+def ptq_calib_examples(model_dir: str | Path, default: int = DEFAULT_CALIB_EXAMPLES) -> int:
+    """Calibration examples the quantize stage used for a Paddle PTQ model (its provenance)."""
+    return ptq_calibration(model_dir, default)[0]
+
+
+def calibration_sample(
+    model_dir: Path, task_dir: str | Path, examples: int, seed: int, max_seq_len: int
+) -> dict[str, np.ndarray]:
+    """The peers' calibration inputs: the quantize stage's train sample, encoded, no labels."""
+    from ppminilm.data import load_task_dir, sample_examples
+    from ppminilm.data.tokenizer import encode_examples, load_tokenizer
+
+    data = load_task_dir(task_dir)
+    sample = sample_examples(data.train, examples, seed)
+    return encode_examples(load_tokenizer(model_dir), sample, data.spec, max_seq_len)
 
 
 def prepare_candidate(
@@ -141,12 +179,14 @@ def benchmark_engines(
     deploy_dir: str | Path | None = None,
     work_dir: str | Path | None = None,
     calib_examples: int | None = None,
+    test_split: str | None = None,
 ) -> BenchmarkResult:
     """Benchmark one row on several engines and keep the fastest (see the module docstring).
 
     Args:
         model_dir: The row's Paddle inference dir (FP32, or our PTQ model for INT8).
-        task_dir: Task directory (``split`` timed and scored; ``calib`` calibrates the peers).
+        task_dir: Task directory (``dev`` timed and scored; a train sample calibrates the
+            peers' INT8).
         cfg: The row's settings (``engine`` is ignored: every candidate runs).
         reference_dir: The FP32 model the INT8 peers quantize themselves (for an INT8 row).
         engines: Candidates (default: every installed engine).
@@ -154,6 +194,8 @@ def benchmark_engines(
         work_dir: Where converted models go (default: a temporary directory).
         calib_examples: Calibration examples for the peers' INT8 (default: as many as the
             Paddle PTQ model was calibrated on, :func:`ptq_calib_examples`).
+        test_split: If given and labelled, also scored (untimed) on the winning engine
+            (``test_accuracy``); no selection sees it.
 
     Returns:
         The winner's :func:`ppminilm.inference.benchmark.run_benchmark` result, plus
@@ -177,10 +219,11 @@ def benchmark_engines(
     )
     batches = list(iterate_batches(arrays, cfg.batch_size))
     calib = None
+    recorded, seed = ptq_calibration(model_dir)
     if calib_examples is None:
-        calib_examples = ptq_calib_examples(model_dir)
+        calib_examples = recorded
     if cfg.precision == "int8":
-        _, calib, _ = encode_labelled_split(model_dir, serving, task_dir, "calib", cfg.max_seq_len)
+        calib = calibration_sample(model_dir, task_dir, calib_examples, seed, cfg.max_seq_len)
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="ppminilm-engines-") as tmp:
         work = Path(work_dir or tmp)
@@ -223,6 +266,12 @@ def benchmark_engines(
             {n: {"total_s": r.total_s, "accuracy": r.accuracy} for n, r in results.items()}
         )
         logger.info("engine auto for %s: %s (%s)", model_dir.name, best, reason)
+        tested = None
+        if test_split:
+            from ppminilm.inference.benchmark import score_split
+
+            best_cfg = cfg.replace(engine=best)
+            tested = score_split(task_dir, model_dir, best_cfg, test_split, engine=opened[best])
         deployed = ""
         if deploy_dir:
             deployed = str(copy_dir(opened[best].model_dir, deploy_dir, kind="inference"))
@@ -243,6 +292,8 @@ def benchmark_engines(
     out = results[best].replace(
         model_dir=str(model_dir), engines=summary, engine_choice=reason, deploy_dir=deployed
     )
+    if tested is not None:
+        out = out.replace(test_accuracy=tested[0], test_examples=tested[1])
     return out
 
 
@@ -255,6 +306,7 @@ def benchmark_row(
     *,
     split: str = "dev",
     work_dir: str | Path | None = None,
+    test_split: str | None = None,
 ) -> BenchmarkResult:
     """One benchmark row on ``cfg.engine`` (the pipeline's benchmark step).
 
@@ -270,14 +322,19 @@ def benchmark_row(
         deploy_dir: If given, gets a copy of the inference dir the reported engine ran.
         split: Labelled split to time and score (``dev``; peers always use ``dev``).
         work_dir: Scratch dir (TensorRT shape ranges; converted peer models).
+        test_split: If given and labelled, also scored (untimed) on the row's engine
+            (``test_accuracy``, ``test_examples``): no selection sees it.
 
     Returns:
         The benchmark result (``engine`` says which engine it is), plus ``deploy_dir``.
     """
-    from ppminilm.inference.benchmark import run_benchmark
+    from ppminilm.inference.benchmark import run_benchmark, score_split
 
     if cfg.engine == "paddle":
         result = run_benchmark(task_dir, model_dir, cfg, split=split, work_dir=work_dir)
+        tested = score_split(task_dir, model_dir, cfg, test_split) if test_split else None
+        if tested is not None:
+            result = result.replace(test_accuracy=tested[0], test_examples=tested[1])
         if deploy_dir:
             result = result.replace(
                 deploy_dir=str(copy_dir(model_dir, deploy_dir, kind="inference"))
@@ -292,4 +349,5 @@ def benchmark_row(
         engines=engines,
         deploy_dir=deploy_dir,
         work_dir=work_dir,
+        test_split=test_split,
     )

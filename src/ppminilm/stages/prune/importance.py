@@ -1,12 +1,31 @@
 """Head and FFN-neuron importance (DynaBERT) and the reordering that puts important ones first.
 
-Importance is measured on held-out labelled data (the ``calib`` split, never the reported dev
-set): a head's score is the accumulated ``|d loss / d mask|`` of a multiplicative mask on its
-attention weights; a neuron's score is the first-order saliency ``|sum(w * dL/dw)|`` over its
-``linear1`` column (plus bias) and ``linear2`` row. Reordering permutes Q/K/V output columns
-per head, ``out_proj`` input rows, ``linear1`` columns and ``linear2`` rows consistently, so
-the model computes exactly the same function; afterwards "keep the first k" (OFA width,
-:func:`ppminilm.modeling.saved.shrink_to_width`) keeps the most important ones.
+Importance is measured on labelled training data (a deterministic sample of train, never the
+reported dev set): a head's score is the sum over batches of ``|d loss / d mask|`` of a
+multiplicative mask on its attention weights; a neuron's score is the first-order saliency
+``|sum(w * dL/dw)|`` over its ``linear1`` column (plus bias) and ``linear2`` row. Reordering
+permutes Q/K/V output columns per head, ``out_proj`` input rows, ``linear1`` columns and
+``linear2`` rows consistently, so the model computes exactly the same function; afterwards
+"keep the first k" (OFA width, :func:`ppminilm.modeling.saved.shrink_to_width`) keeps the most
+important ones.
+
+Where this differs from PaddleSlim 2.6.0's ``nlp_utils.compute_neuron_head_importance`` as the
+PP-MiniLM example (``pruning/prune.py``) calls it -- the formula is the same:
+
+* Split: upstream scores on the dev loader, the set whose accuracy it reports and selects on;
+  here a train sample (``PruneConfig.importance_examples``).
+* Gradient accumulation: upstream never clears gradients between batches, so batch ``t`` adds
+  ``|g_1 + ... + g_t|`` (early batches count more, opposite-signed gradients cancel); here
+  gradients are cleared after each batch, so batch ``t`` adds ``|g_t|``.
+* Mode: upstream does not set one (the model scores in the mode loading left it, train mode
+  with dropout in the PaddleNLP of its day); here eval mode, so the scores are deterministic.
+
+``tests/unit/test_prune_importance.py`` checks this against a reference written the upstream
+way on a fine-tuned tiny model: with one batch in eval mode the scores are identical; over 8
+batches the accumulation keeps the same heads (agreement 1.00) and 98% of the same neurons; in
+train mode (dropout 0.1) upstream's kept heads agree with ours 67-83% and its kept neurons
+81-83%, and its own ranking moves with the dropout seed (83% heads, 93% neurons between two
+seeds): the measured difference is dropout noise, which eval mode removes.
 """
 
 from __future__ import annotations
@@ -69,7 +88,7 @@ def compute_importance(
         head_mask.clear_gradient()
         seen += len(batch["labels"])
     if not seen:
-        raise ValueError("importance needs at least one labelled batch (is the calib split empty?)")
+        raise ValueError("importance needs at least one labelled batch (the train sample is empty)")
     if was_training:
         model.train()
     logger.info("head/neuron importance from %d examples", seen)

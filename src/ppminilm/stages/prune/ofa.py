@@ -1,7 +1,8 @@
 """Stage 3: DynaBERT-style OFA width pruning of a fine-tuned classifier.
 
-1. Score heads and FFN neurons on the held-out ``calib`` split and reorder them so the most
-   important come first (:mod:`ppminilm.stages.prune.importance`; the function is unchanged).
+1. Score heads and FFN neurons on a deterministic sample of train (``cfg.importance_examples``)
+   and reorder them so the most important come first (:mod:`ppminilm.stages.prune.importance`;
+   the function is unchanged).
 2. Convert the reordered model to a PaddleSlim OFA supernet and distil the fine-tuned
    (unpruned) teacher into each width of ``cfg.width_mult_list``: hidden-state MSE on the
    embeddings and every layer output times ``cfg.hidden_mse_weight`` plus soft cross-entropy
@@ -34,7 +35,7 @@ from ppminilm.compat.paddle import paddle, set_seed
 from ppminilm.compat.paddleslim import apply_dynabert_forward, dynabert_net_config, prepare_ofa
 from ppminilm.config import PruneConfig, check_widths
 from ppminilm.contracts import MODEL_CONFIG_FILE, PRUNE_SUMMARY_FILE
-from ppminilm.data import load_task_dir
+from ppminilm.data import load_task_dir, sample_examples
 from ppminilm.io import staged_dir, write_json
 from ppminilm.modeling.ernie import build_model, encoder_param_count
 from ppminilm.modeling.export import export_static
@@ -99,14 +100,11 @@ def submodel_state(
 
 
 def _encode(
-    task_data: Any, split: str, tokenizer: Any, labels: list[str], max_seq_len: int, limit: int = 0
+    task_data: Any, examples: Any, tokenizer: Any, labels: list[str], max_seq_len: int
 ) -> dict[str, np.ndarray]:
     from ppminilm.stages.finetune import encode_split
 
-    examples = task_data.split(split)
-    if limit:
-        examples = examples[:limit]
-    return encode_split(tokenizer, examples, task_data.task, labels, max_seq_len)
+    return encode_split(tokenizer, examples, task_data.spec, labels, max_seq_len)
 
 
 def _check_inputs(task_data: Any, info: ModelInfo, model_dir: Path, cfg: PruneConfig) -> None:
@@ -126,8 +124,6 @@ def _check_inputs(task_data: Any, info: ModelInfo, model_dir: Path, cfg: PruneCo
         "PruneConfig.width_mult_list",
         model=f"model in {model_dir}",
     )
-    if not task_data.calib:
-        raise ValueError("task directory has an empty calib split; importance needs it")
 
 
 def _build_ofa(model: paddle.nn.Layer, teacher: paddle.nn.Layer, cfg: PruneConfig) -> Any:
@@ -154,11 +150,12 @@ def run_prune(
     """Prune a fine-tuned classifier to ``cfg.width_mult_list`` widths with OFA distillation.
 
     Args:
-        task_dir: Task directory (``train`` for distillation, ``calib`` for importance,
+        task_dir: Task directory (``train`` for distillation and, sampled, for importance;
             ``dev`` for model selection).
         model_dir: Fine-tuned classifier model directory (also the teacher).
         out_dir: Output directory (layout in the module docstring), written all or nothing.
-        cfg: Widths, optimisation and loss weights.
+        cfg: Widths, optimisation and loss weights (``batch_size`` and ``learning_rate``
+            set: the runner fills them in from the selected grid point).
 
     Returns:
         JSON-able summary: ``widths``, ``unpruned_dev_acc``, ``pruned_dev_acc`` (smallest
@@ -168,6 +165,7 @@ def run_prune(
 
     Raises:
         ValueError: On a model that is not an unpruned classifier of this task.
+        ConfigError: If ``cfg.batch_size`` or ``cfg.learning_rate`` is unset.
         UnsupportedPaddleError: On paddle 3.x.
     """
     prepare_ofa()
@@ -175,17 +173,18 @@ def run_prune(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     set_seed(cfg.seed)
     task_data = load_task_dir(task_dir)
+    # The model first: a wrong model dir is the more basic mistake than unset hparams.
     _check_inputs(task_data, read_model_info(model_dir), model_dir, cfg)
+    batch_size, learning_rate = cfg.optimisation()
     model, info = load_model(model_dir)
     from ppminilm.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     labels = list(task_data.labels)
-    train = _encode(task_data, "train", tokenizer, labels, cfg.max_seq_len)
-    dev = _encode(task_data, "dev", tokenizer, labels, cfg.max_seq_len)
-    calib = _encode(
-        task_data, "calib", tokenizer, labels, cfg.max_seq_len, limit=cfg.importance_examples
-    )
+    train = _encode(task_data, task_data.train, tokenizer, labels, cfg.max_seq_len)
+    dev = _encode(task_data, task_data.dev, tokenizer, labels, cfg.max_seq_len)
+    sample = sample_examples(task_data.train, cfg.importance_examples, cfg.seed)
+    scored = _encode(task_data, sample, tokenizer, labels, cfg.max_seq_len)
 
     unpruned_acc = accuracy(predict_logits(model, dev, EVAL_BATCH_SIZE), dev["labels"])
     params_before = encoder_param_count(model)
@@ -194,8 +193,7 @@ def run_prune(
     from ppminilm.stages.prune.importance import compute_importance, reorder_heads_and_neurons
 
     t_imp = time.perf_counter()
-    calib_batches = iterate_batches(calib, cfg.batch_size)
-    heads, neurons = compute_importance(model, calib_batches)
+    heads, neurons = compute_importance(model, iterate_batches(scored, batch_size))
     reorder_heads_and_neurons(model, heads, neurons)
     importance_s = time.perf_counter() - t_imp
 
@@ -206,7 +204,7 @@ def run_prune(
     configs = {w: dynabert_net_config(ofa_model, w) for w in widths}
     subs = {w: build_model(info.arch.replace(width=w), "classifier", len(labels)) for w in widths}
 
-    per_epoch = num_batches(len(train["labels"]), cfg.batch_size)
+    per_epoch = num_batches(len(train["labels"]), batch_size)
     total = cfg.max_steps or per_epoch * cfg.num_epochs
     epochs = math.ceil(total / per_epoch) if total else 0
     records: dict[float, dict[str, Any]] = {
@@ -251,7 +249,7 @@ def run_prune(
     else:
         optimizer, scheduler = make_optimizer(
             ofa_model.model,
-            cfg.learning_rate,
+            learning_rate,
             total,
             warmup_proportion=cfg.warmup_proportion,
             weight_decay=cfg.weight_decay,
@@ -260,9 +258,7 @@ def run_prune(
         step = 0
         for epoch in range(1, epochs + 1):
             ofa_model.model.train()
-            for batch in iterate_batches(
-                train, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch
-            ):
+            for batch in iterate_batches(train, batch_size, shuffle=True, seed=cfg.seed + epoch):
                 inputs = {
                     "input_ids": paddle.to_tensor(batch["input_ids"]),
                     "token_type_ids": paddle.to_tensor(batch["token_type_ids"]),
@@ -293,7 +289,10 @@ def run_prune(
     extra = {
         "unpruned_dev_acc": unpruned_acc,
         "params_before": params_before,
-        "importance_examples": len(calib["labels"]),
+        "importance_examples": len(scored["labels"]),
+        "importance_split": "train (sample)",
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
         "train_steps": total,
         "epochs": epochs,
         "seconds": {"importance": round(importance_s, 2), "train": round(train_s, 2)},
