@@ -170,7 +170,10 @@ def work_scale(
 
     def pruning(c: Any, d: DataConfig, n: int) -> float:
         # one forward/backward per width per step (one supernet for all widths)
-        examples = c.max_steps * c.batch_size if c.max_steps else c.num_epochs * d.reviews_train
+        # batch size None: the selected grid point's, not known before the run
+        examples = (
+            c.max_steps * (c.batch_size or 32) if c.max_steps else c.num_epochs * d.reviews_train
+        )
         return max(examples, 1) * c.max_seq_len * n
 
     n_widths = widths or len(pr.width_mult_list)
