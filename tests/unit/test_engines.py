@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from ppminilm.data.tokenizer import encode_examples, load_tokenizer
 from ppminilm.errors import ConfigError
 from ppminilm.inference.engines import available_engines, engine_class, open_engine
 from ppminilm.inference.engines.base import EngineUnavailableError
+from ppminilm.inference.engines.openvino import shared_core
 from ppminilm.inference.engines.select import calibration_sample, ptq_calibration
 from ppminilm.inference.predictor import cpu_supports_bf16
 from ppminilm.modeling.ernie import build_model
@@ -168,11 +172,73 @@ def test_openvino_reads_our_paddle_model_fp32_and_bf16(tiny: dict) -> None:
     np.testing.assert_allclose(ov.run(tiny["batch"]), ref, atol=FP32_ATOL)
     assert ov.describe()["precision_hint"] == "f32"
     assert ov.int8_check()["summary"] == "- (fp32)"
-    if "BF16" in __import__("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if "BF16" in shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         bf16 = open_engine(tiny["fp32"], _cfg(engine="openvino", precision="bf16"))
         np.testing.assert_allclose(bf16.run(tiny["batch"]), ref, atol=BF16_ATOL)
     with pytest.raises(ValueError, match="no quantized layer"):
         open_engine(tiny["fp32"], _cfg(engine="openvino", precision="int8"))
+
+
+# What runs after the Cores are released: a Python SIGTERM handler (CPython installs it with
+# SA_ONSTACK, so the kernel builds its frame on the thread's alternate signal stack).
+_SIGNAL_AFTER = """
+import gc, os, signal, time
+gc.collect()
+signal.signal(signal.SIGTERM, lambda signum, _frame: print("handled", signum, flush=True))
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.05)
+print("alive", flush=True)
+"""
+
+
+def _run_then_signal(code: str, model_dir: Path) -> subprocess.CompletedProcess:
+    script = textwrap.dedent(code) + _SIGNAL_AFTER
+    return subprocess.run(
+        [sys.executable, "-c", script, str(model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.integration
+def test_openvino_cores_released_out_of_order_break_signals(tiny: dict) -> None:
+    # The upstream trap (see shared_core): two Cores, released first-in first-out, leave the
+    # thread on a freed alternate stack and the next handled signal is a SIGSEGV. If this
+    # starts passing, OpenVINO fixed it and shared_core's reason is gone.
+    raw = _run_then_signal(
+        """
+        import sys
+        import openvino as ov
+        path = sys.argv[1] + "/inference.pdmodel"
+        c1 = ov.Core(); m1 = c1.compile_model(c1.read_model(path), "CPU")
+        c2 = ov.Core(); m2 = c2.compile_model(c2.read_model(path), "CPU")
+        del m1, c1
+        del m2, c2
+        """,
+        tiny["fp32"],
+    )
+    assert raw.returncode == -11, (raw.returncode, raw.stdout, raw.stderr[-2000:])
+    assert "handled" not in raw.stdout
+    # Ours: engines opened and dropped in the same order, an NNCF-style transient Core in
+    # between, and the handler still runs.
+    ours = _run_then_signal(
+        """
+        import sys
+        import openvino as ov
+        from ppminilm.config import InferConfig
+        from ppminilm.inference.engines import open_engine
+        cfg = dict(max_seq_len=32, batch_size=8, use_trt=False, engine="openvino")
+        a = open_engine(sys.argv[1], InferConfig(num_threads=1, **cfg))
+        b = open_engine(sys.argv[1], InferConfig(num_threads=2, **cfg))
+        ov.Core().get_property("CPU", "FULL_DEVICE_NAME")
+        del a
+        del b
+        """,
+        tiny["fp32"],
+    )
+    assert ours.returncode == 0, (ours.returncode, ours.stdout, ours.stderr[-2000:])
+    assert ours.stdout.split() == ["handled", "15", "alive"]
 
 
 @pytest.mark.integration

@@ -12,6 +12,8 @@ paddle 3.x breaks paddleslim 2.6 OFA (refused early)    :mod:`ppminilm.compat.pa
 PTQ ``avg`` crashes on 0-D tensors                      :mod:`ppminilm.compat.paddleslim`
 paddlenlp logs every tokenizer load at INFO, in colour   :mod:`ppminilm.compat.paddlenlp`
 PTQ logs each phase and draws 3 bars per candidate      :mod:`ppminilm.compat.paddleslim`
+OpenVINO Cores released out of order leave a freed      ``ppminilm.inference.engines.openvino``
+alternate signal stack (next SIGTERM is a SIGSEGV)      ``.shared_core``
 =====================================================  ==============================
 
 Importing this package imports no paddle; :mod:`ppminilm.compat.versions` is paddle-free too.

@@ -1,6 +1,6 @@
 """OpenVINO as an engine: it reads our exported Paddle program directly, NNCF quantizes it.
 
-Which file is read (``ov.Core().read_model``):
+Which file is read (``shared_core().read_model``):
 
 * ``serving.json`` engine ``openvino``: ``inference.xml``/``.bin`` (OpenVINO IR, e.g. the NNCF
   INT8 model of :func:`quantize_openvino` or the FP32 IR of :func:`convert_openvino`);
@@ -25,6 +25,7 @@ the fused attention ``Subgraph``) running ``i8``/``u8`` are counted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -67,6 +68,25 @@ def import_openvino() -> Any:
             f"engine 'openvino' is not installed ({exc}); {PIP_HINT}"
         ) from exc
     return openvino
+
+
+@functools.cache
+def shared_core() -> Any:
+    """The process's one ``ov.Core``: created on first use, kept until the process exits.
+
+    Trap (openvino 2026.4.1, seen in ``make test``): each ``ov.Core`` loads its own CPU plugin,
+    and the plugin gives the loading thread an alternate signal stack (``sigaltstack``),
+    remembering the thread's previous one, which it puts back when it is unloaded. Cores released
+    out of order (A, then B, then A released, then B) leave the thread on A's unmapped stack, and
+    the next signal whose handler runs on the alternate stack (every Python handler, since
+    CPython installs them with ``SA_ONSTACK``: the kubelet's SIGTERM, Ctrl-C) kills the process
+    with SIGSEGV instead of running the handler. So every engine, conversion and NNCF run of ours
+    goes through this one Core; the transient Cores NNCF makes inside it are released before it
+    (last in, first out), which leaves the stacks in order.
+    ``tests/unit/test_engines.py::test_openvino_cores_released_out_of_order_break_signals``
+    checks the trap is still there and that our engines survive it.
+    """
+    return import_openvino().Core()
 
 
 def model_file(model_dir: str | Path) -> Path:
@@ -174,7 +194,7 @@ class OpenVinoEngine(Engine):
                 f"engine 'openvino' runs precision fp32, bf16 or int8 on cpu, not {cfg.precision!r}"
             )
         self._ov = ov
-        core = ov.Core()
+        core = shared_core()
         hint = rest_hint or PRECISION_HINTS[cfg.precision]
         if hint == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise EngineUnavailableError(
@@ -280,7 +300,7 @@ def quantize_openvino(
             f"{src}/serving.json: precision {serving.precision!r}; NNCF quantizes an fp32 model"
         )
     items = _calibration_items(calib, calib_examples)
-    model = ov.Core().read_model(str(model_file(src)))
+    model = shared_core().read_model(str(model_file(src)))
     quantized = nncf.quantize(
         model,
         nncf.Dataset(items),
@@ -319,7 +339,7 @@ def convert_openvino(fp32_dir: str | Path, out_dir: str | Path) -> Path:
     ov = import_openvino()
     src = Path(fp32_dir)
     serving = read_serving_config(src)
-    model = ov.Core().read_model(str(model_file(src)))
+    model = shared_core().read_model(str(model_file(src)))
     with staged_dir(out_dir, replace=True, kind="openvino") as tmp:
         ov.save_model(model, str(tmp / ENGINE_FILES["openvino"][0]), compress_to_fp16=False)
         finish_engine_dir(
