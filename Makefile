@@ -21,7 +21,15 @@ RUNNER ?= subprocess
 # dockerd of scripts/dockerd.sh (`make dockerd-start`; `make images` starts it when none answers).
 DOCKER_ENV = DOCKER_HOST="$$(bash scripts/dockerd.sh host)"
 
-.PHONY: help install run test test-fast lint format compile submit images push dockerd-start dockerd-stop deploy bench clean data
+# make serve / loadtest MODEL_DIR=<deployable dir> (default: the last `make run`'s served model);
+# make deploy-model RUN=<serve artifact, its s3:// URI, or a make-run --out dir> NAMESPACE=...
+MODEL_DIR ?=
+NAMESPACE ?= ppminilm
+RUN ?=
+CLIENTS ?= 16
+DURATION ?= 60
+
+.PHONY: help install run test test-fast lint format compile submit images push dockerd-start dockerd-stop deploy bench clean data serve loadtest deploy-model
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,7 +39,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 'setuptools<80' wheel
 	$(PIP) install -c $(CONSTRAINTS) paddlepaddle==2.6.2
-	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,docker,dev,peers]'
+	$(PIP) install -c $(CONSTRAINTS) -e '.[kfp,docker,dev,peers,serve]'
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the pinned stack (CPU)
@@ -78,6 +86,16 @@ dockerd-stop:  ## stop the private dockerd
 
 deploy: install  ## apply OVERLAY=local-kind (standalone KFP) | cluster (multi-user Kubeflow)
 	KUBECTL=$(KUBECTL) bash scripts/deploy.sh $(OVERLAY)
+
+serve: install  ## serve a deployable model on 127.0.0.1:8080 (MODEL_DIR=...; default: make run's)
+	$(VENV)/bin/ppminilm serve --model-dir "$$($(PY) -m benchmarks.loadtest --print-model-dir $(if $(MODEL_DIR),--model-dir $(MODEL_DIR),--from-run $(OUT)))" $(ARGS)
+
+loadtest: install  ## CLIENTS clients for DURATION s on 127.0.0.1 (MODEL_DIR=...; default: make run's, else a tiny one)
+	$(PY) -m benchmarks.loadtest $(if $(MODEL_DIR),--model-dir $(MODEL_DIR),--from-run $(OUT)) --clients $(CLIENTS) --duration $(DURATION) --out runs/loadtest $(ARGS)
+
+deploy-model: install  ## kubectl apply a run's InferenceService (RUN=..., NAMESPACE=ppminilm; ARGS=--wait)
+	@test -n "$(RUN)" || { echo "usage: make deploy-model RUN=<serve artifact | its s3:// URI | make-run --out dir> [NAMESPACE=$(NAMESPACE)]"; exit 2; }
+	KUBECTL=$(KUBECTL) $(PY) -m pipelines.deploy_model "$(RUN)" --namespace $(NAMESPACE) $(ARGS)
 
 bench: install  ## speed/accuracy of every engine on CPU (GPU=1 adds TensorRT rows)
 	$(PY) -m benchmarks.run --gpu $(GPU) --out runs/bench

@@ -156,6 +156,9 @@ PEERS = ("openvino", "nncf", "onnxruntime", "paddle2onnx", "ml_dtypes")
 #: Installed in every image beside the project: paddleslim imports pkg_resources without
 #: declaring setuptools.
 COMMON = ("setuptools",)
+#: The model server (pyproject extra ``serve``): the KServe SDK. The CPU image runs the
+#: ``ppminilm-cpu`` ServingRuntime, the TensorRT image the ``ppminilm-t4`` one.
+SERVE = ("kserve",)
 
 
 def image_specs() -> dict[str, ImageSpec]:
@@ -169,7 +172,13 @@ def image_specs() -> dict[str, ImageSpec]:
             runtime=DEBIAN_RUNTIME,
             # kubeflow-training: the PaddleJob launcher step may run here. PEERS: the CPU
             # engines the benchmark's engine='auto' compares (and a model server runs).
-            requirements=(f"paddlepaddle=={paddle}", "kubeflow-training", *COMMON, *PEERS),
+            requirements=(
+                f"paddlepaddle=={paddle}",
+                "kubeflow-training",
+                *COMMON,
+                *PEERS,
+                *SERVE,
+            ),
             doctor_profile="cpu",
         ),
         ImageSpec(
@@ -197,7 +206,7 @@ def image_specs() -> dict[str, ImageSpec]:
                 f" TensorRT {TENSORRT_VERSION})"
             ),
             runtime=TENSORRT_RUNTIME,
-            requirements=(f"paddlepaddle-gpu=={paddle}", *COMMON),
+            requirements=(f"paddlepaddle-gpu=={paddle}", *COMMON, *SERVE),
             doctor_profile="gpu-infer",
             unavailable_here=(
                 f"needs {CUDA_BASE_IMAGE} and TensorRT {TENSORRT_VERSION} from NVIDIA's apt"

@@ -6,6 +6,7 @@
        │  prune: one OFA supernet for every width                                    │
        │  widths (ParallelFor): take-width -> quantize; benchmark pruned FP32 / INT8 │
        │  Collected -> time-rows (all candidates interleaved) -> select-candidate    │
+       │  -> serve (the chosen model as an InferenceService)                         │
        └── Collected per-task results -> report ─────────────────────────────────────┘
 
 ``use_gpu`` picks one of two identical sub-graphs: the GPU one runs teacher/distillation/
@@ -41,6 +42,7 @@ from components.quantize import quantize
 from components.report import report
 from components.search import check_search, select_candidate
 from components.select_best import select_best
+from components.serve import serve
 from components.teacher import pretrain_teacher
 from components.timing import time_rows
 from pipelines.kube import configure
@@ -197,7 +199,17 @@ def _task_recipe(gpu: bool) -> Any:
                 _on_pool(t, V100_POOL, GPU_TRAIN_IMAGE)
             for b in (reference, qt, pruned_fp32, int8, timing):
                 _on_pool(b, T4_POOL, GPU_INFER_IMAGE)
-        for t in (ft, best, reference, pr, sub, qt, pruned_fp32, int8, timing, choice):
+        # The chosen model (on the engine its benchmark chose) as an InferenceService: CPU
+        # nodes in the CPU branch, the T4 pool (TensorRT) in the GPU one.
+        served = serve(
+            model=choice.outputs["chosen"],
+            task=task,
+            profile=profile,
+            pool="t4" if gpu else "cpu",
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            overrides=overrides,
+        ).set_display_name("serve (InferenceService)")
+        for t in (ft, best, reference, pr, sub, qt, pruned_fp32, int8, timing, choice, served):
             configure(t, gpu=gpu)
         # One artifact per task for the report: every candidate's benchmark row (with its
         # lineage: grid, pruning, quantization), the interleaved timing and the choice.

@@ -5,7 +5,8 @@ so the project's venv must have ``ppminilm`` installed; with ``--runner docker``
 CPU image instead (``kfp.local.DockerRunner``, see :mod:`pipelines.containers`; ``make images``
 first). Outputs land under ``--out``:
 ``report.md`` (plots in ``plots/`` beside it), ``report.html`` (self-contained),
-``report.json``, ``last_run.json``; ``pipeline_root/`` holds every artifact and ``cache/`` the
+``report.json``, ``last_run.json``, ``serving/<name>.yaml`` (each task's InferenceService, for
+``make deploy-model RUN=<out>``); ``pipeline_root/`` holds every artifact and ``cache/`` the
 step cache (a re-run reuses every step whose inputs are unchanged).
 
 Flags (``make run ARGS="..."``):
@@ -52,6 +53,33 @@ def find_bundle(pipeline_root: Path, started: float) -> Path | None:
         if (p / "report.md").is_file() and p.stat().st_mtime >= started
     ]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def publish_serving(pipeline_root: Path, out: Path, started: float) -> dict[str, dict[str, str]]:
+    """Copy the newest InferenceService of each served model to ``out/serving/<name>.yaml``.
+
+    Returns:
+        Name -> ``{"inference_service": the copy, "model_dir": the deployable model}``.
+    """
+    import yaml
+
+    from pipelines.deploy_model import RUN_SERVING_DIR
+    from ppminilm.runner.serve import MODEL_SOURCE_ANNOTATION
+
+    found = sorted(
+        pipeline_root.glob("**/serve*/inference_service"), key=lambda p: p.stat().st_mtime
+    )
+    fresh = [p for p in found if p.stat().st_mtime >= started] or found
+    served: dict[str, dict[str, str]] = {}
+    for path in fresh:  # oldest first: the newest of a name wins
+        isvc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        name = isvc["metadata"]["name"]
+        target = out / RUN_SERVING_DIR / f"{name}.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        source = isvc["metadata"].get("annotations", {}).get(MODEL_SOURCE_ANNOTATION, "")
+        served[name] = {"inference_service": str(target), "model_dir": source}
+    return served
 
 
 def publish_report(bundle: Path, out: Path) -> dict[str, str]:
@@ -226,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = publish_report(bundle, out)
     from ppminilm.io import atomic_write_json
 
-    summary = {"runner": args.runner, "seconds": round(elapsed, 1), **paths}
+    served = publish_serving(root, out, started)
+    summary = {"runner": args.runner, "seconds": round(elapsed, 1), **paths, "serving": served}
     atomic_write_json(out / "last_run.json", summary)
     # sys.stdout.write, not print: KFP's local runner leaves print indenting its output.
     write = sys.stdout.write
@@ -235,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     write(f"\nPipeline finished in {elapsed:.0f} s.\n")
     for name, path in paths.items():
         write(f"{name}: {path}\n")
+    for name, entry in served.items():
+        write(f"serve {name}: ppminilm serve --model-dir {entry['model_dir']}\n")
+        write(f"deploy {name}: make deploy-model RUN={entry['inference_service']}\n")
     return 0
 
 

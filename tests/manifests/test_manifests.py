@@ -84,9 +84,10 @@ def require_tool(name: str) -> str:
 
 
 def staged_copy(dest: Path) -> Path:
-    """Copy manifests/ to ``dest`` with the example credentials as the env file."""
+    """Copy manifests/ to ``dest`` with the example credentials as the env files."""
     shutil.copytree(MANIFESTS, dest, ignore=shutil.ignore_patterns("*.env"))
-    shutil.copy(dest / f"{ENV_FILE}.example", dest / ENV_FILE)
+    for example in dest.rglob("*.env.example"):
+        shutil.copy(example, example.with_suffix(""))
     return dest
 
 

@@ -285,3 +285,24 @@ def test_every_deadline_is_its_own_branch_row(package):
         else:
             row = platform.task_resources(stage, gpu="nodeSelector" in k8s[label])
         assert int(k8s[label]["activeDeadlineSeconds"]) == row.timeout_s, (label, stage)
+
+
+def test_serve_step_serves_the_search_choice(package):
+    """issues 20, 21: each task recipe ends with the InferenceService of the model the search
+    chose, on CPU nodes in the CPU branch and the T4 pool in the GPU branch, labelled with the
+    run."""
+    pipeline, _ = package
+    pools = {}
+    for name in ("comp-task-recipe-cpu", "comp-task-recipe-gpu"):
+        tasks = pipeline["components"][name]["dag"]["tasks"]
+        (serve,) = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-serve")]
+        model = serve["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
+        assert model["outputArtifactKey"] == "chosen"
+        producer = tasks[model["producerTask"]]
+        assert producer["componentRef"]["name"].startswith("comp-select-candidate")
+        assert model["producerTask"] in serve["dependentTasks"]
+        params = serve["inputs"]["parameters"]
+        assert params["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+        pools[name] = params["pool"]["runtimeValue"]["constant"]
+    assert pools == {"comp-task-recipe-cpu": "cpu", "comp-task-recipe-gpu": "t4"}
+    assert set(pools.values()) == set(platform.SERVING_POOLS)

@@ -3,7 +3,8 @@
 ``local_data_dir``: the output root of :func:`ppminilm.data.local.build_local` with
 ``SMALL_DATA_CONFIG`` (``tasks/local_reviews``, ``tasks/local_pairs``, ``corpus/``,
 ``vocab/``, ``summary.json``); ``local_data_config`` is its config. Read it, never write
-into it: other tests share it.
+into it: other tests share it. ``tiny_deployable``: a tiny classifier exported from it, the
+model the serving tests serve.
 """
 
 from __future__ import annotations
@@ -41,3 +42,32 @@ def local_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("local_data")
     build_local(root, SMALL_DATA_CONFIG)
     return root
+
+
+#: The tiny served model's sequence length (short: the tests send longer texts to see them cut).
+SERVE_SEQ = 24
+
+
+@pytest.fixture(scope="session")
+def tiny_deployable(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A deployable inference dir: a random 2L-32H local_reviews classifier (Paddle FP32,
+    ``max_seq_len`` :data:`SERVE_SEQ`) with the local vocab, as the benchmark deploys one."""
+    from ppminilm.compat.paddle import paddle
+    from ppminilm.data import load_task_dir
+    from ppminilm.data.tokenizer import load_tokenizer
+    from ppminilm.modeling.ernie import build_model
+    from ppminilm.modeling.export import export_static
+    from ppminilm.modeling.saved import ModelInfo
+    from tests.tiny import TINY_ARCH
+
+    data = load_task_dir(local_data_dir / "tasks" / "local_reviews")
+    vocab = local_data_dir / "vocab"
+    arch = TINY_ARCH.replace(vocab_size=len(load_tokenizer(vocab)))
+    paddle.seed(11)
+    return export_static(
+        build_model(arch, "classifier", len(data.labels)),
+        ModelInfo(arch, "classifier", data.task, list(data.labels)),
+        tmp_path_factory.mktemp("serving") / "deployable",
+        max_seq_len=SERVE_SEQ,
+        tokenizer_dir=vocab,
+    )

@@ -1,7 +1,9 @@
 """The package's layering, checked from the source (no import, no subprocess).
 
 Layers, lowest first (DESIGN.md): errors -> io -> compat -> config -> contracts ->
-data/storage/cluster -> modeling -> training -> inference -> stages -> report -> runner -> cli.
+data/storage/cluster -> modeling -> training -> inference -> stages -> report/serving -> runner
+-> cli. ``serving`` (the model server, above the engines it runs; the runner's ``serve`` step
+uses its InferenceService builder) sits beside ``report``: neither imports the other.
 A module may import its own package and lower layers only, at module level or inside a
 function. ``config``, ``contracts``, ``report``, the paddle-free accounting and the CLI's
 start-up never import paddle, paddlenlp or paddleslim at module level, directly or through
@@ -36,6 +38,7 @@ LAYERS = {
     "inference": 8,
     "stages": 9,
     "report": 10,
+    "serving": 10,
     "runner": 11,
     "cli": 12,
     "__main__": 13,
@@ -52,6 +55,8 @@ PADDLE_FREE = (
     "ppminilm.cli.model",
     "ppminilm.runner",
     "ppminilm.cluster.platform",
+    "ppminilm.serving.deploy",
+    "ppminilm.serving.errors",
 )
 
 

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "compress",
     "infer",
     "search",
+    "serve",
     "model",
     "storage",
 )

@@ -19,6 +19,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         return "".join(indent + line for line in text.splitlines(keepends=True))
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # A flag left at None takes its value from the config (its help says the default).
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
 
 def add_stage_parser(
     subparsers: argparse._SubParsersAction, name: str, help_text: str, description: str = ""

@@ -120,18 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _model_config(args: argparse.Namespace) -> InferConfig:
     """Settings for predict/check-int8: the model's own length and precision by default."""
-    from ppminilm.inference.predictor import program_is_quantized
-    from ppminilm.modeling.export import read_serving_config
+    from ppminilm.inference.benchmark import model_fields
 
-    serving = read_serving_config(args.model_dir)
     fields = _fields(args)
-    fields["max_seq_len"] = fields["max_seq_len"] or serving.max_seq_len
     # A model converted for another engine runs there, at the precision it was made in.
-    fields["engine"] = fields["engine"] or serving.engine
-    if fields["precision"] is None and serving.engine != "paddle":
-        fields["precision"] = serving.precision
-    elif fields["precision"] is None:
-        fields["precision"] = "int8" if program_is_quantized(args.model_dir) else "fp32"
+    for key, value in model_fields(args.model_dir).items():
+        fields[key] = fields[key] or value
     return resolve(InferConfig, args.profile, overrides_of(args, "infer"), **fields)
 
 

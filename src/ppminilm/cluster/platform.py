@@ -103,6 +103,59 @@ IMAGE_UID = 10001
 IMAGE_GID = 0
 
 
+# --- Serving (issue 20) -----------------------------------------------------------------
+
+#: KServe API versions of the objects the serve step and manifests/serving/ write.
+KSERVE_ISVC_API = "serving.kserve.io/v1beta1"
+KSERVE_RUNTIME_API = "serving.kserve.io/v1alpha1"
+#: Service account the predictor pods run as: KServe's storage initializer reads the
+#: credentials of ``storageUri`` from the Secret it lists (manifests/serving/).
+SERVING_SERVICE_ACCOUNT = "ppminilm-serving"
+#: That Secret: KServe wants the keys ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (its
+#: ``inferenceservice-config`` defaults) and the endpoint in ``serving.kserve.io/s3-*``
+#: annotations, so it is not the pipeline's ``S3_SECRET_NAME`` (keys accesskey/secretkey).
+SERVING_S3_SECRET = "ppminilm-serving-s3"
+SERVING_S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+#: The model format our ServingRuntimes declare and the InferenceServices ask for.
+SERVING_MODEL_FORMAT = "ppminilm"
+SERVING_MODEL_FORMAT_VERSION = "1"
+#: Where KServe's storage initializer puts ``storageUri`` in the predictor container.
+SERVING_MODEL_MOUNT = "/mnt/models"
+#: The predictor's HTTP port (KServe's default; probes and the gateway use it).
+SERVING_HTTP_PORT = 8080
+
+
+@dataclass(frozen=True)
+class ServingPool:
+    """Where and on what a predictor runs: a ServingRuntime, its image and resources.
+
+    Attributes:
+        name: ``cpu`` or ``t4``.
+        runtime: ServingRuntime name.
+        image: Container image.
+        device: ``ppminilm serve --device``.
+        cpu: CPU request and limit (guaranteed: latency must not share cores).
+        memory: Memory request and limit.
+        node_pool: GPU node pool (selector, toleration, GPU resource), or None for CPU nodes.
+    """
+
+    name: str
+    runtime: str
+    image: str
+    device: str
+    cpu: str
+    memory: str
+    node_pool: NodePool | None = None
+
+
+#: The two places a model can be served: CPU nodes (the CPU image, the engine the benchmark
+#: chose) or the T4 pool (the TensorRT image, Paddle with TensorRT).
+SERVING_POOLS = {
+    "cpu": ServingPool("cpu", "ppminilm-cpu", CPU_IMAGE, "cpu", "2", "4Gi"),
+    "t4": ServingPool("t4", "ppminilm-t4", GPU_INFER_IMAGE, "gpu", "4", "16Gi", T4_POOL),
+}
+
+
 # --- Per-task resources, timeouts and retries: one table (issue 13) ------------------------
 
 _QTY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti)?$")
@@ -254,6 +307,12 @@ TASK_RESOURCES: dict[str, dict[str, TaskResources]] = {
     "report": {
         "cpu": TaskResources("500m", "2", "4Gi", timeout_s=_HOUR, retries=2),
         "gpu": TaskResources("500m", "2", "4Gi", timeout_s=_HOUR, retries=2),
+    },
+    # Writes the InferenceService YAML of the chosen model (reads its serving.json): a CPU
+    # node in both branches; the predictor it describes gets SERVING_POOLS' resources.
+    "serve": {
+        "cpu": TaskResources("250m", "1", "2Gi", timeout_s=15 * 60, retries=2),
+        "gpu": TaskResources("250m", "1", "2Gi", timeout_s=15 * 60, retries=2),
     },
 }
 

@@ -21,13 +21,14 @@ from ppminilm.config.profiles import (
     split_overrides,
     stage_config,
 )
+from ppminilm.config.registry import STAGE_CONFIGS
+from ppminilm.config.serve import ServeConfig
 from ppminilm.config.stages import (
     CPU_INT8_OPS,
     ENGINE_AUTO,
     ENGINES,
     PRECISIONS,
     QUANT_ALGOS,
-    STAGE_CONFIGS,
     DataConfig,
     DistillConfig,
     FinetuneConfig,
@@ -78,6 +79,7 @@ __all__ = [
     "QuantConfig",
     "Record",
     "SearchConfig",
+    "ServeConfig",
     "StageConfig",
     "TeacherConfig",
     "TimingConfig",

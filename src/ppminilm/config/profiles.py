@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ppminilm.config.base import StageConfig
-from ppminilm.config.stages import STAGE_CONFIGS
+from ppminilm.config.registry import STAGE_CONFIGS
 from ppminilm.config.tasks import TASK_DEFAULTS, normalize_task
 from ppminilm.errors import ConfigError
 from ppminilm.io import is_remote, loads_json, read_json_file

@@ -507,23 +507,6 @@ class InferConfig(StageConfig):
             raise ConfigError(f"{name}.precision='fp16' needs device='gpu'")
 
 
-#: Every stage config class by its profile key.
-STAGE_CONFIGS: dict[str, type[StageConfig]] = {
-    cls.stage: cls
-    for cls in (
-        DataConfig,
-        TeacherConfig,
-        DistillConfig,
-        FinetuneConfig,
-        GridConfig,
-        PruneConfig,
-        QuantConfig,
-        SearchConfig,
-        InferConfig,
-    )
-}
-
-
 def bert_base_arch() -> ModelArch:
     """The BERT-base (12L-768H, gelu) shape used as the speed/size baseline."""
     return ModelArch(num_layers=12, hidden_act="gelu")

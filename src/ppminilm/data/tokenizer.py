@@ -324,6 +324,36 @@ def encode_pairs(
     return out
 
 
+def encode_pairs_marking_truncation(
+    tokenizer: Any, pairs: Sequence[tuple[str, str | None]], max_seq_len: int
+) -> tuple[dict[str, np.ndarray], list[int]]:
+    """:func:`encode_pairs`, plus which rows it had to truncate.
+
+    Encodes at ``max_seq_len + 1``: a row that fills that length needed more than
+    ``max_seq_len`` tokens, and only those rows are encoded again at ``max_seq_len``; the
+    others are cut to ``max_seq_len`` (only padding is cut), so every row equals what
+    :func:`encode_pairs` gives.
+
+    Args:
+        tokenizer: A paddlenlp tokenizer.
+        pairs: As :func:`encode_pairs`.
+        max_seq_len: Output length.
+
+    Returns:
+        ``(arrays, truncated)``: the arrays of :func:`encode_pairs` and the indices of the
+        rows that lost tokens, in order.
+    """
+    wide = encode_pairs(tokenizer, pairs, max_seq_len + 1)
+    pad_id = tokenizer.pad_token_id
+    truncated = [int(i) for i in np.flatnonzero(wide["input_ids"][:, max_seq_len] != pad_id)]
+    out = {key: np.ascontiguousarray(value[:, :max_seq_len]) for key, value in wide.items()}
+    if truncated:
+        again = encode_pairs(tokenizer, [pairs[i] for i in truncated], max_seq_len)
+        for key, value in again.items():
+            out[key][truncated] = value
+    return out, truncated
+
+
 def encode_examples(
     tokenizer: Any, examples: Sequence[Mapping[str, Any]], task: Any, max_seq_len: int
 ) -> dict[str, np.ndarray]:

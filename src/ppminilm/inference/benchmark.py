@@ -119,6 +119,26 @@ def encode_for_model(
     return encode_pairs(tokenizer, pairs, max_seq_len)
 
 
+def model_fields(model_dir: str | Path, engine: str | None = None) -> dict[str, Any]:
+    """The :class:`~ppminilm.config.InferConfig` fields a model dir implies by itself.
+
+    Its ``max_seq_len``; its engine (``serving.json``) unless ``engine`` is given; the
+    precision it was made in for a converted model, else INT8 for a Paddle PTQ program and
+    FP32 otherwise. ``ppminilm infer predict`` and ``ppminilm serve`` both start from these,
+    so they run a model the same way.
+    """
+    serving = read_serving_config(model_dir)
+    if serving.engine != "paddle":
+        precision = serving.precision
+    else:
+        precision = "int8" if program_is_quantized(model_dir) else "fp32"
+    return {
+        "max_seq_len": serving.max_seq_len,
+        "engine": engine or serving.engine,
+        "precision": precision,
+    }
+
+
 def predict(
     model_dir: str | Path,
     items: Sequence[Any],

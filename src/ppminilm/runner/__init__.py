@@ -36,6 +36,7 @@ from ppminilm.runner.evaluate import (  # isort: skip
     report,
     time_rows,
 )
+from ppminilm.runner.serve import serve_manifest  # isort: skip
 from ppminilm.runner.search import check_search, select_candidate  # isort: skip
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "run_step",
     "select_best",
     "select_candidate",
+    "serve_manifest",
     "stage",
     "take_width",
     "time_rows",
