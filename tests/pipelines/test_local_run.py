@@ -52,8 +52,9 @@ def test_pipeline_runs_end_to_end(tiny_subprocess_run):
     assert "Majority-class accuracy" in report and "at 64 tokens" in report
     # Selections on dev; the local tasks have labelled test splits, so every trained row also
     # gets a test accuracy, in its own table.
-    assert "(grid point, pruning checkpoint, PTQ candidate, search candidate) was made on dev" in (
-        report
+    assert (
+        "(grid point, pruning checkpoint, PTQ candidate, search candidate) was made on dev"
+        in report
     )
     tested = report.split("Test accuracy (labelled test split; no selection saw it)", 1)[1]
     for row in ROWS[1:]:
