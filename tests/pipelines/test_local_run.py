@@ -71,7 +71,7 @@ def test_report_carries_the_search_frontier(tiny_subprocess_run):
     """issue 21: a frontier of two widths (FP32 + INT8 each) and a choice within the budget."""
     out = tiny_subprocess_run.out
     report = (out / "report.md").read_text(encoding="utf-8")
-    title = "## Compression search: local_reviews (budget 1 points)"
+    title = "## Compression search: local_reviews (budget 1 point)"
     assert title in report
     section = report.split(title, 1)[1].split("\n## ", 1)[0]
     lines = [ln for ln in section.splitlines() if ln.startswith("|")]

@@ -330,7 +330,7 @@ def test_search_frontier_table_notes_plot_and_headline(tmp_path: Path) -> None:
     summary["search"] = {"afqmc": _search("afqmc", 1.0), "tnews": _search("tnews", 0.1)}
     paths = build_report(summary, tmp_path)
     md = Path(paths["markdown"]).read_text("utf-8")
-    rows = _table_rows(md, "Compression search: afqmc (budget 1 points)")
+    rows = _table_rows(md, "Compression search: afqmc (budget 1 point)")
     header = rows[0]
     assert header[:6] == ["Candidate", "Engine", "#Params", "#FLOPs (seq 128)", "Dev acc",
                           "Δ vs FP32 (points)"]  # fmt: skip

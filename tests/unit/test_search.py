@@ -77,7 +77,7 @@ def test_fastest_candidate_within_budget_wins() -> None:
     assert by["6L-w0.5-int8"].drop_points == pytest.approx(2.0)
     assert not by["6L-w0.5-int8"].within_budget and by[REF].within_budget
     assert [c.key for c in sel.candidates if c.chosen] == ["6L-w0.75-int8"]
-    assert "fastest candidate within 1 points" in sel.reason
+    assert "fastest candidate within 1 point" in sel.reason
     assert sel.rule and sel.select_split == "dev"
 
 
@@ -167,7 +167,7 @@ def test_none_within_budget_keeps_the_fp32_model_and_says_why() -> None:
         DEFAULT_BUDGET,
     )
     assert sel.chosen == REF and sel.fallback
-    assert "No compressed candidate is within 1 points" in sel.reason
+    assert "No compressed candidate is within 1 point" in sel.reason
     assert "6L-w0.75-int8, is 1.50 points below" in sel.reason
     assert "Kept the FP32 model" in sel.reason
     assert [c.within_budget for c in sel.candidates] == [True, False, False]
@@ -370,7 +370,7 @@ def test_select_candidate_step_writes_results_frontier_and_metrics(tmp_path: Pat
     assert summary.metrics["chosen_test_acc"] == pytest.approx(0.79)
     assert merged.selection.report_split == "test"
     md = (tmp_path / "frontier.md").read_text()
-    assert "# Compression search: local_reviews (budget 1 points)" in md
+    assert "# Compression search: local_reviews (budget 1 point)" in md
     assert "| 6L-w0.75-int8 |" in md and "CHOSEN" in md
     assert "Test acc" in md and "no selection saw it" in md
     # a tighter budget keeps the FP32 model

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from ppminilm.contracts import SearchCandidate, SearchSelection
 from ppminilm.modeling.accounting import format_count
 from ppminilm.report.markdown import Table, md_escape, md_table
+from ppminilm.stages.search import points_text
 
 
 def _pct(value: float | None) -> str:
@@ -69,7 +70,7 @@ def frontier_table(sel: SearchSelection, seq_len: int | None = None) -> Table:
         ]
         for c in sel.candidates
     ]
-    title = f"Compression search: {sel.task} (budget {sel.budget_points:g} points)"
+    title = f"Compression search: {sel.task} (budget {points_text(sel.budget_points)})"
     return title, header, rows
 
 
@@ -103,10 +104,10 @@ def search_summary_notes(searches: Mapping[str, SearchSelection]) -> list[str]:
         for task, sel in searches.items()
     )
     budgets = sorted({sel.budget_points for sel in searches.values()})
-    budget = " / ".join(f"{b:g}" for b in budgets)
+    budget = " / ".join(points_text(b) for b in budgets)
     return [
-        f"Compression search (budget {budget} points of dev accuracy below the fine-tuned "
-        f"FP32 model): kept {kept}. Frontier tables below."
+        f"Compression search (budget {budget} of dev accuracy below the fine-tuned FP32 "
+        f"model): kept {kept}. Frontier tables below."
     ]
 
 

@@ -119,6 +119,8 @@ def search_frontier(
         budget: Accepted drop in points.
         path: PNG to write.
     """
+    from ppminilm.stages.search import points_text
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.6, 4.6))
     colors = plt.get_cmap("tab10")
@@ -133,7 +135,7 @@ def search_frontier(
         color="tab:red",
         linestyle="-.",
         linewidth=1.2,
-        label=f"budget: {budget:g} points below (shaded: outside)",
+        label=f"budget: {points_text(budget)} below (shaded: outside)",
     )
     order = sorted(range(len(points)), key=lambda i: points[i][4])
     slots = [lo + (hi - lo) * (k + 1) / (len(points) + 1) for k in range(len(points))]

@@ -71,6 +71,11 @@ def size_key(c: SearchCandidate) -> tuple[int, int]:
     return c.params, PRECISION_BITS.get(c.precision, 32)
 
 
+def points_text(value: float) -> str:
+    """``1 point``, ``0.5 points``: a budget or drop in words."""
+    return f"{value:g} point" + ("" if value == 1 else "s")
+
+
 def drop_points(reference_acc: float, acc: float) -> float:
     """Points of accuracy ``acc`` is below ``reference_acc`` (negative: above), both fractions."""
     return round((reference_acc - acc) * 100.0, 9)
@@ -178,7 +183,7 @@ def _reason(
     budget: float,
     fallback: bool,
 ) -> str:
-    within = f"within {budget:g} points of the fine-tuned FP32 model ({ref.dev_acc * 100:.2f}%)"
+    within = f"within {points_text(budget)} of the fine-tuned FP32 model ({ref.dev_acc * 100:.2f}%)"
     if fallback:
         closest = min(compressed, key=lambda c: (c.drop_points, c.key))
         return (
@@ -293,6 +298,7 @@ __all__ = [
     "candidates_from",
     "drop_points",
     "is_tie",
+    "points_text",
     "select",
     "size_key",
 ]
