@@ -38,7 +38,7 @@ STAGES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("prune",), "OFA width pruning"),
     (("quantize",), "INT8 quantization"),
     (("benchmark", "time-rows"), "benchmark + timing"),
-    (("merge-results", "report"), "report"),
+    (("merge-results", "serve", "report"), "report"),
 )
 #: Seconds each stage took on 2 cores with the local profile (clean-clone `make run`).
 REFERENCE_SECONDS = (9.0, 103.0, 63.0, 139.0, 6.0, 77.0, 19.0, 40.0, 6.0)
