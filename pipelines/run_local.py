@@ -15,6 +15,8 @@ Flags (``make run ARGS="..."``):
 --out DIR          output root (default runs/local)
 --tasks T [T ...]  tasks to run (default: the profile's)
 --grid JSON        grid points, e.g. '[{"batch_size": 32, "learning_rate": 1e-3}]'
+--widths W [W ...] pruning widths the compression search compares (default: the profile's)
+--budget POINTS    accepted dev accuracy drop below the fine-tuned FP32 model (default 1.0)
 --overrides JSON   stage config overrides, e.g. '{"distill": {"max_steps": 50}}'
 --no-distill       skip distillation and use --student-uri as the student
 --student-uri DIR  pretrained student (with --no-distill)
@@ -107,6 +109,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--grid", default="", help='JSON grid points: [{"batch_size": 32, "learning_rate": 1e-3}]'
     )
     parser.add_argument(
+        "--widths", type=float, nargs="+", default=None, help="search widths, e.g. 0.75 0.5"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="accuracy budget: points of dev accuracy accepted below the fine-tuned FP32 model",
+    )
+    parser.add_argument(
         "--overrides",
         default="{}",
         help='JSON stage overrides, e.g. \'{"distill": {"max_steps": 50}}\'',
@@ -125,10 +136,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def pipeline_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The pipeline's arguments from the flags, checked (ConfigError naming what is wrong)."""
-    from ppminilm.config import normalize_task, parse_overrides
+    from ppminilm.config import PruneConfig, config_for, normalize_task, parse_overrides
     from ppminilm.contracts import GridPoint
     from ppminilm.errors import ConfigError
     from ppminilm.io import loads_json
+    from ppminilm.runner.search import validate_search
 
     params: dict[str, Any] = {
         "profile": args.profile,
@@ -147,6 +159,18 @@ def pipeline_arguments(args: argparse.Namespace) -> dict[str, Any]:
         params["grid"] = [
             GridPoint.from_dict(p, where=f"--grid[{i}]").to_dict() for i, p in enumerate(points)
         ]
+    # The search's widths and budget: checked here, before anything runs (and again by the
+    # pipeline's first step, for runs started elsewhere).
+    widths = args.widths or config_for(PruneConfig, args.profile).width_mult_list
+    checked, search = validate_search(
+        widths,
+        args.budget,
+        do_distill=params["do_distill"],
+        profile=args.profile,
+        overrides=params["overrides"],
+    )
+    params["widths"] = list(checked)
+    params["accuracy_budget"] = search.accuracy_budget
     return params
 
 
@@ -175,7 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     root = out / "pipeline_root"
     root.mkdir(parents=True, exist_ok=True)
     clock = StageClock(
-        work_scale(args.profile, params["overrides"], len(params.get("grid", DEFAULT_LOCAL_GRID)))
+        work_scale(
+            args.profile,
+            params["overrides"],
+            len(params.get("grid", DEFAULT_LOCAL_GRID)),
+            len(params["widths"]),
+        )
     )
     clock.install()
     runner: local.SubprocessRunner | local.DockerRunner = local.SubprocessRunner(use_venv=False)

@@ -16,7 +16,8 @@ inference model          ``inference.pdmodel``/``.pdiparams``, ``serving.json``,
                          files, ``provenance.json``
 distilled student        a saved model plus ``loss_curve.json``
 benchmark result         one JSON file (:class:`BenchmarkResult`)
-one task's results       one JSON file (:class:`TaskResults`)
+one task's results       one JSON file (:class:`TaskResults`), with the compression search's
+                         choice (:class:`SearchSelection`)
 =======================  ==================================================================
 """
 
@@ -53,6 +54,8 @@ GRID_MD = "grid.md"
 #: PTQ candidates written by the quantize stage.
 CANDIDATES_JSON = "candidates.json"
 CANDIDATES_MD = "candidates.md"
+#: The compression search's choice (:class:`SearchSelection`) beside the chosen model.
+SEARCH_FILE = "search.json"
 #: Result file written by ``ppminilm infer bench``.
 BENCHMARK_FILE = "benchmark.json"
 #: The core stages' own summaries inside their output directories.
@@ -269,13 +272,97 @@ class TimingResult(Record):
     examples: int = 0
 
 
+def candidate_key(arch: Mapping[str, Any], precision: str) -> str:
+    """A search candidate's name: ``6L-w0.75-int8`` (layers, width, precision).
+
+    The one spelling of a candidate: the timing rows, the benchmark rows of a task's results
+    and the search's choice are all keyed by it.
+    """
+    layers = arch.get("num_layers", "?")
+    width = float(arch.get("width", 1.0))
+    return f"{layers}L-w{width:g}-{precision}"
+
+
+@dataclasses.dataclass
+class SearchCandidate(Record):
+    """One candidate of the compression search: its accuracy, size and measured speed."""
+
+    key: str
+    width: float
+    num_layers: int
+    precision: str
+    #: Dev accuracy (fraction) and its drop below the fine-tuned FP32 model, in points.
+    dev_acc: float
+    drop_points: float
+    params: int
+    flops: int
+    #: Seconds per dev pass: median over the timing rounds, and the fastest / slowest round.
+    seconds_per_pass: float
+    fastest_s: float
+    slowest_s: float
+    engine: str = "paddle"
+    #: Seconds per dev pass in each timing round (every candidate timed in the same rounds,
+    #: interleaved, so per-round ratios cancel the machine's load).
+    round_seconds: Sequence[float] = ()
+    #: Speed-up over the speed baseline row (median of the rounds' ratios), if timed.
+    speedup: float | None = None
+    #: Accuracy on a labelled test split no selection saw (None: the task has none).
+    test_acc: float | None = None
+    within_budget: bool = False
+    #: Within budget and as fast as the fastest such candidate, up to the measured spread.
+    tied_fastest: bool = False
+    chosen: bool = False
+
+    @property
+    def spread_s(self) -> float:
+        """Round-to-round range of the seconds per pass (slowest minus fastest round)."""
+        return self.slowest_s - self.fastest_s
+
+
+@dataclasses.dataclass
+class SearchSelection(Record):
+    """The compression search's choice for one task, and every candidate it weighed."""
+
+    task: str
+    #: Points of dev accuracy accepted below the reference (the fine-tuned FP32 model).
+    budget_points: float
+    reference: str
+    reference_dev_acc: float
+    chosen: str
+    #: Why this candidate (one or two sentences, plain text).
+    reason: str
+    candidates: Sequence[SearchCandidate]
+    #: The reference was kept because no compressed candidate is within the budget.
+    fallback: bool = False
+    #: The split every selection used, and the one only reported.
+    select_split: str = "dev"
+    report_split: str = ""
+    rule: str = ""
+
+    def candidate(self, key: str) -> SearchCandidate:
+        """The candidate called ``key``.
+
+        Raises:
+            ContractError: Naming the known candidates.
+        """
+        for c in self.candidates:
+            if c.key == key:
+                return c
+        raise ContractError(
+            f"search of {self.task!r} has no candidate {key!r}; "
+            f"candidates: {[c.key for c in self.candidates]}"
+        )
+
+
 @dataclasses.dataclass
 class TaskResults(Record):
-    """One task's benchmark rows, in report order (fine-tuned FP32, pruned FP32, INT8)."""
+    """One task's benchmark rows, in report order (fine-tuned FP32, then per width its FP32
+    and INT8 sub-models), their interleaved timing and the search's choice among them."""
 
     task: str
     rows: Sequence[BenchmarkResult]
     timing: TimingResult | None = None
+    selection: SearchSelection | None = None
 
     @classmethod
     def of(cls, rows: Sequence[BenchmarkResult]) -> TaskResults:

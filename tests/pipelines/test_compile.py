@@ -87,6 +87,7 @@ def test_grid_and_task_loops(ir):
     names = " ".join(str(p) for p in iterators)
     assert "pipelinechannel--grid-loop-item" in names
     assert "pipelinechannel--tasks-loop-item" in names
+    assert "pipelinechannel--widths-loop-item" in names
     # select-best consumes the grid's models collected over the loop
     for recipe in ("comp-task-recipe-cpu", "comp-task-recipe-gpu"):
         sel = pipeline["components"][recipe]["dag"]["tasks"]["select-best"]
@@ -156,7 +157,8 @@ def test_no_exit_handler_around_the_loops(ir):
 def test_ui_parameters_have_defaults(ir):
     pipeline, _ = ir
     params = pipeline["root"]["inputDefinitions"]["parameters"]
-    for name in ("profile", "tasks", "grid", "use_gpu", "do_distill", "overrides"):
+    for name in ("profile", "tasks", "grid", "widths", "accuracy_budget", "use_gpu", "do_distill",
+                 "overrides"):  # fmt: skip
         assert "defaultValue" in params[name], name
     assert params["use_gpu"]["defaultValue"] is False
 
@@ -262,9 +264,17 @@ def test_distillation_requests_gpus_per_node_gpus_or_waits_on_a_cpu_node(ir):
     assert {v["name"]: v["value"] for v in container["env"]} == {WORKER_IMAGE_ENV: GPU_TRAIN_IMAGE}
 
 
+def _in_widths_loop(pipeline: dict, branch: str, stage: str) -> dict:
+    """The task of ``stage`` inside the search's widths loop of a branch's recipe."""
+    recipe = pipeline["components"][f"comp-task-recipe-{branch}"]["dag"]["tasks"]
+    loop = next(t for t in recipe.values() if t["taskInfo"]["name"] == "widths")
+    body = pipeline["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    return next(t for k, t in body.items() if re.sub(r"(-\d+)+$", "", k) == stage)
+
+
 def test_gpu_branch_scores_int8_candidates_on_the_t4_pool(ir):
     pipeline, _ = ir
-    gpu = pipeline["components"]["comp-task-recipe-gpu"]["dag"]["tasks"]["quantize"]
-    cpu = pipeline["components"]["comp-task-recipe-cpu"]["dag"]["tasks"]["quantize"]
+    gpu = _in_widths_loop(pipeline, "gpu", "quantize")
+    cpu = _in_widths_loop(pipeline, "cpu", "quantize")
     assert gpu["inputs"]["parameters"]["device"]["runtimeValue"]["constant"] == "gpu"
     assert cpu["inputs"]["parameters"]["device"]["runtimeValue"]["constant"] == "cpu"

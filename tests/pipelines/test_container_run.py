@@ -29,6 +29,8 @@ ROWS = (
     "local 6L-64H student FP32",
     "local 6L-64H width 0.75 FP32",
     "local 6L-64H width 0.75 INT8",
+    "local 6L-64H width 0.5 FP32",
+    "local 6L-64H width 0.5 INT8",
 )
 #: Report columns that must be identical between the runners (speed-up is a timing).
 SAME_COLUMNS = {1: "#Params", 2: "#FLOPs", 4: "accuracy"}

@@ -56,9 +56,40 @@ def test_every_loop_is_bounded(package):
         task for comp in pipeline["components"].values()
         for task in comp.get("dag", {}).get("tasks", {}).values() if "parameterIterator" in task
     ]  # fmt: skip
-    assert len(loops) == 4  # tasks and grid, in both branches
+    assert len(loops) == 6  # tasks, grid and the search's widths, in both branches
     for task in loops:
         assert task["iteratorPolicy"]["parallelismLimit"] >= 1, task["taskInfo"]
+
+
+@pytest.mark.parametrize("branch", ["cpu", "gpu"])
+def test_widths_loop_is_bounded_by_its_parallelism(package, branch):
+    """issue 21: per task, one OFA run, then a loop over the widths bounded by parallelism."""
+    pipeline, _ = package
+    recipe = pipeline["components"][f"comp-task-recipe-{branch}"]["dag"]["tasks"]
+    (loop,) = [t for t in recipe.values() if t["taskInfo"]["name"] == "widths"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--widths"
+    limit = loop["iteratorPolicy"]["parallelismLimit"]
+    assert limit == platform.WIDTH_LOOP_PARALLELISM[branch] >= 1
+    assert loop["dependentTasks"] == ["prune"]  # one supernet trained for every width first
+    body = pipeline["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    stages = sorted(re.sub(r"(-\d+)+$", "", t["componentRef"]["name"]) for t in body.values())
+    assert stages == ["comp-benchmark", "comp-benchmark", "comp-quantize", "comp-take-width"]
+    # the width reaches take-width as the loop item, and prune trains the same list
+    take = next(t for t in body.values() if t["componentRef"]["name"].startswith("comp-take"))
+    assert take["inputs"]["parameters"]["width"]["componentInputParameter"] == (
+        "pipelinechannel--widths-loop-item"
+    )
+    prune = recipe["prune"]["inputs"]["parameters"]["widths"]
+    assert prune["componentInputParameter"] == "widths"
+    # the selection and the timing fan in every width's candidates
+    loop_name = next(k for k, t in recipe.items() if t is loop)
+    for consumer, inputs in (
+        ("select-candidate", ("pruned_results", "int8_results", "pruned", "int8")),
+        ("time-rows", ("pruned", "int8")),
+    ):
+        artifacts = recipe[consumer]["inputs"]["artifacts"]
+        for name in inputs:
+            assert artifacts[name]["taskOutputArtifact"]["producerTask"] == loop_name, name
 
 
 def _seconds(text: str) -> float:
@@ -162,12 +193,16 @@ def test_peak_gpus_fit_the_cluster_quota(package):
     assert 0 < peak <= gpus, (peak, gpus)
     # and the bound is tight enough to mean something: the loops alone reach their product,
     # and the single-node distill step (issue 14) holds gpus_per_node GPUs (8: peak 8, not 6)
-    loops = platform.TASK_LOOP_PARALLELISM["gpu"] * platform.GRID_LOOP_PARALLELISM["gpu"]
+    tasks = platform.TASK_LOOP_PARALLELISM["gpu"]
+    loops = tasks * platform.GRID_LOOP_PARALLELISM["gpu"]
+    # issue 21: per width 2 T4s (quantize beside the pruned FP32 benchmark), and the FP32
+    # reference's benchmark may still run beside the widths loop
+    widths = tasks * (platform.WIDTH_LOOP_PARALLELISM["gpu"] * 2 + 1)
     distill_gpus = int(pipeline["root"]["inputDefinitions"]["parameters"]["gpus_per_node"][
         "defaultValue"
     ])  # fmt: skip
     assert peak >= loops
-    assert peak == max(loops, distill_gpus), (peak, loops, distill_gpus)
+    assert peak == max(loops, widths, distill_gpus), (peak, loops, widths, distill_gpus)
 
 
 def test_kubernetes_fields_are_known_to_the_floor_backend(package):
@@ -252,19 +287,20 @@ def test_every_deadline_is_its_own_branch_row(package):
         assert int(k8s[label]["activeDeadlineSeconds"]) == row.timeout_s, (label, stage)
 
 
-def test_serve_step_serves_the_int8_row_after_its_task_results(package):
-    """issue 20: each task recipe ends with the InferenceService of the INT8 row's deployable,
-    on CPU nodes in the CPU branch and the T4 pool in the GPU branch, labelled with the run."""
+def test_serve_step_serves_the_search_choice(package):
+    """issues 20, 21: each task recipe ends with the InferenceService of the model the search
+    chose, on CPU nodes in the CPU branch and the T4 pool in the GPU branch, labelled with the
+    run."""
     pipeline, _ = package
     pools = {}
     for name in ("comp-task-recipe-cpu", "comp-task-recipe-gpu"):
         tasks = pipeline["components"][name]["dag"]["tasks"]
         (serve,) = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-serve")]
         model = serve["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
-        assert model["outputArtifactKey"] == "deployable"
+        assert model["outputArtifactKey"] == "chosen"
         producer = tasks[model["producerTask"]]
-        assert producer["inputs"]["parameters"]["name"]["runtimeValue"]["constant"] == "int8"
-        assert "merge-results" in serve["dependentTasks"]
+        assert producer["componentRef"]["name"].startswith("comp-select-candidate")
+        assert model["producerTask"] in serve["dependentTasks"]
         params = serve["inputs"]["parameters"]
         assert params["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
         pools[name] = params["pool"]["runtimeValue"]["constant"]

@@ -81,6 +81,10 @@ def test_second_submit_of_the_same_revision_reuses_pipeline_version_and_experime
         ({**URIS, "profile": "laptop"}, "profile='laptop'"),
         ({**URIS, "corpus_uri": "/data/corpus"}, "corpus_uri='/data/corpus'"),
         ({k: v for k, v in URIS.items() if k != "teacher_uri"}, "teacher_uri"),
+        # issue 21: 0.6 of the cluster student's 12 heads is 7.2 heads
+        ({**URIS, "widths": [0.75, 0.6]}, "widths has 0.6: it keeps 7.2 of the 12 attention"),
+        ({**URIS, "widths": [0.5, 0.5]}, "lists width 0.5 twice"),
+        ({**URIS, "accuracy_budget": -1.0}, "accuracy_budget=-1.0"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_key_before_any_request(arguments, named, caplog):

@@ -484,4 +484,20 @@ def test_time_rows_times_the_baseline_and_every_model(tiny, int8_dir: Path, tmp_
         assert len(row.seconds_per_pass) == 2 and row.median_s > 0
         assert row.speedup_low <= row.speedup <= row.speedup_high
     assert result.examples == SPLIT_SIZES["dev"] and "2 rounds" in result.description
-    assert summary.metrics["speedup_int8"] == pytest.approx(result.rows["int8"].speedup)
+    assert summary.result["speedups"]["int8"] == pytest.approx(result.rows["int8"].speedup)
+    assert summary.metrics["rows"] == 2
+    # issue 21: a list of models is keyed by search candidate (layers, width, precision)
+    listed = time_rows(
+        task_dir,
+        [fp32_dir, int8_dir],
+        tmp_path / "listed.json",
+        max_seq_len=MAX_SEQ_LEN,
+        batch_size=8,
+        num_threads=1,
+        timing={"rounds": 1, "min_time_s": 0.01, "warmup_passes": 0},
+        baseline=baseline,
+    )
+    keys = list(TimingResult.load(tmp_path / "listed.json").rows)
+    assert keys[0] == "baseline" and len(keys) == 3
+    assert keys[1].endswith("-w1-fp32") and keys[2].endswith("-int8"), keys
+    assert listed.metadata["fastest"] in keys

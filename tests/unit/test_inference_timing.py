@@ -25,11 +25,12 @@ def _sleeper(seconds: float, calls: list[str], name: str):
 def test_rows_interleave_rotate_and_autorange() -> None:
     calls: list[str] = []
     runs = {
-        "baseline": _sleeper(0.02, calls, "baseline"),
-        "fast": _sleeper(0.005, calls, "fast"),
-        "mid": _sleeper(0.01, calls, "mid"),
+        # Sleeps long against scheduler overshoot on a loaded machine (a few ms per wake-up).
+        "baseline": _sleeper(0.08, calls, "baseline"),
+        "fast": _sleeper(0.02, calls, "fast"),
+        "mid": _sleeper(0.04, calls, "mid"),
     }
-    protocol = TimingConfig(warmup_passes=1, rounds=3, min_time_s=0.03)
+    protocol = TimingConfig(warmup_passes=1, rounds=3, min_time_s=0.12)
     raw = time_interleaved(runs, protocol)
     assert calls[:3] == ["baseline", "fast", "mid"]  # warm-up, once each
     blocks = [name for i, name in enumerate(calls[3:]) if i == 0 or calls[3:][i - 1] != name]

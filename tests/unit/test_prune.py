@@ -155,6 +155,7 @@ def tiny_task(local_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_run_prune_exports_dynamic_and_static_submodels(tiny_task: dict[str, Path]) -> None:
     out = tiny_task["root"] / "pruned"
     cfg = PruneConfig(
+        width_mult_list=(0.75,),
         batch_size=64,
         num_epochs=2,
         max_seq_len=32,
@@ -179,6 +180,51 @@ def test_run_prune_exports_dynamic_and_static_submodels(tiny_task: dict[str, Pat
     assert serving.width == 0.75 and serving.precision == "fp32" and serving.max_seq_len == 32
     assert json.loads((out / "prune_summary.json").read_text())["model_dir"] == str(out / "model")
     assert (out / "model" / "provenance.json").is_file()
+
+
+def test_one_supernet_for_every_width_and_take_width(tiny_task: dict[str, Path]) -> None:
+    """issue 21: the prune step trains both widths at once; the search takes each out."""
+    from ppminilm.contracts import ContractError
+    from ppminilm.modeling.saved import read_lineage
+    from ppminilm.runner import prune, take_width
+
+    out = tiny_task["root"] / "two-widths"
+    summary = prune(
+        tiny_task["task"],
+        tiny_task["model"],
+        out,
+        width_mult_list=[0.75, 0.5],
+        max_steps=2,
+        batch_size=32,
+        max_seq_len=32,
+        importance_examples=16,
+        eval_steps=1,
+    )
+    assert summary.result["widths"] == [0.5, 0.75]
+    assert (out / "model").is_dir() and (out / "width_0.75" / "inference").is_dir()
+    for width in (0.5, 0.75):
+        taken = take_width(
+            out,
+            out.parent / f"taken-{width:g}",
+            width=width,
+            inference_out=out.parent / f"taken-{width:g}-inf",
+        )
+        serving = read_serving_config(out.parent / f"taken-{width:g}-inf")
+        assert serving.width == width and taken.metrics["width"] == width
+        assert taken.result["dev_acc"] == summary.result["per_width"][f"{width:g}"]["best_dev_acc"]
+        # every width's exports carry the lineage (grid, pruning record)
+        assert read_lineage(out.parent / f"taken-{width:g}-inf").prune["widths"] == [0.5, 0.75]
+    with pytest.raises(ContractError, match=r"width 0\.25 was not trained"):
+        take_width(out, out.parent / "taken-bad", width=0.25)
+
+
+def test_run_prune_refuses_a_width_with_fractional_heads(tiny_task: dict[str, Path]) -> None:
+    from ppminilm.errors import ConfigError
+
+    out = tiny_task["root"] / "fractional"
+    with pytest.raises(ConfigError, match=r"keeps 2\.4 of the 4 attention heads of the model in"):
+        run_prune(tiny_task["task"], tiny_task["model"], out, PruneConfig(width_mult_list=(0.6,)))
+    assert not out.exists()
 
 
 def test_run_prune_rejects_non_classifier(tiny_task: dict[str, Path]) -> None:

@@ -127,9 +127,11 @@ def test_summary_table_has_the_seed_numbers(tmp_path: Path) -> None:
     assert len(grid) == 2 + 9 and sum("(best)" in r[2] for r in grid) == 1
     assert "(best)" in grid[-1][2]  # bs 64, lr 1e-4 has the highest synthetic accuracy
     ptq = _table_rows(md, "Quantization candidates (calibrated on a train sample, inputs only)")
-    assert ptq[0] == ["Task", "Algo", "Calib batch size", "Batch num", "Dev acc", "Selected"]
-    assert ptq[2] == ["tnews", "mse", "4", "1", "57.00", "yes"]
-    assert ptq[3][:4] == ["tnews", "abs_max", "8", "1"]
+    assert ptq[0] == [
+        "Task", "Width", "Algo", "Calib batch size", "Batch num", "Dev acc", "Selected",
+    ]  # fmt: skip
+    assert ptq[2] == ["tnews", "1", "mse", "4", "1", "57.00", "yes"]
+    assert ptq[3][:5] == ["tnews", "1", "abs_max", "8", "1"]
     assert "- cpu: Test CPU" in md and "paddlepaddle 2.6.2" in md
 
 
@@ -141,7 +143,8 @@ def test_notes_state_floor_protocol_baseline_and_teacher(tmp_path: Path) -> None
     assert "speed baseline (1.00x): random weights, accuracy not measured" in notes
     assert "final loss 2.500, masked-token accuracy 41.0%" in notes
     assert (
-        "Every selection (grid point, pruning checkpoint, PTQ candidate) was made on dev" in notes
+        "Every selection (grid point, pruning checkpoint, PTQ candidate, search candidate) was "
+        "made on dev" in notes
     )
     assert "fine-tuning trained on the whole train split" in notes
     assert "calibration: inputs only, no labels" in notes
@@ -287,3 +290,69 @@ def test_markdown_images_inlined_for_the_kubeflow_ui(tmp_path: Path) -> None:
     md = inline_markdown_images(paths["markdown"])
     assert "](plots/" not in md
     assert md.count("](data:image/png;base64,") == len(paths["plots"]) > 0
+
+
+def _search(task: str, budget: float) -> dict[str, Any]:
+    """A search over the seed's shapes: FP32, and width 0.75 / 0.5 in FP32 and INT8."""
+    from ppminilm.contracts import SearchCandidate
+    from ppminilm.stages.search import select
+
+    def cand(width: float, precision: str, acc: float, seconds: float) -> SearchCandidate:
+        arch = ModelArch(width=width)
+        return SearchCandidate(
+            key=f"6L-w{width:g}-{precision}",
+            width=width,
+            num_layers=6,
+            precision=precision,
+            dev_acc=acc,
+            drop_points=0.0,
+            params=count_params(arch),
+            flops=count_flops(arch),
+            seconds_per_pass=seconds,
+            fastest_s=seconds * 0.98,
+            slowest_s=seconds * 1.02,
+            speedup=21.04 / seconds,
+            test_acc=acc - 0.01,
+        )
+
+    candidates = [
+        cand(1.0, "fp32", 0.7428, 12.64),
+        cand(0.75, "fp32", 0.7382, 10.54),
+        cand(0.75, "int8", 0.7361, 5.07),
+        cand(0.5, "fp32", 0.7200, 8.0),
+        cand(0.5, "int8", 0.7150, 3.9),
+    ]
+    return select(candidates, "6L-w1-fp32", budget, task=task, report_split="test").to_dict()
+
+
+def test_search_frontier_table_notes_plot_and_headline(tmp_path: Path) -> None:
+    summary = _summary()
+    summary["search"] = {"afqmc": _search("afqmc", 1.0), "tnews": _search("tnews", 0.1)}
+    paths = build_report(summary, tmp_path)
+    md = Path(paths["markdown"]).read_text("utf-8")
+    rows = _table_rows(md, "Compression search: afqmc (budget 1 points)")
+    header = rows[0]
+    assert header[:6] == ["Candidate", "Engine", "#Params", "#FLOPs (seq 128)", "Dev acc",
+                          "Δ vs FP32 (points)"]  # fmt: skip
+    assert "Test acc" in header and "Within budget" in header
+    by = {r[0]: dict(zip(header, r, strict=True)) for r in rows[2:]}
+    assert len(by) == 5
+    assert by["6L-w0.75-int8"]["Chosen"] == "CHOSEN"  # 0.67 points down, the fastest within 1
+    assert by["6L-w0.75-int8"]["Δ vs FP32 (points)"] == "-0.67"
+    assert by["6L-w0.5-int8"]["Within budget"] == "no"  # 2.78 points down
+    assert by["6L-w1-fp32 (FP32 reference)"]["#Params"] == "59.7M"
+    assert by["6L-w0.75-int8"]["Rounds (s)"] == "4.969-5.171"
+    section = md.split("## Compression search: afqmc", 1)[1].split("\n## ", 1)[0]
+    assert "Chosen: 6L-w0.75-int8." in section and "Rule: fastest candidate" in section
+    assert "no selection saw it" in section
+    tight = md.split("## Compression search: tnews", 1)[1].split("\n## ", 1)[0]
+    assert "No compressed candidate is within 0.1 points" in tight
+    notes = md.split("## Summary", 1)[1].split("## Latency", 1)[0]
+    assert "kept afqmc: 6L-w0.75-int8; tnews: 6L-w1-fp32 (FP32 kept" in notes
+    assert {"search_afqmc", "search_tnews"} <= set(paths["plots"])
+    png = Path(paths["plots"]["search_afqmc"])
+    assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > MIN_PNG_BYTES
+    headline = json.loads(Path(paths["json"]).read_text("utf-8"))["headline"]
+    assert headline["avg_dev_acc"] == pytest.approx((0.7361 + 0.7428) / 2)  # the chosen ones
+    assert headline["speedup"] == pytest.approx((21.04 / 5.07 + 21.04 / 12.64) / 2)
+    assert headline["kept_fp32_tasks"] == 1.0

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "finetune",
     "compress",
     "infer",
+    "search",
     "serve",
     "model",
     "storage",

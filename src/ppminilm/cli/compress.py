@@ -1,4 +1,4 @@
-"""``ppminilm prune`` / ``quantize``: stages 3 and 4 from the shell.
+"""``ppminilm prune`` / ``take-width`` / ``quantize``: stages 3 and 4 from the shell.
 
 Examples::
 
@@ -29,7 +29,7 @@ def _add_common(parser: argparse.ArgumentParser, stage: str) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``prune`` and ``quantize``."""
+    """Add ``prune``, ``take-width`` and ``quantize``."""
     prune = add_stage_parser(
         subparsers, "prune", "3  OFA width pruning (DynaBERT) of a fine-tuned classifier"
     )
@@ -41,7 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="batch size (default: the selected grid point's, from the model's lineage)",
     )
-    prune.add_argument("--widths", type=float, nargs="+", default=None, help="e.g. 0.75")
+    prune.add_argument(
+        "--widths",
+        type=float,
+        nargs="+",
+        default=None,
+        help="widths trained by one supernet, e.g. 0.75 0.5 (default: the profile's)",
+    )
     prune.add_argument("--epochs", type=int, default=None, help="distillation epochs")
     prune.add_argument("--max-steps", type=int, default=None, help="stop after N steps if > 0")
     prune.add_argument(
@@ -52,6 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     prune.add_argument("--seed", type=int, default=None, help="random seed")
     prune.set_defaults(func=_prune)
+
+    take = add_stage_parser(
+        subparsers, "take-width", "3  one width's sub-model out of a prune output (search)"
+    )
+    take.add_argument("--pruned", required=True, help="the prune stage's output directory")
+    take.add_argument("--width", type=float, required=True, help="a width it trained")
+    take.add_argument("--out", required=True, help="where the dynamic sub-model goes")
+    take.add_argument("--inference-out", default=None, help="where its static inference model goes")
+    take.set_defaults(func=_take_width)
 
     quant = add_stage_parser(
         subparsers, "quantize", "4  post-training INT8 quantization search (quant_post_static)"
@@ -87,6 +102,13 @@ def _prune(args: argparse.Namespace) -> int:
         max_seq_len=args.max_seq_len,
         batch_size=args.batch_size,
     )
+    return finish(summary, args)
+
+
+def _take_width(args: argparse.Namespace) -> int:
+    from ppminilm.runner import take_width
+
+    summary = take_width(args.pruned, args.out, width=args.width, inference_out=args.inference_out)
     return finish(summary, args)
 
 

@@ -238,6 +238,11 @@ _DAY = 24 * _HOUR
 #: n1-standard-8) and, for the CPU branch, for the local-kind quota. ``distill`` on the GPU
 #: branch holds one whole V100 node (gpus_per_node GPUs, 8 by default).
 TASK_RESOURCES: dict[str, dict[str, TaskResources]] = {
+    # Checks the search's widths and budget before anything trains: seconds, no paddle.
+    "check-search": {
+        "cpu": TaskResources("250m", "1", "1Gi", timeout_s=15 * 60, retries=2),
+        "gpu": TaskResources("250m", "1", "1Gi", timeout_s=15 * 60, retries=2),
+    },
     "build-data": {
         "cpu": TaskResources("1", "4", "8Gi", timeout_s=6 * _HOUR, retries=2),
         "gpu": TaskResources("2", "8", "16Gi", timeout_s=6 * _HOUR, retries=2),
@@ -267,12 +272,17 @@ TASK_RESOURCES: dict[str, dict[str, TaskResources]] = {
         "cpu": TaskResources("500m", "1", "2Gi", timeout_s=_HOUR, retries=2),
         "gpu": TaskResources("500m", "1", "2Gi", timeout_s=_HOUR, retries=2),
     },
-    # Stages inside the per-task recipe (finetune ... merge-results) keep the same deadline in
+    # Stages inside the per-task recipe (finetune ... select-candidate) keep the same deadline in
     # both branches: KFP's SDK merges the CPU recipe's executor configs into the GPU recipe's
     # executors of the same name while compiling (tests/pipelines/test_policy.py checks).
     "prune": {
         "cpu": TaskResources("2", "4", "8Gi", timeout_s=_DAY, retries=1),
         "gpu": TaskResources("6", "7", "40Gi", "8Gi", _DAY, retries=2, gpus=1),
+    },
+    # The search loop's first step: copies one width's sub-model out of the prune output.
+    "take-width": {
+        "cpu": TaskResources("250m", "1", "2Gi", timeout_s=_HOUR, retries=2),
+        "gpu": TaskResources("250m", "1", "2Gi", timeout_s=_HOUR, retries=2),
     },
     "quantize": {
         "cpu": TaskResources("2", "4", "8Gi", timeout_s=6 * _HOUR, retries=1),
@@ -289,9 +299,10 @@ TASK_RESOURCES: dict[str, dict[str, TaskResources]] = {
         "cpu": TaskResources("2", "2", "6Gi", timeout_s=2 * _HOUR, retries=1),
         "gpu": TaskResources("6", "7", "18Gi", "4Gi", 2 * _HOUR, retries=2, gpus=1),
     },
-    "merge-results": {
-        "cpu": TaskResources("250m", "1", "1Gi", timeout_s=15 * 60, retries=2),
-        "gpu": TaskResources("250m", "1", "1Gi", timeout_s=15 * 60, retries=2),
+    # The search's choice: reads the rows and the timing, copies the chosen model.
+    "select-candidate": {
+        "cpu": TaskResources("250m", "1", "2Gi", timeout_s=_HOUR, retries=2),
+        "gpu": TaskResources("250m", "1", "2Gi", timeout_s=_HOUR, retries=2),
     },
     "report": {
         "cpu": TaskResources("500m", "2", "4Gi", timeout_s=_HOUR, retries=2),
@@ -320,10 +331,13 @@ def task_resources(stage: str, gpu: bool) -> TaskResources:
 
 
 #: Loop parallelism (compile-time: KFP refuses a pipeline parameter here), per branch.
-#: GPU branch: 2 tasks x 3 grid points fine-tuning on V100s at once (see tests/pipelines for
-#: the check that every branch's peak fits the cluster overlay's GPU quota).
+#: GPU branch: 2 tasks x 3 grid points fine-tuning on V100s at once; the search's widths loop
+#: quantizes and benchmarks 2 widths per task at once on T4s (2 GPUs per width: its FP32
+#: benchmark runs beside the quantization). See tests/pipelines for the check that every
+#: branch's peak fits the cluster overlay's GPU quota.
 TASK_LOOP_PARALLELISM = {"cpu": 1, "gpu": 2}
 GRID_LOOP_PARALLELISM = {"cpu": 2, "gpu": 3}
+WIDTH_LOOP_PARALLELISM = {"cpu": 2, "gpu": 2}
 
 
 # --- Image references at compile time (issue 13) ------------------------------------------

@@ -12,6 +12,7 @@ from ppminilm.config.stages import (
     InferConfig,
     PruneConfig,
     QuantConfig,
+    SearchConfig,
     TeacherConfig,
 )
 
@@ -26,6 +27,7 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {
         GridConfig,
         PruneConfig,
         QuantConfig,
+        SearchConfig,
         InferConfig,
         ServeConfig,
     )

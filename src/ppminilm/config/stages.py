@@ -307,7 +307,9 @@ class PruneConfig(StageConfig):
 
     stage: ClassVar[str] = "prune"
 
-    width_mult_list: Sequence[float] = (0.75,)
+    #: Widths the one OFA supernet is trained for, each exported as a search candidate
+    #: (issue 21). The seed prunes to 0.75 alone; the search adds 0.5 (6 of 12 heads).
+    width_mult_list: Sequence[float] = (0.75, 0.5)
     batch_size: int | None = None
     learning_rate: float | None = None
     num_epochs: int = 3
@@ -326,11 +328,7 @@ class PruneConfig(StageConfig):
 
     def validate(self) -> None:
         name = type(self).__name__
-        if not self.width_mult_list:
-            raise ConfigError(f"{name}.width_mult_list must be non-empty")
-        for w in self.width_mult_list:
-            if not 0.0 < w <= 1.0:
-                raise ConfigError(f"{name}.width_mult_list has {w}; widths must be in (0, 1]")
+        check_width_list(self.width_mult_list, f"{name}.width_mult_list")
         for field in ("batch_size", "learning_rate"):
             if getattr(self, field) is not None:
                 _check_positive(name, field, getattr(self, field))
@@ -411,6 +409,31 @@ class QuantConfig(StageConfig):
 
 
 @dataclasses.dataclass
+class SearchConfig(StageConfig):
+    """The accuracy-budgeted compression search: which candidate a task keeps (issue 21).
+
+    The candidates are the fine-tuned FP32 model and, for every pruning width, its FP32 and
+    INT8 sub-models. The step keeps the fastest candidate whose dev accuracy is at most
+    ``accuracy_budget`` points below the fine-tuned FP32 model's
+    (:func:`ppminilm.stages.search.select`).
+    """
+
+    stage: ClassVar[str] = "search"
+
+    #: Points of dev accuracy (percentage points) the user accepts below the fine-tuned FP32
+    #: model. 1.0: the seed's own compression drops average 0.55 points and reach 1.97 (WSC).
+    accuracy_budget: float = 1.0
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        if not 0.0 <= self.accuracy_budget <= 100.0:
+            raise ConfigError(
+                f"{name}.accuracy_budget={self.accuracy_budget}: expected points of accuracy "
+                "in [0, 100] (1.0 = one percentage point below the fine-tuned FP32 model)"
+            )
+
+
+@dataclasses.dataclass
 class TimingConfig(StageConfig):
     """The timing protocol of the report's speed column (:mod:`ppminilm.inference.timing`).
 
@@ -487,3 +510,54 @@ class InferConfig(StageConfig):
 def bert_base_arch() -> ModelArch:
     """The BERT-base (12L-768H, gelu) shape used as the speed/size baseline."""
     return ModelArch(num_layers=12, hidden_act="gelu")
+
+
+def check_width_list(widths: Sequence[float], where: str = "widths") -> tuple[float, ...]:
+    """Widths as a tuple: non-empty, each in (0, 1], none listed twice.
+
+    Raises:
+        ConfigError: Naming ``where`` and the offending width.
+    """
+    if not widths:
+        raise ConfigError(f"{where} is empty: expected at least one width, e.g. [0.75, 0.5]")
+    seen: list[float] = []
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0.0 < w <= 1.0:
+            raise ConfigError(f"{where} has {w!r}: each width must be a number in (0, 1]")
+        if any(abs(w - v) < 1e-9 for v in seen):
+            raise ConfigError(f"{where} lists width {w:g} twice")
+        seen.append(float(w))
+    return tuple(seen)
+
+
+def check_widths(
+    widths: Sequence[float], arch: ModelArch, where: str = "widths", model: str = "student"
+) -> tuple[float, ...]:
+    """Check search widths against the model they prune: each keeps whole attention heads.
+
+    A width w keeps ``num_heads * w`` heads (and as many FFN neurons in proportion); OFA can
+    only drop whole heads, so 0.6 of 12 heads (7.2) is refused before anything trains.
+
+    Args:
+        widths: The widths (pipeline parameter ``widths``, ``PruneConfig.width_mult_list``).
+        arch: The architecture being pruned (the student's).
+        where: What the widths are called, for the message.
+        model: What the architecture is, for the message.
+
+    Returns:
+        The widths as a tuple of floats.
+
+    Raises:
+        ConfigError: Naming the width, the head count it leaves and the widths that work.
+    """
+    checked = check_width_list(widths, where)
+    for w in checked:
+        heads = arch.num_heads * w
+        if abs(heads - round(heads)) > 1e-6 or round(heads) < 1:
+            allowed = ", ".join(f"{k / arch.num_heads:.4g}" for k in range(1, arch.num_heads + 1))
+            raise ConfigError(
+                f"{where} has {w:g}: it keeps {heads:g} of the {arch.num_heads} attention "
+                f"heads of the {model}; each width must keep a whole number of heads "
+                f"(k/{arch.num_heads}: {allowed})"
+            )
+    return checked

@@ -97,6 +97,82 @@ def accuracy_vs_latency(
     return _save(fig, plt, path)
 
 
+def search_frontier(
+    task: str,
+    points: Sequence[tuple[str, float, float, float, float, bool]],
+    *,
+    reference: float,
+    budget: float,
+    path: Path,
+) -> Path:
+    """The compression search of one task: dev accuracy (%) against seconds per dev pass.
+
+    Every candidate is a point with its fastest-to-slowest round as a horizontal bar; the
+    FP32 reference accuracy and the budget line (reference - budget) are drawn, the region
+    below the budget shaded, and the chosen candidate marked with a star. Labels sit in a
+    column to the right (as in :func:`accuracy_vs_latency`), so none hides another.
+
+    Args:
+        task: Task name (title).
+        points: ``(key, median s, fastest s, slowest s, accuracy %, chosen)`` per candidate.
+        reference: The fine-tuned FP32 model's dev accuracy (%).
+        budget: Accepted drop in points.
+        path: PNG to write.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.6, 4.6))
+    colors = plt.get_cmap("tab10")
+    floor = reference - budget
+    lo, hi = acc_limits([a for *_, a, _ in points] + [reference, floor])
+    xmax = max(slow for _, _, _, slow, _, _ in points)
+    label_x = xmax * 1.15
+    ax.axhspan(lo, floor, color="tab:red", alpha=0.07, zorder=0)
+    ax.axhline(reference, color="0.4", linestyle="--", linewidth=1, label="FP32 reference")
+    ax.axhline(
+        floor,
+        color="tab:red",
+        linestyle="-.",
+        linewidth=1.2,
+        label=f"budget: {budget:g} points below (shaded: outside)",
+    )
+    order = sorted(range(len(points)), key=lambda i: points[i][4])
+    slots = [lo + (hi - lo) * (k + 1) / (len(points) + 1) for k in range(len(points))]
+    for slot, i in zip(slots, order, strict=True):
+        key, median, fast, slow, acc, chosen = points[i]
+        color = colors(i % 10)
+        ax.errorbar(
+            [median],
+            [acc],
+            xerr=[[median - fast], [slow - median]],
+            fmt="*" if chosen else "o",
+            markersize=16 if chosen else 7,
+            color=color,
+            markeredgecolor="black" if chosen else color,
+            capsize=3,
+            zorder=4 if chosen else 3,
+        )
+        ax.annotate(
+            f"{key}{'  <- chosen' if chosen else ''} ({acc:.2f}%, {median:.3g} s)",
+            xy=(median, acc),
+            xytext=(label_x, slot),
+            textcoords="data",
+            va="center",
+            fontsize=7.5,
+            fontweight="bold" if chosen else "normal",
+            color=color,
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6, "relpos": (0, 0.5)},
+        )
+    ax.set_xlim(0, xmax * 2.4)
+    ax.set_ylim(lo, hi)
+    ax.set_xticks([t for t in ax.get_xticks() if 0 <= t <= xmax * 1.05])
+    ax.set_xlabel("seconds per dev pass (median; bar: fastest to slowest round)")
+    ax.set_ylabel("dev accuracy (%)")
+    ax.set_title(f"Compression search: {task} (star: chosen)")
+    ax.legend(loc="lower left", fontsize=7, framealpha=0.9)
+    ax.grid(True, alpha=0.3)
+    return _save(fig, plt, path)
+
+
 def grid_heatmap(task: str, cells: Sequence[tuple[int, float, float]], path: Path) -> Path:
     """Dev accuracy (%) over batch size (rows) x learning rate (columns); the best boxed.
 

@@ -25,9 +25,18 @@ from typing import Any
 
 from ppminilm.io import read_json_file, staged_dir, write_json
 from ppminilm.modeling.accounting import format_count
+from ppminilm.report.frontier import frontier_notes, frontier_table, search_summary_notes
+from ppminilm.report.markdown import Table, html_table, md_escape, md_table
 from ppminilm.report.schema import ModelRow, ReportError, RunSummary, validate_summary
 
-__all__ = ["ReportError", "build_report", "headline_metrics", "run_report", "validate_summary"]
+__all__ = [
+    "ReportError",
+    "build_report",
+    "headline_metrics",
+    "md_escape",
+    "run_report",
+    "validate_summary",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +55,6 @@ TASK_COLUMNS = {
     "cluewsc2020": "WSC",
     "csl": "CSL",
 }
-
-Table = tuple[str, list[str], list[list[str]]]
 
 
 # --------------------------------------------------------------------------- cells
@@ -152,6 +159,7 @@ def tables(s: RunSummary) -> list[Table]:
                 [[r.name, *[_pct(r.test_accuracy.get(t)) for t in tasks]] for r in s.models],
             )
         )
+    out += [frontier_table(sel, s.seq_len) for sel in s.search.values()]
     for task, points in s.grid.items():
         best = max(points, key=lambda p: p.dev_acc)
         out.append(
@@ -172,10 +180,11 @@ def tables(s: RunSummary) -> list[Table]:
         out.append(
             (
                 "Quantization candidates (calibrated on a train sample, inputs only)",
-                ["Task", "Algo", "Calib batch size", "Batch num", "Dev acc", "Selected"],
+                ["Task", "Width", "Algo", "Calib batch size", "Batch num", "Dev acc", "Selected"],
                 [
                     [
                         q.task,
+                        f"{q.width:g}",
                         q.algo,
                         str(q.batch_size) if q.batch_size else "-",
                         str(q.batch_num),
@@ -215,8 +224,8 @@ def notes(s: RunSummary) -> list[str]:
         )
     out.append(
         f"Accuracy: {s.split} accuracy in %; n/m = not measured. Every selection (grid point, "
-        f"pruning checkpoint, PTQ candidate) was made on {s.split}, as the seed and the CLUE "
-        "convention do (CLUE's test labels are not public)."
+        f"pruning checkpoint, PTQ candidate, search candidate) was made on {s.split}, as the "
+        "seed and the CLUE convention do (CLUE's test labels are not public)."
     )
     out.append(
         "Splits: fine-tuning trained on the whole train split; PTQ calibration and head/neuron "
@@ -228,6 +237,7 @@ def notes(s: RunSummary) -> list[str]:
             f"Test accuracy ({', '.join(tested)}): the labelled test split, scored once at the "
             "end; no selection saw it."
         )
+    out += search_summary_notes(s.search)
     if s.majority:
         floors = ", ".join(f"{t} {v * 100:.2f}" for t, v in s.majority.items())
         out.append(f"Majority-class accuracy (the floor to beat): {floors}.")
@@ -248,6 +258,14 @@ def notes(s: RunSummary) -> list[str]:
     return out
 
 
+def table_notes(s: RunSummary) -> dict[str, list[str]]:
+    """Notes printed under a table, by table title."""
+    out = {"Summary": notes(s)}
+    for sel in s.search.values():
+        out[frontier_table(sel, s.seq_len)[0]] = frontier_notes(sel)
+    return out
+
+
 def _environment_lines(s: RunSummary) -> list[str]:
     lines = []
     for key, value in s.environment.items():
@@ -255,34 +273,6 @@ def _environment_lines(s: RunSummary) -> list[str]:
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         lines.append(f"{key}: {value}")
     return lines
-
-
-# --------------------------------------------------------------------------- escaping
-
-
-def md_escape(text: str) -> str:
-    """A user string made inert in Markdown: HTML entities, table pipes and emphasis."""
-    escaped = html.escape(str(text), quote=False)
-    # Underscores stay: GFM does not emphasise inside words (local_reviews), and escaping
-    # them would litter every task name.
-    return re.sub(r"([\\|*`\[\]])", r"\\\1", escaped)
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(md_escape(c) for c in cells) + " |"
-
-    return "\n".join(
-        [line(header), "|" + "|".join("---" for _ in header) + "|", *[line(r) for r in rows]]
-    )
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 _CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;
@@ -311,6 +301,17 @@ def _plots(s: RunSummary, plot_dir: Path) -> dict[str, Path]:
             floor=(sum(s.majority.values()) / len(s.majority) * 100) if s.majority else None,
             path=plot_dir / "accuracy_vs_latency.png",
         )
+    for task, sel in s.search.items():
+        out[f"search_{task}"] = report_plots.search_frontier(
+            task,
+            [
+                (c.key, c.seconds_per_pass, c.fastest_s, c.slowest_s, c.dev_acc * 100, c.chosen)
+                for c in sel.candidates
+            ],
+            reference=sel.reference_dev_acc * 100,
+            budget=sel.budget_points,
+            path=plot_dir / f"search_{_file_safe(task)}.png",
+        )
     for task, points in s.grid.items():
         out[f"grid_{task}"] = report_plots.grid_heatmap(
             task,
@@ -319,7 +320,10 @@ def _plots(s: RunSummary, plot_dir: Path) -> dict[str, Path]:
         )
     if s.quantization:
         out["ptq_candidates"] = report_plots.quant_candidates(
-            [(f"{q.task}: {q.label}", q.acc * 100, q.selected) for q in s.quantization],
+            [
+                (f"{q.task} w{q.width:g}: {q.label}", q.acc * 100, q.selected)
+                for q in s.quantization
+            ],
             reference=_fp32_reference(s),
             path=plot_dir / "ptq_candidates.png",
         )
@@ -335,16 +339,31 @@ def _file_safe(text: str) -> str:
 
 
 def _fp32_reference(s: RunSummary) -> float | None:
-    """The pruned FP32 row's accuracy on the first task (what PTQ candidates lose from)."""
-    fp32 = [r for r in s.models if r.precision == "fp32" and r.arch.get("width", 1.0) < 1.0]
-    if not fp32 or not s.tasks:
+    """The pruned FP32 row's accuracy on the first task (what PTQ candidates lose from);
+    None when the candidates come from several widths (each loses from its own)."""
+    widths = {q.width for q in s.quantization}
+    fp32 = [
+        r
+        for r in s.models
+        if r.precision == "fp32"
+        and r.arch.get("width", 1.0) < 1.0
+        and (len(widths) != 1 or float(r.arch.get("width", 1.0)) in widths)
+    ]
+    if len(widths) > 1 or not fp32 or not s.tasks:
         return None
     acc = fp32[0].accuracy.get(s.tasks[0])
     return None if acc is None else acc * 100
 
 
 def headline_metrics(s: RunSummary) -> dict[str, float]:
-    """Run-comparison numbers of the last (most compressed) row: accuracy, speed-up, size."""
+    """Run-comparison numbers of the chosen models: accuracy, speed-up, size.
+
+    With a compression search: the mean over tasks of each task's chosen candidate (dev
+    accuracy, speed-up over the baseline, parameters), and how many tasks kept the FP32 model.
+    Without one: the last (most compressed) row.
+    """
+    if s.search:
+        return _chosen_headline(s)
     row = s.models[-1]
     out: dict[str, float] = {"params_millions": row.params / 1e6}
     avg = avg_accuracy(row, s.tasks)
@@ -352,6 +371,26 @@ def headline_metrics(s: RunSummary) -> dict[str, float]:
         out["avg_dev_acc"] = avg
     if row.speed is not None:
         out["speedup"] = row.speed.speedup
+    best = max(
+        (a for a in (avg_accuracy(r, s.tasks) for r in s.models) if a is not None), default=None
+    )
+    if best is not None:
+        out["best_avg_dev_acc"] = best
+    return out
+
+
+def _chosen_headline(s: RunSummary) -> dict[str, float]:
+    chosen = [sel.candidate(sel.chosen) for sel in s.search.values()]
+    n = len(chosen)
+    out = {
+        "avg_dev_acc": sum(c.dev_acc for c in chosen) / n,
+        "params_millions": sum(c.params for c in chosen) / n / 1e6,
+        "kept_fp32_tasks": float(sum(sel.chosen == sel.reference for sel in s.search.values())),
+        "avg_drop_points": sum(c.drop_points for c in chosen) / n,
+    }
+    speedups = [c.speedup for c in chosen if c.speedup is not None]
+    if len(speedups) == n:
+        out["speedup"] = sum(speedups) / n
     best = max(
         (a for a in (avg_accuracy(r, s.tasks) for r in s.models) if a is not None), default=None
     )
@@ -381,11 +420,12 @@ def build_report(
         plots = _plots(s, tmp / PLOTS_DIR)
         md = [f"# {md_escape(s.title)}", ""]
         body = [f"<h1>{html.escape(s.title)}</h1>"]
+        under = table_notes(s)
         for title, header, table_rows in tables(s):
-            md += [f"## {md_escape(title)}", "", _md_table(header, table_rows), ""]
-            body += [f"<h2>{html.escape(title)}</h2>", _html_table(header, table_rows)]
-            if title == "Summary":
-                lines = notes(s)
+            md += [f"## {md_escape(title)}", "", md_table(header, table_rows), ""]
+            body += [f"<h2>{html.escape(title)}</h2>", html_table(header, table_rows)]
+            lines = under.get(title, [])
+            if lines:
                 md += [*[f"- {md_escape(n)}" for n in lines], ""]
                 body.append(
                     "<ul class='notes'>"

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ppminilm.config.base import Record
+from ppminilm.contracts import SearchSelection
 from ppminilm.errors import ConfigError, UserError
 
 
@@ -81,6 +82,8 @@ class QuantRow(Record):
     selected: bool = False
     #: Calibration batch size (0: not recorded, a run before batch sizes were searched).
     batch_size: int = 0
+    #: Width of the pruned model the candidate quantized (the search has one PTQ per width).
+    width: float = 1.0
 
     @property
     def label(self) -> str:
@@ -118,6 +121,8 @@ class RunSummary(Record):
     grid: dict[str, Sequence[GridCell]] = dataclasses.field(default_factory=dict)
     quantization: Sequence[QuantRow] = ()
     distill_loss: Sequence[LossPoint] = ()
+    #: The compression search's choice per task (issue 21), with every candidate weighed.
+    search: dict[str, SearchSelection] = dataclasses.field(default_factory=dict)
     environment: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:

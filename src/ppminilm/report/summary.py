@@ -1,8 +1,9 @@
 """Assemble the report's run summary from the pipeline's per-task results.
 
 Each task contributes a :class:`~ppminilm.contracts.TaskResults`: the benchmark rows of the
-fine-tuned FP32, pruned FP32 and pruned INT8 models (accuracy, latency, INT8 check, lineage)
-and the interleaved timing of those rows plus the speed baseline. Rows are named for what they
+fine-tuned FP32 model and, per pruned width, its FP32 and INT8 sub-models (accuracy, latency,
+INT8 check, lineage), the interleaved timing of those rows plus the speed baseline, and the
+compression search's choice among them. Rows are named for what they
 are: on the local profile a ``local 6L-64H student``, never "PP-MiniLM".
 """
 
@@ -128,22 +129,27 @@ def _grid(merged: Sequence[TaskResults]) -> dict[str, Sequence[GridCell]]:
 
 
 def _quantization(merged: Sequence[TaskResults]) -> list[QuantRow]:
+    """Every PTQ candidate of every INT8 row (one PTQ search per pruned width)."""
     out = []
     for m in merged:
-        quant = m.rows[-1].lineage.quantize
-        best = quant.get("best", {})
-        key = ("algo", "batch_size", "batch_num")
-        for c in quant.get("candidates", []):
-            out.append(
-                QuantRow(
-                    task=m.task,
-                    algo=str(c["algo"]),
-                    batch_size=int(c.get("batch_size", 0)),
-                    batch_num=int(c["batch_num"]),
-                    acc=float(c["dev_acc"]),
-                    selected=all(c.get(k) == best.get(k) for k in key),
+        for row in m.rows:
+            if row.precision != "int8":
+                continue
+            quant = row.lineage.quantize
+            best = quant.get("best", {})
+            key = ("algo", "batch_size", "batch_num")
+            for c in quant.get("candidates", []):
+                out.append(
+                    QuantRow(
+                        task=m.task,
+                        algo=str(c["algo"]),
+                        batch_size=int(c.get("batch_size", 0)),
+                        batch_num=int(c["batch_num"]),
+                        acc=float(c["dev_acc"]),
+                        selected=all(c.get(k) == best.get(k) for k in key),
+                        width=float(row.arch.get("width", 1.0)),
+                    )
                 )
-            )
     return out
 
 
@@ -226,6 +232,7 @@ def run_summary_from_results(
         grid=_grid(merged),
         quantization=tuple(_quantization(merged)),
         distill_loss=tuple(_distill_loss(student_dir)),
+        search={m.task: m.selection for m in merged if m.selection is not None},
         environment={
             "cpu": bench.cpu,
             "device": bench.device,

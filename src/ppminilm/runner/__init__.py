@@ -27,7 +27,7 @@ from ppminilm.runner.core import (
 from ppminilm.runner.prepare import build_data, distill, paddlejob_distill_args, pretrain_teacher
 
 from ppminilm.runner.finetune import export, finetune, grid, select_best  # isort: skip
-from ppminilm.runner.compress import prune, quantize  # isort: skip
+from ppminilm.runner.compress import prune, quantize, take_width  # isort: skip
 from ppminilm.runner.evaluate import (  # isort: skip
     benchmark,
     merge_results,
@@ -37,12 +37,14 @@ from ppminilm.runner.evaluate import (  # isort: skip
     time_rows,
 )
 from ppminilm.runner.serve import serve_manifest  # isort: skip
+from ppminilm.runner.search import check_search, select_candidate  # isort: skip
 
 __all__ = [
     "STAGES",
     "StageSpec",
     "benchmark",
     "build_data",
+    "check_search",
     "distill",
     "emit",
     "expected_errors",
@@ -61,7 +63,9 @@ __all__ = [
     "resolve_task_dir",
     "run_step",
     "select_best",
+    "select_candidate",
     "serve_manifest",
     "stage",
+    "take_width",
     "time_rows",
 ]

@@ -18,6 +18,7 @@ from ppminilm.contracts import (
     StageSummary,
     TaskResults,
     TimingResult,
+    candidate_key,
 )
 from ppminilm.errors import UserError
 from ppminilm.io import atomic_write, atomic_write_json, atomic_write_text, read_json_file
@@ -123,12 +124,12 @@ BASELINE_ROW = "baseline"
 @stage(
     "time-rows",
     InferConfig,
-    metrics=("speedup_fp32", "speedup_pruned", "speedup_int8"),
-    metadata=("task", "baseline_arch"),
+    metrics=("rows", "fastest_speedup"),
+    metadata=("task", "baseline_arch", "fastest"),
 )
 def time_rows(
     data: str | Path,
-    models: Mapping[str, str | Path],
+    models: Mapping[str, str | Path] | Sequence[str | Path],
     out: str | Path,
     *,
     task: str | None = None,
@@ -141,8 +142,10 @@ def time_rows(
 
     Args:
         data: A task directory or the data artifact.
-        models: Row name -> inference model, in report order (the first one's tokenizer and
-            labels encode the split for every row).
+        models: Row name -> inference model, or a list of inference models each named by its
+            search candidate key (``6L-w0.75-int8``, :func:`~ppminilm.contracts.candidate_key`,
+            from its ``serving.json``); in report order (the first one's tokenizer and labels
+            encode the split for every row).
         out: The result file (a :class:`~ppminilm.contracts.TimingResult` JSON).
         task: Task name (default: the first model's).
         device: ``cpu`` or ``gpu``.
@@ -159,6 +162,7 @@ def time_rows(
 
     if not models:
         raise UserError("time-rows needs at least one model")
+    models = _named_rows(models)
     first = Path(next(iter(models.values())))
     serving = read_serving_config(first)
     task = task or serving.task or None
@@ -214,14 +218,45 @@ def time_rows(
             timed.speedup_low,
             timed.speedup_high,
         )
-    summary_fields = {f"speedup_{row}": timed.speedup for row, timed in rows.items()}
+    speedups = {row: timed.speedup for row, timed in rows.items() if row != BASELINE_ROW}
+    fastest = max(speedups, key=lambda row: speedups[row])
     arch_name = f"{baseline_arch.num_layers}L-{baseline_arch.hidden_size}H"
     return summarize(
         "time-rows",
-        {"task": name, "baseline_arch": arch_name, **summary_fields},
+        {
+            "task": name,
+            "baseline_arch": arch_name,
+            "rows": len(speedups),
+            "speedups": speedups,
+            "fastest": fastest,
+            "fastest_speedup": speedups[fastest],
+        },
         profile=profile,
         cfg=cfg,
     )
+
+
+def _named_rows(models: Mapping[str, str | Path] | Sequence[str | Path]) -> dict[str, Path]:
+    """Row name -> model dir; a list is named by each model's search candidate key.
+
+    Raises:
+        UserError: If two models of a list are the same candidate, or a row is the baseline.
+    """
+    from ppminilm.modeling.export import read_serving_config
+
+    if isinstance(models, Mapping):
+        named = {str(k): Path(v) for k, v in models.items()}
+    else:
+        named = {}
+        for path in models:
+            serving = read_serving_config(path)
+            key = candidate_key(serving.arch or {"width": serving.width}, serving.precision)
+            if key in named:
+                raise UserError(f"time-rows: {path} and {named[key]} are both candidate {key!r}")
+            named[key] = Path(path)
+    if BASELINE_ROW in named:
+        raise UserError(f"time-rows: row name {BASELINE_ROW!r} is the speed baseline's")
+    return named
 
 
 def _dev_pass(predictor: Any, batches: Sequence[Mapping[str, Any]]) -> Callable[[], None]:
@@ -259,7 +294,17 @@ def merge_results(
     return summarize("merge-results", {"task": merged.task, "rows": len(merged.rows)}, profile="")
 
 
-@stage("report", metrics=("avg_dev_acc", "best_avg_dev_acc", "speedup", "params_millions"))
+@stage(
+    "report",
+    metrics=(
+        "avg_dev_acc",
+        "best_avg_dev_acc",
+        "speedup",
+        "params_millions",
+        "avg_drop_points",
+        "kept_fp32_tasks",
+    ),
+)
 def report(
     results: Sequence[str | Path],
     *,
@@ -325,4 +370,4 @@ def record_status(
     return summarize("record-status", record, profile="")
 
 
-__all__ = ["benchmark", "merge_results", "read_result", "record_status", "report"]
+__all__ = ["benchmark", "merge_results", "read_result", "record_status", "report", "time_rows"]

@@ -33,7 +33,7 @@ import numpy as np
 
 from ppminilm.compat.paddle import paddle, set_seed
 from ppminilm.compat.paddleslim import apply_dynabert_forward, dynabert_net_config, prepare_ofa
-from ppminilm.config import PruneConfig
+from ppminilm.config import PruneConfig, check_widths
 from ppminilm.contracts import MODEL_CONFIG_FILE, PRUNE_SUMMARY_FILE
 from ppminilm.data import load_task_dir, sample_examples
 from ppminilm.io import staged_dir, write_json
@@ -45,6 +45,7 @@ from ppminilm.modeling.saved import (
     read_model_info,
     save_model,
 )
+from ppminilm.stages.prune.layout import INFERENCE_SUBDIR, MODEL_SUBDIR, width_subdir
 from ppminilm.training.loop import (
     StepLogger,
     accuracy,
@@ -106,7 +107,7 @@ def _encode(
     return encode_split(tokenizer, examples, task_data.spec, labels, max_seq_len)
 
 
-def _check_inputs(task_data: Any, info: ModelInfo, model_dir: Path) -> None:
+def _check_inputs(task_data: Any, info: ModelInfo, model_dir: Path, cfg: PruneConfig) -> None:
     if info.kind != "classifier":
         raise ValueError(
             f"{model_dir}: model kind is {info.kind!r}; pruning needs a fine-tuned "
@@ -115,6 +116,14 @@ def _check_inputs(task_data: Any, info: ModelInfo, model_dir: Path) -> None:
     if info.arch.width < 1.0:
         raise ValueError(f"{model_dir}: model is already pruned (arch.width={info.arch.width})")
     task_data.check_model(info.task, info.labels, f"{model_dir}/{MODEL_CONFIG_FILE}")
+    # Before any work: every width must keep whole heads of *this* model (an imported
+    # student may have other head counts than the profile's).
+    check_widths(
+        cfg.width_mult_list,
+        info.arch,
+        "PruneConfig.width_mult_list",
+        model=f"model in {model_dir}",
+    )
 
 
 def _build_ofa(model: paddle.nn.Layer, teacher: paddle.nn.Layer, cfg: PruneConfig) -> Any:
@@ -165,7 +174,7 @@ def run_prune(
     set_seed(cfg.seed)
     task_data = load_task_dir(task_dir)
     # The model first: a wrong model dir is the more basic mistake than unset hparams.
-    _check_inputs(task_data, read_model_info(model_dir), model_dir)
+    _check_inputs(task_data, read_model_info(model_dir), model_dir, cfg)
     batch_size, learning_rate = cfg.optimisation()
     model, info = load_model(model_dir)
     from ppminilm.data.tokenizer import load_tokenizer
@@ -325,7 +334,7 @@ def _export_all(
                 task=info.task,
                 labels=list(info.labels),
             )
-            rel = Path() if w == widths[0] else Path(f"width_{w:g}")
+            rel = width_subdir(widths, w)
             provenance = {
                 "stage": "prune",
                 "config": cfg.to_dict(),
@@ -336,12 +345,16 @@ def _export_all(
                 "best_step": rec["best_step"],
             }
             save_model(
-                sub, tmp / rel / "model", sub_info, tokenizer_dir=model_dir, provenance=provenance
+                sub,
+                tmp / rel / MODEL_SUBDIR,
+                sub_info,
+                tokenizer_dir=model_dir,
+                provenance=provenance,
             )
             export_static(
                 sub,
                 sub_info,
-                tmp / rel / "inference",
+                tmp / rel / INFERENCE_SUBDIR,
                 max_seq_len=cfg.max_seq_len,
                 tokenizer_dir=model_dir,
                 provenance=provenance,
@@ -353,8 +366,9 @@ def _export_all(
                 "best_dev_acc": rec["best_dev_acc"],
                 "best_step": rec["best_step"],
                 "params": encoder_param_count(sub),
-                "model_dir": str(out_dir / rel / "model"),
-                "inference_dir": str(out_dir / rel / "inference"),
+                "subdir": str(rel),
+                "model_dir": str(out_dir / rel / MODEL_SUBDIR),
+                "inference_dir": str(out_dir / rel / INFERENCE_SUBDIR),
             }
         primary = per_width[f"{widths[0]:g}"]
         summary = {
