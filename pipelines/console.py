@@ -38,7 +38,7 @@ STAGES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("prune",), "OFA width pruning"),
     (("take-width", "quantize"), "INT8 quantization"),
     (("benchmark", "time-rows"), "benchmark + timing"),
-    (("select-candidate", "report"), "search + report"),
+    (("select-candidate", "serve", "report"), "search + report"),
 )
 #: Seconds each stage took on 2 cores with the local profile (clean-clone `make run`). Stages
 #: 6-8 since the compression search (two widths: one supernet, two PTQ searches, five

@@ -114,3 +114,13 @@ def test_tokenizers_of_another_structure_get_none(tokenizer) -> None:
 def test_short_lengths_are_refused(tokenizer) -> None:
     with pytest.raises(ValueError, match="max_seq_len=2"):
         FastEncoder(tokenizer).encode([("好", None)], 2)
+
+
+def test_prefill_caches_whole_words_and_keeps_the_ids(tokenizer, texts) -> None:
+    encoder = FastEncoder(tokenizer)
+    cached = encoder.prefill()
+    assert cached > 100 and "##" not in "".join(encoder._words)
+    pairs = [(t, None) for t in texts["singles"][:200]]
+    want, _ = encode_pairs_marking_truncation(tokenizer, pairs, 64)
+    got, _ = encoder.encode(pairs, 64)
+    assert all(np.array_equal(want[k], got[k]) for k in want)

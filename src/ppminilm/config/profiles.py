@@ -316,7 +316,7 @@ def stage_config(
 
     Args:
         stage: Stage key (``data``, ``teacher``, ``distill``, ``finetune``, ``grid``,
-            ``prune``, ``quantize``, ``infer``).
+            ``prune``, ``quantize``, ``infer``, ``serve``).
         profile: ``local`` or ``cluster``.
         overrides: Field values of this stage that win over the profile (nested dicts merge).
         task: The task the stage runs on: its per-task layers apply (and ``task`` is set on

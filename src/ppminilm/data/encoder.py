@@ -81,6 +81,17 @@ class FastEncoder:
         self.num_special_single = len(tokenizer.build_inputs_with_special_tokens([]))
         self.num_special_pair = len(tokenizer.build_inputs_with_special_tokens([], []))
 
+    def prefill(self) -> int:
+        """Remember the ids of every whole-word vocabulary entry up front (a server's first
+        requests then meet few new words); returns how many words are cached."""
+        for token in self.tokenizer.vocab.token_to_idx:
+            if not token.startswith("##") and token and not self._special_in(token):
+                self.ids(token)
+        return len(self._words)
+
+    def _special_in(self, text: str) -> bool:
+        return self._special is not None and self._special.search(text) is not None
+
     # ------------------------------------------------------------------ words
 
     def _kind(self, char: str) -> int:
@@ -120,7 +131,7 @@ class FastEncoder:
     def ids(self, text: str) -> list[int]:
         """Token ids of one text, without special tokens (``convert_tokens_to_ids(tokenize)``)."""
         tok = self.tokenizer
-        if (self._special is not None and self._special.search(text)) or _CONTEXT_LOWER in text:
+        if self._special_in(text) or _CONTEXT_LOWER in text:
             return list(tok.convert_tokens_to_ids(tok.tokenize(text)))
         if self._lower:
             text = text.lower()

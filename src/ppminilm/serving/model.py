@@ -173,17 +173,20 @@ class TextClassifier(kserve.Model):  # type: ignore[misc]
         )
 
     def _warm_up(self) -> None:
-        """One full and one single-row batch, on the worker thread that will serve."""
+        """Every batch size the queue can form, once, on the worker thread that will serve:
+        engines build their kernels per input shape on first sight (oneDNN primitives,
+        OpenVINO's dynamic shapes), which would otherwise land on the first requests."""
         import asyncio
 
         assert self.batcher is not None
         arrays, _ = self.encode(protocol.TextBatch([("warm-up", None)]))
-        full = {k: np.repeat(v, self.cfg.max_batch_size, axis=0) for k, v in arrays.items()}
 
         async def run() -> None:
             assert self.batcher is not None
-            await self.batcher.submit(full)
-            await self.batcher.submit(arrays)
+            for size in range(self.cfg.max_batch_size, 0, -1):
+                await self.batcher.submit(
+                    {k: np.repeat(v, size, axis=0) for k, v in arrays.items()}
+                )
 
         asyncio.run(run())
         self.batcher.stats = BatchStats()  # the warm-up is not served work
@@ -257,6 +260,7 @@ class TextClassifier(kserve.Model):  # type: ignore[misc]
                 if not same or want_cut != got_cut:
                     logger.warning("fast encoder disagrees with paddlenlp here: not used")
                     return None
+        logger.info("fast encoder: %d vocabulary words cached", encoder.prefill())
         return encoder
 
     @contextlib.contextmanager
