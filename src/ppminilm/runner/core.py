@@ -25,7 +25,7 @@ from ppminilm.config import StageConfig
 from ppminilm.contracts import StageSummary, numbers
 from ppminilm.data.taskdir import TASK_FILE
 from ppminilm.errors import UserError, exit_code_of, is_expected
-from ppminilm.io import dumps_json, read_json_file
+from ppminilm.io import atomic_write_json, dumps_json, read_json_file
 from ppminilm.progress import tag_records
 
 logger = logging.getLogger("ppminilm.runner")
@@ -278,6 +278,19 @@ def publish(
     if confusion is not None and summary.confusion is not None:
         matrix = [list(row) for row in summary.confusion.matrix]
         confusion.log_confusion_matrix(list(summary.confusion.labels), matrix)
+    for logged in (metrics, confusion):
+        if logged is not None and getattr(logged, "path", None):
+            write_metrics_file(logged)
+
+
+def write_metrics_file(logged: Any) -> None:
+    """Write a metrics artifact's logged values to its file (``metadata`` as JSON).
+
+    ``log_metric`` only fills ``metadata``. kfp.local's step cache drops an entry whose output
+    artifact has no file, so without this a second ``make run`` reused no step (every step has
+    a ``metrics`` output); on a cluster the launcher uploads the small file with the rest.
+    """
+    atomic_write_json(logged.path, dict(logged.metadata))
 
 
 def emit(value: Any) -> None:
