@@ -266,3 +266,29 @@ def test_gpu_scoring_on_a_cpu_build_fails_before_calibrating(
     assert not (tmp_path / "q").exists()
     with pytest.raises(ValueError, match="device"):
         QuantConfig(device="tpu")
+
+
+@pytest.mark.parametrize("mode", ["log", "bar"])
+def test_ptq_draws_no_bars_in_a_pipeline_log(
+    fp32_model: dict[str, Path],
+    tmp_path: Path,
+    mode: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # tqdm is imported (by paddle's PTQ modules) before the stage runs, as in a pipeline step,
+    # so TQDM_DISABLE set at that point is not read (compat.paddleslim.quiet_ptq).
+    import paddle.static.quantization.post_training_quantization as ptq_module
+
+    original = ptq_module.tqdm
+    monkeypatch.setenv("PPMINILM_PROGRESS", mode)
+    one = QuantConfig(
+        algos=("abs_max",), batch_sizes=(4,), batch_nums=(1,), max_seq_len=MAX_SEQ_LEN
+    )
+    run_quantize(fp32_model["task"], fp32_model["model"], tmp_path / "q", one)
+    err = capfd.readouterr().err
+    if mode == "log":
+        assert "Sampling stage" not in err and "Adding quant" not in err, err[-2000:]
+    else:  # a person at a terminal keeps them
+        assert "Sampling stage" in err
+    assert ptq_module.tqdm is original

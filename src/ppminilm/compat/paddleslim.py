@@ -380,6 +380,28 @@ def program_op_types(pdmodel: str | Path) -> Counter[str]:
     return Counter(op.type for block in desc.blocks for op in block.ops)
 
 
+#: Paddle's PTQ modules that draw tqdm bars through a module-level ``tqdm`` name.
+_PTQ_BAR_MODULES = (
+    "paddle.static.quantization.post_training_quantization",
+    "paddle.static.quantization.quantization_pass",
+)
+
+
+def _disable_ptq_bars() -> list[tuple[Any, Any]]:
+    """Swap each PTQ module's ``tqdm`` for one that draws nothing; return what to restore."""
+    import functools
+    import importlib
+
+    swapped = []
+    for name in _PTQ_BAR_MODULES:
+        module = importlib.import_module(name)
+        original = getattr(module, "tqdm", None)
+        if original is not None:
+            module.tqdm = functools.partial(original, disable=True)
+            swapped.append((module, original))
+    return swapped
+
+
 #: Loggers of paddle's and paddleslim's PTQ: an INFO line per phase and candidate.
 _PTQ_LOGGERS = ("paddle.static.quantization", "paddleslim")
 
@@ -390,7 +412,12 @@ def quiet_ptq(bars: bool) -> Iterator[None]:
 
     ``quant_post_static`` logs every phase at INFO in its own format and draws three tqdm
     bars per candidate; in a pipeline log (no terminal) each bar update is a line of its own,
-    some 40 lines per candidate. tqdm (>= 4.66) reads ``TQDM_DISABLE`` from the environment.
+    some 40 lines per candidate. tqdm reads ``TQDM_DISABLE`` only once, when it is imported
+    (its ``envwrap`` binds the environment into ``tqdm.__init__``), and paddle's PTQ modules
+    have imported it by the time a stage runs, so setting the variable here did nothing (the
+    quantize stage alone was 260 of a 592-line ``make run`` log). Their module-level ``tqdm``
+    name is swapped for a disabled one while the block runs; the variable is still set for
+    code that imports tqdm later.
 
     Args:
         bars: Keep the bars (a person at a terminal).
@@ -404,11 +431,15 @@ def quiet_ptq(bars: bool) -> Iterator[None]:
     previous = os.environ.get("TQDM_DISABLE")
     for lg in loggers:
         lg.setLevel(logging.WARNING)
+    swapped: list[tuple[Any, Any]] = []
     if not bars:
         os.environ["TQDM_DISABLE"] = "1"
+        swapped = _disable_ptq_bars()
     try:
         yield
     finally:
+        for module, original in swapped:
+            module.tqdm = original
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
         if previous is None:
