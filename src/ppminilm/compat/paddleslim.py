@@ -397,7 +397,7 @@ def _disable_ptq_bars() -> list[tuple[Any, Any]]:
         module = importlib.import_module(name)
         original = getattr(module, "tqdm", None)
         if original is not None:
-            module.tqdm = functools.partial(original, disable=True)
+            setattr(module, "tqdm", functools.partial(original, disable=True))  # noqa: B010
             swapped.append((module, original))
     return swapped
 
@@ -439,7 +439,7 @@ def quiet_ptq(bars: bool) -> Iterator[None]:
         yield
     finally:
         for module, original in swapped:
-            module.tqdm = original
+            setattr(module, "tqdm", original)  # noqa: B010
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
         if previous is None:

@@ -163,10 +163,14 @@ class TeacherConfig(StageConfig):
     max_seq_len: int = 128
     mask_prob: float = 0.15
     logging_steps: int = 50
+    #: CPU math threads for training (0: every CPU this process may use; see
+    #: ``compat.paddle.set_cpu_threads``). Unused on GPU.
+    num_threads: int = 0
     seed: int = 2021
 
     def validate(self) -> None:
         name = type(self).__name__
+        _check_positive(name, "num_threads", self.num_threads, allow_zero=True)
         for field in ("max_steps", "batch_size", "learning_rate", "max_seq_len", "logging_steps"):
             _check_positive(name, field, getattr(self, field))
         _check_fraction(name, "mask_prob", self.mask_prob, 0.01, 0.5)
@@ -199,10 +203,14 @@ class DistillConfig(StageConfig):
     use_amp: bool = False
     save_steps: int = 20000
     logging_steps: int = 100
+    #: CPU math threads for training (0: every CPU this process may use; see
+    #: ``compat.paddle.set_cpu_threads``). Unused on GPU.
+    num_threads: int = 0
     seed: int = 2021
 
     def validate(self) -> None:
         name = type(self).__name__
+        _check_positive(name, "num_threads", self.num_threads, allow_zero=True)
         for field in (
             "teacher_layer",
             "student_layer",
@@ -251,10 +259,14 @@ class FinetuneConfig(StageConfig):
     weight_decay: float = 0.01
     eval_steps: int = 100
     logging_steps: int = 20
+    #: CPU math threads for training (0: every CPU this process may use; see
+    #: ``compat.paddle.set_cpu_threads``). Unused on GPU.
+    num_threads: int = 0
     seed: int = 42
 
     def validate(self) -> None:
         name = type(self).__name__
+        _check_positive(name, "num_threads", self.num_threads, allow_zero=True)
         self.task = normalize_task(self.task)
         for field in ("batch_size", "learning_rate", "max_seq_len", "eval_steps", "logging_steps"):
             _check_positive(name, field, getattr(self, field))
@@ -324,10 +336,14 @@ class PruneConfig(StageConfig):
     importance_examples: int = 512
     eval_steps: int = 100
     logging_steps: int = 20
+    #: CPU math threads for training (0: every CPU this process may use; see
+    #: ``compat.paddle.set_cpu_threads``). Unused on GPU.
+    num_threads: int = 0
     seed: int = 42
 
     def validate(self) -> None:
         name = type(self).__name__
+        _check_positive(name, "num_threads", self.num_threads, allow_zero=True)
         check_width_list(self.width_mult_list, f"{name}.width_mult_list")
         for field in ("batch_size", "learning_rate"):
             if getattr(self, field) is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ppminilm.compat.paddle import paddle, set_seed
+from ppminilm.compat.paddle import paddle, set_cpu_threads, set_seed
 from ppminilm.config import FinetuneConfig, ModelArch
 from ppminilm.contracts import EvalPoint, FinetuneResult
 from ppminilm.data import DataError, TaskData, TaskSpec, load_task_dir
@@ -245,6 +245,7 @@ def run_finetune(
     from ppminilm.data.tokenizer import vocab_size
 
     set_seed(cfg.seed)
+    set_cpu_threads(cfg.num_threads)
     model, info = _build_classifier(init, data.labels, data.task, vocab_size(tokenizer))
     if cfg.max_seq_len > info.arch.max_position:
         raise ValueError(

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ppminilm.compat.paddle import paddle, set_seed
+from ppminilm.compat.paddle import paddle, set_cpu_threads, set_seed
 from ppminilm.config import TeacherConfig
 from ppminilm.contracts import Provenance
 from ppminilm.data.corpus import CorpusStream, corpus_fingerprint, encode_sentences
@@ -177,6 +177,7 @@ def run_pretrain_teacher(
     tokenizer = load_tokenizer(vocab_dir)
     arch = cfg.arch.replace(vocab_size=vocab_size(tokenizer))
     set_seed(cfg.seed)
+    set_cpu_threads(cfg.num_threads)
     model = build_model(arch, "mlm")
     model.train()
     optimizer, scheduler = make_optimizer(

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ppminilm.compat.paddle import paddle, set_seed
+from ppminilm.compat.paddle import paddle, set_cpu_threads, set_seed
 from ppminilm.config import DistillConfig
 from ppminilm.contracts import LOSS_CURVE_FILE
 from ppminilm.data.corpus import CorpusStream, corpus_fingerprint, encode_sentences
@@ -285,6 +285,7 @@ def run_distill(
     """
     started = time.perf_counter()
     rank, world = _dist_env()
+    set_cpu_threads(cfg.num_threads, share=world)  # ranks on one node share its CPUs
     tokenizer = load_tokenizer(vocab_dir or teacher_dir)
     teacher = load_teacher(teacher_dir)
     t_capture = QKVCapture(teacher, cfg.teacher_layer, stop_early=True)

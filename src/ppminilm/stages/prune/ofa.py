@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ppminilm.compat.paddle import paddle, set_seed
+from ppminilm.compat.paddle import paddle, set_cpu_threads, set_seed
 from ppminilm.compat.paddleslim import apply_dynabert_forward, dynabert_net_config, prepare_ofa
 from ppminilm.config import PruneConfig, check_widths
 from ppminilm.contracts import MODEL_CONFIG_FILE, PRUNE_SUMMARY_FILE
@@ -172,6 +172,7 @@ def run_prune(
     t0 = time.perf_counter()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     set_seed(cfg.seed)
+    set_cpu_threads(cfg.num_threads)
     task_data = load_task_dir(task_dir)
     # The model first: a wrong model dir is the more basic mistake than unset hparams.
     _check_inputs(task_data, read_model_info(model_dir), model_dir, cfg)
