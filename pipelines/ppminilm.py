@@ -301,6 +301,9 @@ def _recipe(
         teacher=teacher.outputs["teacher"],
         profile=profile,
     ).set_display_name("run report")
+    # Never from the cache: a re-run whose steps all hit the cache still writes its report
+    # (seconds of work) in this run's directory, where `make run` and the UI look for it.
+    summary.set_caching_options(False)
     if gpu:
         _on_pool(teacher, V100_POOL, GPU_TRAIN_IMAGE)
     for t in (check, data, teacher, summary):

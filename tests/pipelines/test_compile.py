@@ -278,3 +278,15 @@ def test_gpu_branch_scores_int8_candidates_on_the_t4_pool(ir):
     cpu = _in_widths_loop(pipeline, "cpu", "quantize")
     assert gpu["inputs"]["parameters"]["device"]["runtimeValue"]["constant"] == "gpu"
     assert cpu["inputs"]["parameters"]["device"]["runtimeValue"]["constant"] == "cpu"
+
+
+def test_only_the_report_skips_the_step_cache(ir):
+    """A re-run of unchanged inputs reuses every step but writes its own report."""
+    pipeline, _ = ir
+    uncached = sorted(
+        key
+        for key, spec in _tasks(pipeline)
+        if not spec["componentRef"]["name"].startswith(("comp-condition", "comp-for-loop"))
+        and not spec.get("cachingOptions", {}).get("enableCache")
+    )
+    assert uncached == ["report", "report-2"]
