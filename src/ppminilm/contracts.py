@@ -245,7 +245,8 @@ class TimedRow(Record):
     seconds_per_pass: Sequence[float]
     passes: Sequence[int]
     median_s: float
-    #: Median of the per-round ratios baseline / this row, and their lowest and highest.
+    #: Trimmed mean of the per-round ratios baseline / this row (``inference.timing``), and
+    #: the lowest and highest ratio.
     speedup: float
     speedup_low: float
     speedup_high: float
@@ -304,7 +305,7 @@ class SearchCandidate(Record):
     #: Seconds per dev pass in each timing round (every candidate timed in the same rounds,
     #: interleaved, so per-round ratios cancel the machine's load).
     round_seconds: Sequence[float] = ()
-    #: Speed-up over the speed baseline row (median of the rounds' ratios), if timed.
+    #: Speed-up over the speed baseline row (trimmed mean of the rounds' ratios), if timed.
     speedup: float | None = None
     #: Accuracy on a labelled test split no selection saw (None: the task has none).
     test_acc: float | None = None

@@ -28,4 +28,4 @@ def test_work_scale_of_the_local_profile_and_of_fewer_widths() -> None:
     assert one_width[6] == pytest.approx(0.5)  # one PTQ search instead of two
     # the prune batch size is the grid point's (unset in the profile): a max_steps override
     # still scales the pruning estimate
-    assert work_scale("local", {"prune": {"max_steps": 200}}, 4)[5] == pytest.approx(2.0)
+    assert work_scale("local", {"prune": {"max_steps": 160}}, 4)[5] == pytest.approx(2.0)

@@ -8,7 +8,7 @@ import pytest
 
 from ppminilm.config import TimingConfig
 from ppminilm.errors import ConfigError
-from ppminilm.inference.timing import time_interleaved, timed_rows
+from ppminilm.inference.timing import time_interleaved, timed_rows, trimmed_mean
 
 #: Sleep-based rows are exact to well under this share on any machine.
 RATIO_TOLERANCE = 0.25
@@ -59,3 +59,23 @@ def test_protocol_is_validated_and_described() -> None:
         TimingConfig(min_time_s=0)
     text = TimingConfig(rounds=5, min_time_s=1.5).describe()
     assert "5 rounds" in text and "1.5 s" in text and "interleaved" in text
+    with pytest.raises(ConfigError, match="threads"):
+        TimingConfig(threads=-1)
+    assert "on 1 math thread:" in TimingConfig().describe(threads=1)
+    assert "on 2 math threads:" in TimingConfig().describe(threads=2)
+
+
+def test_speedup_is_the_trimmed_mean_of_the_rounds_ratios() -> None:
+    # One disturbed round (the row stalled: ratio 1.0) and one lucky one (ratio 4.0) move a
+    # plain mean; the trimmed mean drops them and keeps the rounds' common ratio of 2.
+    base = [1.0] * 6
+    row = [0.5, 0.5, 1.0, 0.5, 0.25, 0.5]
+    rows = timed_rows({"baseline": (base, [1] * 6), "row": (row, [1] * 6)}, "baseline")
+    assert rows["row"].speedup == pytest.approx(2.0)
+    assert (rows["row"].speedup_low, rows["row"].speedup_high) == (1.0, 4.0)
+    assert rows["row"].median_s == pytest.approx(0.5)
+    # Under five rounds nothing is dropped.
+    assert trimmed_mean([1.0, 2.0, 6.0]) == pytest.approx(3.0)
+    assert trimmed_mean([1.0, 2.0, 3.0, 4.0, 100.0]) == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="no values"):
+        trimmed_mean([])

@@ -462,20 +462,25 @@ class TimingConfig(StageConfig):
     warmup_passes: int = 1
     rounds: int = 5
     min_time_s: float = 1.0
+    #: Math threads while timing; 0 = the stage's ``num_threads`` (as the benchmarks ran).
+    threads: int = 0
 
     def validate(self) -> None:
         name = type(self).__name__
         _check_positive(name, "rounds", self.rounds)
         _check_positive(name, "warmup_passes", self.warmup_passes, allow_zero=True)
         _check_positive(name, "min_time_s", self.min_time_s)
+        _check_positive(name, "threads", self.threads, allow_zero=True)
 
-    def describe(self) -> str:
-        """One sentence saying exactly what was timed."""
+    def describe(self, threads: int | None = None) -> str:
+        """One sentence saying exactly what was timed (``threads``: the math threads used)."""
+        on = f" on {threads} math thread{'s' if threads != 1 else ''}" if threads else ""
         return (
-            f"each row: {self.warmup_passes} untimed warm-up dev pass(es), then {self.rounds} "
-            f"rounds with the rows interleaved (order rotating); in a round a row repeats whole "
-            f"dev passes for at least {self.min_time_s:g} s; time = median over rounds of "
-            "seconds per pass, spread = fastest to slowest round"
+            f"each row{on}: {self.warmup_passes} untimed warm-up dev pass(es), then "
+            f"{self.rounds} rounds with the rows interleaved (order rotating); in a round a row "
+            f"repeats whole dev passes for at least {self.min_time_s:g} s; time = median over "
+            "rounds of seconds per pass; speed-up = mean of the per-round ratios to the "
+            "baseline without the lowest and highest, spread = lowest to highest ratio"
         )
 
 

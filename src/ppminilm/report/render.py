@@ -75,7 +75,7 @@ def avg_accuracy(row: ModelRow, tasks: Sequence[str]) -> float | None:
 
 
 def speedup_text(row: ModelRow) -> str:
-    """``2.41x ±3%`` (median of the rounds' ratios, half their range); ``-`` untimed."""
+    """``2.41x ±3%`` (trimmed mean of the rounds' ratios, half their range); ``-`` untimed."""
     if row.speed is None:
         return "-"
     s = row.speed

@@ -175,6 +175,8 @@ def time_rows(
     batches = list(iterate_batches({k: arrays[k] for k in serving.input_names}, cfg.batch_size))
     vocab = int(serving.arch.get("vocab_size", cfg.baseline.vocab_size))
     baseline_arch = cfg.baseline.replace(vocab_size=vocab)
+    # The timing step's own thread count (TimingConfig.threads; 0: as the benchmarks ran).
+    threads = cfg.timing.threads or cfg.num_threads
     with tempfile.TemporaryDirectory(prefix="ppminilm-timing-") as work:
         base_dir = build_speed_baseline(
             baseline_arch, list(serving.labels), serving.max_seq_len, first, Path(work) / "base"
@@ -185,7 +187,9 @@ def time_rows(
             row_serving = read_serving_config(model_dir)
             # Each row runs on the engine its serving.json names (the INT8 row's may be a CPU
             # peer chosen by the benchmark), at its own precision.
-            row_cfg = cfg.replace(precision=row_serving.precision, engine=row_serving.engine)
+            row_cfg = cfg.replace(
+                precision=row_serving.precision, engine=row_serving.engine, num_threads=threads
+            )
             predictor = open_engine(model_dir, row_cfg)
             details[row] = {
                 "precision": row_serving.precision,
@@ -193,17 +197,17 @@ def time_rows(
                 "engine": row_serving.engine,
             }
             runs[row] = _dev_pass(predictor, batches)
-        logger.info("timing %d rows on %s: %s", len(runs), name, cfg.timing.describe())
+        logger.info("timing %d rows on %s: %s", len(runs), name, cfg.timing.describe(threads))
         rows = timed_rows(time_interleaved(runs, cfg.timing), BASELINE_ROW, details)
     result = TimingResult(
         task=name,
         baseline=BASELINE_ROW,
         rows=rows,
         protocol=cfg.timing.to_dict(),
-        description=cfg.timing.describe(),
+        description=cfg.timing.describe(threads),
         device=cfg.device,
         cpu=cpu_model(),
-        threads=cfg.num_threads,
+        threads=threads,
         batch_size=cfg.batch_size,
         max_seq_len=cfg.max_seq_len,
         examples=len(arrays["input_ids"]),
