@@ -40,11 +40,10 @@ STAGES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("benchmark", "time-rows"), "benchmark + timing"),
     (("select-candidate", "serve", "report"), "search + report"),
 )
-#: Seconds each stage took on 2 cores with the local profile (clean-clone `make run`). Stages
-#: 6-8 since the compression search (two widths: one supernet, two PTQ searches, five
-#: candidates benchmarked and timed): a run under load divided by its pace on the unchanged
-#: teacher and distillation stages (2.0x).
-REFERENCE_SECONDS = (9.0, 103.0, 63.0, 139.0, 6.0, 73.0, 45.0, 113.0, 6.0)
+#: Seconds each stage took on 2 cores with the local profile: a quiet `make run` into a fresh
+#: OUT (2026-12-02, AMD EPYC VM, 9 min 29 s). Stage spans overlap where the DAG runs steps side
+#: by side; stage 8 spans from the first benchmark (before pruning) to the timing step's end.
+REFERENCE_SECONDS = (7.0, 74.0, 57.0, 203.0, 8.0, 61.0, 34.0, 117.0, 7.0)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TASK = re.compile(r"task '([^']+)'|task ([A-Za-z0-9_-]+)", re.IGNORECASE)
 _QUIET_DIR = Path(__file__).resolve().parent / "_quiet"
