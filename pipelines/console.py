@@ -44,6 +44,10 @@ STAGES: tuple[tuple[tuple[str, ...], str], ...] = (
 #: OUT (2026-12-02, AMD EPYC VM, 9 min 29 s). Stage spans overlap where the DAG runs steps side
 #: by side; stage 8 spans from the first benchmark (before pruning) to the timing step's end.
 REFERENCE_SECONDS = (7.0, 74.0, 57.0, 203.0, 8.0, 61.0, 34.0, 117.0, 7.0)
+#: Reference seconds of finished work before the ETA scales by the observed pace.
+MIN_PACE_SECONDS = 30.0
+#: The observed pace is clamped to this range (a stage can be slow for reasons that pass).
+PACE_LIMITS = (0.5, 3.0)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TASK = re.compile(r"task '([^']+)'|task ([A-Za-z0-9_-]+)", re.IGNORECASE)
 _QUIET_DIR = Path(__file__).resolve().parent / "_quiet"
@@ -219,11 +223,19 @@ class StageClock:
         return REFERENCE_SECONDS[stage] * self.scale[stage] * self.pace()
 
     def pace(self) -> float:
-        """Actual / reference seconds over the stages finished so far (1.0 before any)."""
+        """Actual / reference seconds over the stages finished so far (1.0 before any).
+
+        1.0 until :data:`MIN_PACE_SECONDS` of reference work is done, and clamped to
+        :data:`PACE_LIMITS`: one slow 7-second data step (a noisy neighbour made it 41 s once)
+        must not predict a 54-minute run.
+        """
         done = [i for i in self.last_end if i in self.first_start and i not in self._running()]
         actual = sum(self.last_end[i] - self.first_start[i] for i in done)
         expected = sum(REFERENCE_SECONDS[i] * self.scale[i] for i in done)
-        return actual / expected if actual > 0 and expected > 0 else 1.0
+        if actual <= 0 or expected < MIN_PACE_SECONDS:
+            return 1.0
+        low, high = PACE_LIMITS
+        return min(max(actual / expected, low), high)
 
     def _running(self) -> set[int]:
         return {i for i in self.first_start if i == max(self.first_start)}

@@ -29,3 +29,26 @@ def test_work_scale_of_the_local_profile_and_of_fewer_widths() -> None:
     # the prune batch size is the grid point's (unset in the profile): a max_steps override
     # still scales the pruning estimate
     assert work_scale("local", {"prune": {"max_steps": 160}}, 4)[5] == pytest.approx(2.0)
+
+
+def test_eta_pace_waits_for_enough_work_and_is_clamped() -> None:
+    import io
+
+    from pipelines.console import MIN_PACE_SECONDS, PACE_LIMITS, StageClock
+
+    clock = StageClock(scale=[1.0] * len(STAGES), out=io.StringIO())
+    assert clock.pace() == 1.0  # nothing done yet
+    # A slow data step alone (41 s against 7) is too little work to scale the ETA by.
+    clock.first_start[0], clock.last_end[0] = 0.0, 41.0
+    clock.first_start[1] = 41.0  # the teacher is running
+    assert REFERENCE_SECONDS[0] < MIN_PACE_SECONDS
+    assert clock.pace() == 1.0
+    # Teacher done too, ten times slower than the reference: clamped.
+    clock.last_end[1] = 41.0 + 10 * REFERENCE_SECONDS[1]
+    clock.first_start[2] = clock.last_end[1]
+    assert clock.pace() == PACE_LIMITS[1]
+    # At the reference pace: 1.0.
+    clock.last_end[0] = REFERENCE_SECONDS[0]
+    clock.first_start[1] = REFERENCE_SECONDS[0]
+    clock.last_end[1] = REFERENCE_SECONDS[0] + REFERENCE_SECONDS[1]
+    assert clock.pace() == pytest.approx(1.0)

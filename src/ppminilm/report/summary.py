@@ -222,7 +222,7 @@ def run_summary_from_results(
         split=bench.split,
         timing=(
             f"timed on {first.task} {bench.split} ({timing.examples} examples, batch "
-            f"{timing.batch_size}, {timing.threads} thread(s), {timing.device}): "
+            f"{timing.batch_size}, {timing.device}): "
             f"{timing.description}"
             if timing is not None
             else ""
