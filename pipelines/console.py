@@ -40,10 +40,11 @@ STAGES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("benchmark", "time-rows"), "benchmark + timing"),
     (("select-candidate", "serve", "report"), "search + report"),
 )
-#: Seconds each stage took on 2 cores with the local profile: a quiet `make run` into a fresh
-#: OUT (2026-12-02, AMD EPYC VM, 9 min 29 s). Stage spans overlap where the DAG runs steps side
-#: by side; stage 8 spans from the first benchmark (before pruning) to the timing step's end.
-REFERENCE_SECONDS = (7.0, 74.0, 57.0, 203.0, 8.0, 61.0, 34.0, 117.0, 7.0)
+#: Seconds each stage took on 2 cores with the local profile: two quiet `make run`s into fresh
+#: OUT dirs (2026-12-02, AMD EPYC VM, 8 min 27 s and 8 min 14 s), per stage the mean. Stage
+#: spans overlap where the DAG runs steps side by side; stage 8 spans from the first benchmark
+#: to the timing step's end.
+REFERENCE_SECONDS = (8.0, 64.0, 48.0, 177.0, 7.0, 76.0, 32.0, 117.0, 4.0)
 #: Reference seconds of finished work before the ETA scales by the observed pace.
 MIN_PACE_SECONDS = 30.0
 #: The observed pace is clamped to this range (a stage can be slow for reasons that pass).
